@@ -1,0 +1,70 @@
+"""`ExecuteContext`: one unit of work handed to a task's ``execute`` (a queue item or a tick)."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future
+from typing import Any
+
+import attrs
+
+__all__ = ["ExecuteContext"]
+
+
+@attrs.define(eq=False, order=False)
+class ExecuteContext:
+    """The item being executed, its attempt number, its future and its timer.
+
+    ``attempt`` counts from 1 and grows by one each time the item is retried (`TryLater`).
+    Contexts compare and order by ``item`` alone, so a priority queue can hold them.
+    ``future`` (optional) receives the outcome through `set_result` / `set_exception`.
+    Not thread-safe on its own: one worker handles a context at a time.
+    """
+
+    item: Any = None
+    attempt: int = 1
+    future: Future[Any] | None = None
+    started: float | None = None
+
+    def start(self) -> None:
+        """Start the timer (again, on a retry) and mark the future running if not yet."""
+        self.started = time.monotonic()
+        if self.future is not None and not self.future.running() and not self.future.done():
+            self.future.set_running_or_notify_cancel()
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since `start` (0.0 if not started)."""
+        return 0.0 if self.started is None else time.monotonic() - self.started
+
+    def set_result(self, result: Any) -> None:
+        """Resolve the future with ``result`` (no-op without a future or once it is done)."""
+        if self.future is not None and not self.future.done():
+            self.future.set_result(result)
+
+    def set_exception(self, exc: BaseException) -> bool:
+        """Fail the future with ``exc``; True if someone can observe it (there is a future)."""
+        if self.future is None:
+            return False
+        if not self.future.done():
+            self.future.set_exception(exc)
+        return True
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ExecuteContext):
+            return NotImplemented
+        return bool(self.item == other.item)
+
+    def __lt__(self, other: ExecuteContext) -> bool:
+        return bool(self.item < other.item)
+
+    def __le__(self, other: ExecuteContext) -> bool:
+        return bool(self.item <= other.item)
+
+    def __gt__(self, other: ExecuteContext) -> bool:
+        return bool(self.item > other.item)
+
+    def __ge__(self, other: ExecuteContext) -> bool:
+        return bool(self.item >= other.item)
+
+    __hash__ = None  # type: ignore[assignment]

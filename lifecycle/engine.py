@@ -1,0 +1,126 @@
+"""Strict dispatch: the state of one subject under one `MachineSpec`.
+
+Each spec is turned into one shared `transitions.Machine` (``model=None``,
+``auto_transitions=False``, so there are no ``to_<state>`` back doors), and the dispatch table
+is read back from that machine's events and checked against the spec. A `Lifecycle` then
+dispatches with one dict lookup under its own lock: ``transitions``' per-model ``add_model``
+(a list membership test, quadratic over many subjects) and its per-call event machinery are
+kept off the hot path, and its `LockedMachine` is not used (a plain lock is several times
+cheaper). Registering a subject is O(1).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from transitions import Machine
+
+from lifecycle.errors import IllegalTransition, InvalidSpec
+from lifecycle.journal import Journal
+from lifecycle.spec import MachineSpec
+
+__all__ = ["Lifecycle", "dispatch_table", "machine_for"]
+
+
+@functools.cache
+def machine_for(spec: MachineSpec) -> Any:
+    """The one shared `transitions.Machine` built from ``spec`` (no models attached)."""
+    return Machine(
+        model=None,
+        states=[s.value for s in spec.states],
+        initial=spec.initial,
+        transitions=[
+            {"trigger": e.trigger, "source": list(e.sources), "dest": e.dest}
+            for e in spec.transitions
+        ],
+        auto_transitions=False,
+        send_event=False,
+    )
+
+
+@functools.cache
+def dispatch_table(spec: MachineSpec) -> Mapping[tuple[str, str], str]:
+    """``(state, trigger) -> dest`` as read from `machine_for(spec)`.
+
+    Raises `InvalidSpec` if the transitions machine disagrees with the spec's own table.
+    """
+    machine = machine_for(spec)
+    table: dict[tuple[str, str], str] = {}
+    for trigger, event in machine.events.items():
+        for source, edges in event.transitions.items():
+            dests = {edge.dest for edge in edges}
+            if len(dests) != 1:
+                raise InvalidSpec(spec.name, f"{trigger!r} from {source!r} is ambiguous: {dests}")
+            table[(source, trigger)] = dests.pop()
+    if table != dict(spec.table):
+        raise InvalidSpec(spec.name, "the transitions machine disagrees with the spec table")
+    return table
+
+
+class Lifecycle:
+    """The current state of one subject (a task, a collection, a service) under one spec.
+
+    `fire` is the only way the state changes. Thread-safe: every call holds ``lock``, a
+    re-entrant lock that callers may also hold to make a check and a `fire` atomic. Each fired
+    and each refused trigger is appended to ``journal``.
+    """
+
+    __slots__ = ("_state", "_table", "journal", "lock", "spec", "subject")
+
+    def __init__(
+        self,
+        spec: MachineSpec,
+        subject: str,
+        journal: Journal,
+        *,
+        lock: threading.RLock | None = None,
+    ) -> None:
+        self.spec = spec
+        self.subject = subject
+        self.journal = journal
+        self.lock = lock if lock is not None else threading.RLock()
+        self._table = dispatch_table(spec)
+        self._state: str = spec.initial
+
+    @property
+    def state(self) -> Any:
+        """The current state, a member of the spec's state enum."""
+        return self.spec.states(self._state)
+
+    @property
+    def terminal(self) -> bool:
+        return self._state in self.spec.terminal
+
+    def allowed(self) -> tuple[str, ...]:
+        """The triggers the current state accepts."""
+        return self.spec.allowed(self._state)
+
+    def can(self, trigger: str) -> bool:
+        """Whether ``trigger`` is legal now (hold ``lock`` to act on the answer)."""
+        return (self._state, trigger) in self._table
+
+    def fire(self, trigger: str, cause: BaseException | str | None = None) -> Any:
+        """Move along ``trigger`` and return the new state.
+
+        Raises `IllegalTransition` when the current state has no such edge; the state is then
+        unchanged and a refused record (``ok=False``) is journaled.
+        """
+        with self.lock:
+            source = self._state
+            dest = self._table.get((source, trigger))
+            if dest is None:
+                self.journal.record(
+                    self.spec.name, self.subject, trigger, source, None, False, cause
+                )
+                raise IllegalTransition(
+                    self.subject, self.spec.name, source, trigger, self.spec.allowed(source)
+                )
+            self._state = dest
+            self.journal.record(self.spec.name, self.subject, trigger, source, dest, True, cause)
+        return self.spec.states(dest)
+
+    def __repr__(self) -> str:
+        return f"<Lifecycle {self.spec.name} {self.subject!r} {self._state}>"

@@ -1,0 +1,196 @@
+"""The typed errors of `lifecycle`.
+
+Every error is a `LifecycleError`; each carries the attributes a caller needs to act on it, and
+a message that names the subject and what to do. Errors that also mean "bad argument" or "not
+found" inherit the matching built-in (`ValueError`, `TypeError`, `LookupError`) so that generic
+handlers keep working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+__all__ = [
+    "DependencyCycle",
+    "DuplicateTask",
+    "IllegalTransition",
+    "InitError",
+    "InvalidSpec",
+    "InvalidTask",
+    "LifecycleError",
+    "RegistrationClosed",
+    "StopError",
+    "StopTimeout",
+    "UnknownTask",
+]
+
+
+class LifecycleError(Exception):
+    """Base class of every error raised by `lifecycle`."""
+
+
+class InvalidSpec(LifecycleError, ValueError):
+    """A state-machine table is malformed.
+
+    Attributes: ``spec`` (the table's name) and ``problem`` (what is wrong).
+    """
+
+    def __init__(self, spec: str, problem: str) -> None:
+        self.spec = spec
+        self.problem = problem
+        super().__init__(f"invalid {spec} spec: {problem}")
+
+
+class IllegalTransition(LifecycleError):
+    """A trigger was fired in a state whose table has no such edge; nothing was changed.
+
+    Attributes: ``subject`` (who), ``kind`` (which machine), ``state`` (the current state),
+    ``trigger`` (what was asked) and ``allowed`` (the triggers the current state accepts).
+    """
+
+    def __init__(
+        self, subject: str, kind: str, state: str, trigger: str, allowed: Sequence[str]
+    ) -> None:
+        self.subject = subject
+        self.kind = kind
+        self.state = state
+        self.trigger = trigger
+        self.allowed = tuple(allowed)
+        accepts = ", ".join(self.allowed) if self.allowed else "nothing (terminal state)"
+        super().__init__(
+            f"{kind} {subject!r} cannot {trigger!r} while {state}; {state} accepts: {accepts}"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.subject, self.kind, self.state, self.trigger, self.allowed))
+
+
+class InvalidTask(LifecycleError, TypeError):
+    """Something that is not a usable task class was given where one is required.
+
+    Attributes: ``task`` (the offending object) and ``problem``.
+    """
+
+    def __init__(self, task: object, problem: str) -> None:
+        self.task = task
+        self.problem = problem
+        super().__init__(f"{task!r}: {problem}")
+
+
+class DuplicateTask(LifecycleError, ValueError):
+    """Two different task classes share one name.
+
+    Attributes: ``name`` and the qualified names ``existing`` and ``new``.
+    """
+
+    def __init__(self, name: str, existing: str, new: str) -> None:
+        self.name = name
+        self.existing = existing
+        self.new = new
+        super().__init__(
+            f"task name {name!r} is taken by {existing}; cannot also register {new} "
+            "(rename one of the classes)"
+        )
+
+
+class DependencyCycle(LifecycleError, ValueError):
+    """Task dependencies form a cycle.
+
+    Attribute ``cycle``: the names along the cycle, the first repeated at the end
+    (``("A", "B", "A")``).
+    """
+
+    def __init__(self, cycle: Sequence[str]) -> None:
+        self.cycle = tuple(cycle)
+        super().__init__("dependency cycle: " + " -> ".join(self.cycle))
+
+
+class UnknownTask(LifecycleError, LookupError):
+    """A task was looked up by a name or class that is not registered.
+
+    Attributes: ``name`` and ``known`` (the registered names).
+    """
+
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        self.name = name
+        self.known = tuple(known)
+        listed = ", ".join(self.known) if self.known else "none"
+        super().__init__(f"no task named {name!r}; registered: {listed}")
+
+    def __str__(self) -> str:
+        # LookupError's KeyError-style repr quoting does not apply; keep the plain message.
+        return str(self.args[0])
+
+
+class RegistrationClosed(LifecycleError):
+    """A collection's task set was changed after its tasks were created.
+
+    Attributes: ``collection`` and ``state``.
+    """
+
+    def __init__(self, collection: str, state: str, action: str) -> None:
+        self.collection = collection
+        self.state = state
+        super().__init__(
+            f"cannot {action}: collection {collection!r} is {state}; "
+            "tasks can only be registered or unregistered before create()"
+        )
+
+
+class InitError(ExceptionGroup[Exception], LifecycleError):
+    """Tasks failed while the collection was created or initialized.
+
+    An `ExceptionGroup` of every task's error; ``failed`` maps each failed task's name to its
+    error, and ``__cause__`` is the first root cause.
+    """
+
+    failed: Mapping[str, Exception]
+
+    def __new__(cls, failed: Mapping[str, Exception]) -> InitError:
+        names = ", ".join(failed)
+        self = super().__new__(cls, f"tasks failed to initialize: {names}", list(failed.values()))
+        self.failed = dict(failed)
+        return self
+
+    def __init__(self, failed: Mapping[str, Exception]) -> None:
+        names = ", ".join(failed)
+        super().__init__(f"tasks failed to initialize: {names}", list(failed.values()))
+
+    def derive(self, excs: Sequence[Exception]) -> ExceptionGroup[Exception]:  # type: ignore[override]
+        return ExceptionGroup(self.message, list(excs))
+
+
+class StopError(ExceptionGroup[Exception], LifecycleError):
+    """Tasks raised while being stopped; every task was still asked to stop.
+
+    An `ExceptionGroup`; ``failed`` maps each task's name to its error.
+    """
+
+    failed: Mapping[str, Exception]
+
+    def __new__(cls, failed: Mapping[str, Exception]) -> StopError:
+        names = ", ".join(failed)
+        self = super().__new__(cls, f"tasks failed to stop: {names}", list(failed.values()))
+        self.failed = dict(failed)
+        return self
+
+    def __init__(self, failed: Mapping[str, Exception]) -> None:
+        names = ", ".join(failed)
+        super().__init__(f"tasks failed to stop: {names}", list(failed.values()))
+
+    def derive(self, excs: Sequence[Exception]) -> ExceptionGroup[Exception]:  # type: ignore[override]
+        return ExceptionGroup(self.message, list(excs))
+
+
+class StopTimeout(LifecycleError, TimeoutError):
+    """Tasks were still running when a stop deadline passed.
+
+    Attributes: ``tasks`` (the names still running) and ``timeout`` (seconds).
+    """
+
+    def __init__(self, tasks: Sequence[str], timeout: float) -> None:
+        self.tasks = tuple(tasks)
+        self.timeout = timeout
+        super().__init__(
+            f"tasks still running {timeout:g}s after stop was requested: {', '.join(self.tasks)}"
+        )

@@ -1,0 +1,340 @@
+"""The journal: one `Transition` record for every fired or refused trigger.
+
+A `Journal` keeps its records in memory, tells subscribers about each one as it is appended,
+and can stream them to a JSONL file as they happen. The file format:
+
+* line 1, the header: ``{"format": "lifecycle-journal", "version": 1, "specs": {...},
+  "tasks": {name: {"class": ..., "deps": [...], "wants": [...]}}, "hash": ...}``;
+* then one record per line, the fields of `Transition` plus ``hash``.
+
+Every line is canonical JSON (sorted keys, no spaces). Its ``hash`` is the SHA-256 (hex) of the
+previous line's hash followed by the line's canonical JSON without the ``hash`` key; the header
+chains from the empty string. Editing, dropping, inserting or reordering a line breaks the chain,
+which `lifecycle.audit` reports. Each streamed line is flushed as it is written, so a process
+killed at any moment leaves a valid prefix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from typing import IO, Any
+
+import attrs
+
+from lifecycle.errors import LifecycleError
+from lifecycle.spec import SPECS
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "Journal",
+    "JournalFormatError",
+    "Transition",
+    "canonical",
+    "chain_hash",
+    "describe_cause",
+    "read_journal",
+]
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
+
+FORMAT = "lifecycle-journal"
+FORMAT_VERSION = 1
+
+Listener = Callable[["Transition"], object]
+
+
+@attrs.frozen(slots=True)
+class Transition:
+    """One fired (``ok``) or refused (not ``ok``, ``dest`` None) trigger.
+
+    ``time`` is wall-clock seconds, ``mono`` monotonic nanoseconds; ``cause`` is the text of the
+    exception behind a skip or failure (type, message and traceback where there is one).
+    """
+
+    seq: int
+    time: float
+    mono: int
+    kind: str
+    subject: str
+    trigger: str
+    source: str
+    dest: str | None
+    ok: bool
+    cause: str | None
+    thread: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Transition:
+        """Build a record from its JSON form; raises `JournalFormatError` on a bad field."""
+        fields = attrs.fields(cls)
+        missing = [f.name for f in fields if f.name not in data]
+        if missing:
+            raise JournalFormatError(f"record lacks {', '.join(missing)}")
+        values = {f.name: data[f.name] for f in fields}
+        for name, kinds in _FIELD_TYPES.items():
+            value = values[name]
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                raise JournalFormatError(f"record field {name!r} has a bad value: {value!r}")
+        return cls(**values)
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "seq": (int,),
+    "time": (int, float),
+    "mono": (int,),
+    "kind": (str,),
+    "subject": (str,),
+    "trigger": (str,),
+    "source": (str,),
+    "dest": (str, type(None)),
+    "ok": (bool,),
+    "cause": (str, type(None)),
+    "thread": (str,),
+}
+
+
+class JournalFormatError(LifecycleError, ValueError):
+    """A journal file could not be read. ``line`` is the 1-based line number, if known."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        self.line = line
+        self.reason = message
+        super().__init__(f"line {line}: {message}" if line is not None else message)
+
+
+def canonical(obj: Mapping[str, Any]) -> str:
+    """The canonical JSON text of ``obj``: sorted keys, no spaces, ASCII only."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def chain_hash(previous: str, line: str) -> str:
+    """The hash of a line whose canonical JSON (without ``hash``) is ``line``."""
+    return hashlib.sha256((previous + line).encode()).hexdigest()
+
+
+def describe_cause(exc: BaseException | str | None) -> str | None:
+    """The journal text of a cause: type, message and traceback where there is one."""
+    if exc is None or isinstance(exc, str):
+        return exc
+    return "".join(traceback.format_exception(exc)).rstrip("\n")
+
+
+class Journal:
+    """An append-only, thread-safe log of transitions.
+
+    ``path``: when given, every record is also written to that file as it is appended (see the
+    module docstring for the format); the header is written with the first record, so that it
+    includes the tasks registered before anything happened. Call `close` when done.
+
+    Listeners added with `subscribe` are called with each record, in sequence order, on the
+    thread that fired the trigger, while the journal's lock is held: keep them quick, and never
+    fire triggers from them. A listener that raises is logged and otherwise ignored.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._records: list[Transition] = []
+        self._listeners: tuple[Listener, ...] = ()
+        self._tasks: dict[str, dict[str, Any]] = {}
+        self._seq = 0
+        self._file: IO[str] | None = None
+        self._hash = ""
+        self._header_written = False
+        self.path = os.fspath(path) if path is not None else None
+        if self.path is not None:
+            self._file = open(self.path, "w", encoding="ascii")  # noqa: SIM115
+
+    # -- recording -------------------------------------------------------------------------
+
+    def record(
+        self,
+        kind: str,
+        subject: str,
+        trigger: str,
+        source: str,
+        dest: str | None,
+        ok: bool,
+        cause: BaseException | str | None = None,
+    ) -> Transition:
+        """Append one record with the next sequence number and return it. Thread-safe."""
+        text = describe_cause(cause)
+        thread = threading.current_thread().name
+        with self._lock:
+            self._seq += 1
+            rec = Transition(
+                self._seq,
+                time.time(),
+                time.monotonic_ns(),
+                kind,
+                subject,
+                trigger,
+                str(source),
+                None if dest is None else str(dest),
+                ok,
+                text,
+                thread,
+            )
+            self._records.append(rec)
+            if self._file is not None:
+                self._stream(rec)
+            for listener in self._listeners:
+                try:
+                    listener(rec)
+                except Exception:
+                    logger.exception("journal listener %r raised; ignored", listener)
+        return rec
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(record)`` for every later record; returns a function that undoes it."""
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._listeners = tuple(x for x in self._listeners if x is not listener)
+
+        return unsubscribe
+
+    def describe_tasks(self, tasks: Mapping[str, Mapping[str, Any]]) -> None:
+        """Record the tasks (name → ``class``, ``deps``, ``wants``) for the header."""
+        with self._lock:
+            for name, info in tasks.items():
+                self._tasks[name] = {
+                    "class": str(info.get("class", name)),
+                    "deps": [str(d) for d in info.get("deps", ())],
+                    "wants": [str(w) for w in info.get("wants", ())],
+                }
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @property
+    def records(self) -> tuple[Transition, ...]:
+        """A snapshot of every record so far, in sequence order."""
+        with self._lock:
+            return tuple(self._records)
+
+    @property
+    def tasks(self) -> dict[str, dict[str, Any]]:
+        """A copy of the task descriptions given to `describe_tasks`."""
+        with self._lock:
+            return {name: dict(info) for name, info in self._tasks.items()}
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def header(self) -> dict[str, Any]:
+        """The header of this journal's file form."""
+        with self._lock:
+            return self._header()
+
+    def _header(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "specs": {name: spec.to_dict() for name, spec in SPECS.items()},
+            "tasks": {name: dict(info) for name, info in self._tasks.items()},
+        }
+
+    # -- files -----------------------------------------------------------------------------
+
+    def write(self, path: str | os.PathLike[str]) -> None:
+        """Write the whole journal to ``path`` in the JSONL format, replacing the file."""
+        with self._lock:
+            header = self._header()
+            records = list(self._records)
+        with open(path, "w", encoding="ascii") as out:
+            for line in _chained_lines([header, *(r.to_dict() for r in records)]):
+                out.write(line)
+
+    def close(self) -> None:
+        """Finish the streamed file (writing the header if nothing was recorded). Idempotent."""
+        with self._lock:
+            if self._file is None:
+                return
+            if not self._header_written:
+                self._write_line(self._header())
+                self._header_written = True
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _stream(self, rec: Transition) -> None:
+        if not self._header_written:
+            self._write_line(self._header())
+            self._header_written = True
+        self._write_line(rec.to_dict())
+
+    def _write_line(self, obj: dict[str, Any]) -> None:
+        if self._file is None:
+            return
+        body = canonical(obj)
+        self._hash = chain_hash(self._hash, body)
+        self._file.write(canonical({**obj, "hash": self._hash}) + "\n")
+        self._file.flush()
+
+
+def _chained_lines(objs: Iterable[dict[str, Any]]) -> Iterable[str]:
+    previous = ""
+    for obj in objs:
+        previous = chain_hash(previous, canonical(obj))
+        yield canonical({**obj, "hash": previous}) + "\n"
+
+
+def read_journal(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Transition]]:
+    """Read a journal file: its header and records. Does not check the hash chain.
+
+    Raises `JournalFormatError` (with the line number) for a file that is not a journal:
+    unreadable, bad JSON, wrong format or version, or a record with missing or bad fields.
+    `lifecycle.audit` is the checker that reports tampering rather than raising.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JournalFormatError(f"cannot read {os.fspath(path)!r}: {exc}") from exc
+    if not lines:
+        raise JournalFormatError("empty file: no journal header", line=1)
+    header = _parse_line(lines[0], 1)
+    if header.get("format") != FORMAT:
+        raise JournalFormatError(f"not a lifecycle journal (format {header.get('format')!r})", 1)
+    if header.get("version") != FORMAT_VERSION:
+        raise JournalFormatError(
+            f"unsupported journal version {header.get('version')!r} (expected {FORMAT_VERSION})",
+            1,
+        )
+    records = []
+    for number, line in enumerate(lines[1:], start=2):
+        data = _parse_line(line, number)
+        data.pop("hash", None)
+        try:
+            records.append(Transition.from_dict(data))
+        except JournalFormatError as exc:
+            raise JournalFormatError(exc.reason, number) from None
+    return header, records
+
+
+def _parse_line(line: str, number: int) -> dict[str, Any]:
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise JournalFormatError(f"not JSON: {exc.msg}", number) from None
+    if not isinstance(data, dict):
+        raise JournalFormatError("not a JSON object", number)
+    return data

@@ -1,0 +1,271 @@
+"""Tasks: the unit of background work a service owns.
+
+Subclass `Task` and override its hooks: `init_task` (once, before start; raise `SkipTask` to
+opt out), `init_thread` and `run_loop` (per worker thread), and `on_stop` (when stop is
+requested). The collection drives `start`, `stop` and `join`; a subclass may not override
+them. Every state change goes through the task's `Lifecycle` and so into the journal.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from lifecycle.engine import Lifecycle
+from lifecycle.errors import LifecycleError
+from lifecycle.spec import TaskState
+
+__all__ = ["SkipTask", "Task", "TryLater"]
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
+
+#: The engine-driven methods a subclass may not override, and the hook to use instead.
+_ENGINE_DRIVEN = {
+    "start": "init_task() or run_loop()",
+    "stop": "on_stop()",
+    "join": "on_stop() (and let run_loop() return when stop_event is set)",
+}
+
+
+class SkipTask(Exception):
+    """Raised from `Task.init_task` to skip the task (and the tasks that require it)."""
+
+
+class TryLater(Exception):
+    """Raised from a task's work to defer it; ``after`` is a delay in seconds, or None."""
+
+    def __init__(self, message: str | None = None, after: float | None = None) -> None:
+        if after is not None and not (after >= 0):
+            raise ValueError(f"TryLater(after=...) must be a delay >= 0 seconds, not {after!r}")
+        super().__init__(*(() if message is None else (message,)))
+        self.message = message
+        self.after = after
+
+
+class Task:
+    """Base class of every task.
+
+    Class attributes:
+
+    * ``DEPS``: task classes this task requires; they are registered with it, initialized and
+      started before it and stopped after it, and if one ends skipped or failed this task is
+      skipped with a reason naming it.
+    * ``WANTS``: task classes ordered before this one when they are registered; nothing more.
+    * ``LOOPLESS``: no worker threads; the task is running from `start` until `stop`.
+    * ``workers``: the number of worker threads, each running `init_thread` then `run_loop`.
+    * ``OPT_PREFIX``: the prefix of this task's command-line options (default: the class name).
+
+    A worker that raises anything, `SystemExit` included, fails its task with that cause and
+    asks the service the task was created with to shut down (``service.shutdown(reason)``).
+    """
+
+    DEPS: ClassVar[Sequence[type[Task]]] = ()
+    WANTS: ClassVar[Sequence[type[Task]]] = ()
+    LOOPLESS: ClassVar[bool] = False
+    OPT_PREFIX: ClassVar[str | None] = None
+    workers: int = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for method, hook in _ENGINE_DRIVEN.items():
+            if method in cls.__dict__:
+                raise TypeError(
+                    f"{cls.__qualname__} overrides {method}(), which the collection drives; "
+                    f"override {hook} instead"
+                )
+
+    def __init__(self, service: Any = None) -> None:
+        self.service = service
+        self.failure: BaseException | None = None
+        self._lifecycle: Lifecycle | None = None
+        self._stop_event: threading.Event | None = None
+        self._threads: list[threading.Thread] = []
+        self._alive = 0
+        self._in_on_stop = False
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    def init_task(self) -> None:
+        """Prepare the task; runs once, in dependency order. Raise `SkipTask` to opt out."""
+
+    def init_thread(self) -> None:
+        """Prepare one worker thread; runs on that thread before `run_loop`."""
+
+    def run_loop(self) -> None:
+        """The work of one worker thread; return when `stop_event` is set."""
+        raise NotImplementedError(f"{type(self).__qualname__} must implement run_loop()")
+
+    def on_stop(self) -> None:
+        """Called once when stop is requested, after `stop_event` is set."""
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The task's name: its class name."""
+        return type(self).__name__
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        """The task's state machine; raises `LifecycleError` if no collection created it."""
+        if self._lifecycle is None:
+            raise LifecycleError(
+                f"task {self.name!r} was not created by a collection; "
+                "register it in a Tasks collection and call create()"
+            )
+        return self._lifecycle
+
+    @property
+    def state(self) -> TaskState:
+        return TaskState(self.lifecycle.state)
+
+    @property
+    def stop_event(self) -> threading.Event:
+        """Set when stop is requested; `run_loop` should wait on it rather than sleep."""
+        event = self._stop_event
+        if event is None:
+            with self.lifecycle.lock:
+                if self._stop_event is None:
+                    self._stop_event = threading.Event()
+                event = self._stop_event
+        return event
+
+    @property
+    def running(self) -> bool:
+        """True while the task does work: a worker is alive (LOOPLESS: state is running)."""
+        if self.LOOPLESS:
+            return self._lifecycle is not None and self._lifecycle.state == TaskState.RUNNING
+        return any(t.is_alive() for t in self._threads)
+
+    @property
+    def threads(self) -> tuple[threading.Thread, ...]:
+        return tuple(self._threads)
+
+    def _bind(self, lifecycle: Lifecycle) -> None:
+        self._lifecycle = lifecycle
+
+    # -- engine-driven ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Move initialized → running and launch the workers.
+
+        Raises `IllegalTransition` unless the task is initialized. Driven by the collection.
+        """
+        lc = self.lifecycle
+        with lc.lock:
+            lc.fire("start")
+            if self.LOOPLESS:
+                return
+            count = self.workers
+            self._alive = count
+            self._threads = [
+                threading.Thread(
+                    target=self._work,
+                    name=self.name if count == 1 else f"{self.name}-{i}",
+                    daemon=True,  # a stop deadline that passes must not keep the process alive
+                )
+                for i in range(count)
+            ]
+        for index, thread in enumerate(self._threads):
+            try:
+                thread.start()
+            except BaseException as exc:  # e.g. "can't start new thread"
+                with lc.lock:
+                    self._alive -= len(self._threads) - index
+                    del self._threads[index:]
+                self._fail(exc)
+                break
+
+    def stop(self) -> None:
+        """Request a stop: set `stop_event`, call `on_stop`, finish when the workers are gone.
+
+        Created or initialized tasks go straight to stopped. Raises `IllegalTransition` from a
+        terminal state, and re-raises what `on_stop` raised (the task is then failed).
+        """
+        lc = self.lifecycle
+        with lc.lock:
+            lc.fire("stop")
+            if lc.state != TaskState.STOPPING:
+                return
+            self._in_on_stop = True
+        self.stop_event.set()
+        try:
+            self.on_stop()
+        except BaseException as exc:
+            with lc.lock:
+                self._in_on_stop = False
+            self._fail(exc)
+            raise
+        with lc.lock:
+            self._in_on_stop = False
+            if self._alive == 0 and lc.can("finish"):
+                lc.fire("finish")
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the workers to exit, at most ``timeout`` seconds in all; True if they did."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in tuple(self._threads):
+            if thread is threading.current_thread():
+                continue
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            thread.join(remaining)
+        return not any(t.is_alive() for t in self._threads)
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        try:
+            self.init_thread()
+            self.run_loop()
+        except BaseException as exc:
+            self._fail(exc)
+            self._request_shutdown(exc)
+        finally:
+            lc = self.lifecycle
+            with lc.lock:
+                self._alive -= 1
+                if self._alive == 0 and not self._in_on_stop and lc.can("finish"):
+                    lc.fire("finish")
+
+    def _fail(self, exc: BaseException) -> None:
+        """Fail the task with ``exc`` unless it already ended; wake the other workers."""
+        lc = self.lifecycle
+        with lc.lock:
+            if lc.can("fail"):
+                self.failure = exc
+                lc.fire("fail", exc)
+        self.stop_event.set()
+
+    def _request_shutdown(self, exc: BaseException) -> None:
+        reason = f"task {self.name!r} failed: {type(exc).__name__}: {exc}"
+        shutdown = getattr(self.service, "shutdown", None)
+        if callable(shutdown):
+            try:
+                shutdown(reason)
+            except Exception:
+                logger.exception("shutdown request from task %r raised", self.name)
+        else:
+            logger.error("%s (no service to shut down)", reason)
+
+    # -- registration ----------------------------------------------------------------------
+
+    @classmethod
+    def register(cls) -> type[Task]:
+        """Register this class (and its DEPS) in the module-level `REGISTERED` collection."""
+        from lifecycle.collection import REGISTERED
+
+        REGISTERED.register(cls)
+        return cls
+
+    def __repr__(self) -> str:
+        state = self._lifecycle.state if self._lifecycle is not None else "unbound"
+        return f"<{type(self).__qualname__} {self.name!r} {state}>"
+
+
+def task_name(cls: type[Task]) -> str:
+    """The name a task class registers under."""
+    return cls.__name__
