@@ -8,12 +8,16 @@ from lifecycle.errors import (
     DuplicateTask,
     IllegalTransition,
     InitError,
+    InvalidItem,
     InvalidSpec,
     InvalidTask,
     LifecycleError,
+    QueueFull,
     RegistrationClosed,
     StopError,
     StopTimeout,
+    TaskNotRunning,
+    TaskStopped,
     UnknownTask,
 )
 from lifecycle.journal import Journal, JournalFormatError, Transition, read_journal
@@ -29,6 +33,7 @@ from lifecycle.spec import (
     TaskState,
 )
 from lifecycle.task import SkipTask, Task, TryLater
+from lifecycle.tasks import PeriodicTask, PriorityQueueTask, QueueTask, UniqueQueueTask
 
 __version__ = "0.1.0"
 
@@ -45,6 +50,7 @@ __all__ = [
     "ExecuteContext",
     "IllegalTransition",
     "InitError",
+    "InvalidItem",
     "InvalidSpec",
     "InvalidTask",
     "Journal",
@@ -52,16 +58,23 @@ __all__ = [
     "Lifecycle",
     "LifecycleError",
     "MachineSpec",
+    "PeriodicTask",
+    "PriorityQueueTask",
+    "QueueFull",
+    "QueueTask",
     "RegistrationClosed",
     "ServiceState",
     "SkipTask",
     "StopError",
     "StopTimeout",
     "Task",
+    "TaskNotRunning",
     "TaskState",
+    "TaskStopped",
     "Tasks",
     "Transition",
     "TryLater",
+    "UniqueQueueTask",
     "UnknownTask",
     "read_journal",
 ]

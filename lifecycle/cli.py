@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from lifecycle.spec import SPEC_SCHEMA_VERSION, SPECS, MachineSpec
 
@@ -51,6 +52,315 @@ def _add_spec(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(command=_cmd_spec)
 
 
+def _diagram_fail(message: str, code: int = EXIT_USAGE) -> int:
+    print(f"lifecycle diagram: {message}", file=sys.stderr)
+    return code
+
+
+def _cmd_diagram(args: argparse.Namespace) -> int:
+    from lifecycle import diagrams
+    from lifecycle.errors import LifecycleError
+
+    if args.all is not None:
+        if args.machine or args.deps or args.journal or args.out or args.format or args.highlight:
+            return _diagram_fail("--all DIR takes no machine, --deps, --journal, --format or --out")
+        try:
+            written = diagrams.write_all(args.all, svgs=diagrams.has_graphviz())
+        except LifecycleError as exc:
+            return _diagram_fail(str(exc), EXIT_FAILED)
+        for path in written:
+            print(path)
+        if not diagrams.has_graphviz():
+            return _diagram_fail(f"{diagrams.GraphvizNotFound('dot')}; wrote no SVG", EXIT_FAILED)
+        return EXIT_OK
+
+    fmt = args.format
+    if fmt is None:
+        suffixes = {suffix: name for name, suffix in diagrams.FORMATS.items()}
+        fmt = suffixes.get(args.out.suffix if args.out else "", "mermaid")
+    if fmt not in diagrams.FORMATS:
+        known = ", ".join(diagrams.FORMATS)
+        return _diagram_fail(f"unknown format {fmt!r}; expected one of {known}")
+    if args.machine is not None and args.machine not in SPECS:
+        return _diagram_fail(
+            f"unknown machine {args.machine!r}; expected one of {', '.join(SPECS)}"
+        )
+    if args.machine is not None and args.deps:
+        return _diagram_fail("give a machine or --deps, not both")
+    if args.highlight and (args.machine is None or args.journal):
+        return _diagram_fail("--highlight needs a machine and no --journal")
+    if args.deps and args.journal:
+        return _diagram_fail("--deps draws a live graph, --journal an observed one: give one")
+    try:
+        if args.machine is not None and args.journal:
+            diagram: diagrams.Diagram = diagrams.journal_machine_diagram(
+                SPECS[args.machine], args.journal
+            )
+        elif args.machine is not None:
+            diagram = diagrams.machine_diagram(SPECS[args.machine], args.highlight)
+        elif args.deps:
+            diagram = diagrams.dependency_diagram(diagrams.load_object(args.deps))
+        elif args.journal:
+            diagram = diagrams.journal_dependency_diagram(args.journal)
+        else:
+            return _diagram_fail(
+                "nothing to draw: give a machine (task, collection, service), --deps "
+                "MODULE:CLASS, --journal FILE or --all DIR"
+            )
+    except LifecycleError as exc:
+        return _diagram_fail(str(exc))
+    try:
+        content = diagrams.render(diagram, fmt)
+    except LifecycleError as exc:
+        return _diagram_fail(str(exc), EXIT_FAILED)
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    if args.out is None:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return EXIT_OK
+    try:
+        args.out.write_bytes(data)
+    except OSError as exc:
+        return _diagram_fail(f"cannot write {str(args.out)!r}: {exc.strerror or exc}", EXIT_FAILED)
+    return EXIT_OK
+
+
+def _add_diagram(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from pathlib import Path
+
+    p = sub.add_parser(
+        "diagram",
+        help="draw a machine or a dependency graph as Mermaid, Graphviz DOT or SVG",
+        description=(
+            "Draw a machine (optionally annotated from a journal), the dependency graph of a "
+            "service or collection (live, with --deps) or as a journal observed it (--journal "
+            "alone), or every checked-in diagram (--all DIR)."
+        ),
+    )
+    p.add_argument("machine", nargs="?", help="task, collection or service")
+    p.add_argument("--deps", metavar="MODULE:CLASS", help="a service, collection or task class")
+    p.add_argument("--journal", metavar="FILE", help="a journal file written by a run")
+    p.add_argument("--format", help="mermaid (default), dot or svg; else taken from --out")
+    p.add_argument("--out", type=Path, metavar="PATH", help="write here instead of stdout")
+    p.add_argument("--highlight", metavar="STATE", help="highlight this state of the machine")
+    p.add_argument("--all", type=Path, metavar="DIR", help="write every machine diagram to DIR")
+    p.set_defaults(command=_cmd_diagram)
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from lifecycle.audit import check
+    from lifecycle.journal import JournalFormatError
+
+    try:
+        violations = check(args.file, partial=args.partial)
+    except JournalFormatError as exc:
+        print(f"lifecycle audit: cannot audit {args.file}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        doc = {
+            "file": args.file,
+            "partial": args.partial,
+            "clean": not violations,
+            "violations": [v.to_dict() for v in violations],
+        }
+        print(json.dumps(doc, indent=2))
+    else:
+        for violation in violations:
+            print(violation)
+        count = len(violations)
+        verdict = "clean" if not count else f"{count} violation{'s' if count != 1 else ''}"
+        print(f"lifecycle audit: {args.file}: {verdict}", file=sys.stderr)
+    return EXIT_FAILED if violations else EXIT_OK
+
+
+def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "audit",
+        help="check that a journal file obeys the lifecycle",
+        description=(
+            "Check a journal: its format and hash chain, that every transition is an edge of "
+            "its machine, per-subject continuity, sequence and DEPS order, and that the run "
+            "ended with everything terminal. One line per violation (line, rule, subject, "
+            "what was expected). Exit 0 clean, 1 violations, 2 unreadable input."
+        ),
+    )
+    p.add_argument("file", metavar="FILE", help="a journal file (JSONL)")
+    p.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    p.add_argument(
+        "--partial",
+        action="store_true",
+        help="accept a run cut short: no stop records at the end, a last line cut mid-write",
+    )
+    p.set_defaults(command=_cmd_audit)
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    import os
+
+    from lifecycle import plan as planning
+    from lifecycle.errors import LifecycleError
+
+    # Like `python -m`, let MODULE be found in the current directory.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target = planning.load(args.target)
+        planning.task_classes_of(target)
+    except planning.PlanTargetError as exc:
+        print(f"lifecycle plan: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = planning.plan(target)
+    except LifecycleError as exc:
+        print(f"lifecycle plan: {args.target}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps({"target": args.target, **result.to_dict()}, indent=2))
+        return EXIT_OK
+    count = len(result.tasks)
+    print(f"plan of {args.target}: {count} task{'s' if count != 1 else ''} (nothing started)")
+    print("start layers (each layer's tasks can start together):")
+    for index, layer in enumerate(result.layers, start=1):
+        print(f"  {index}: {', '.join(layer)}")
+    print(f"start order: {', '.join(result.start_order) or '(none)'}")
+    print(f"stop order: {', '.join(result.stop_order) or '(none)'}")
+    print("if skipped or failed, also skips:")
+    for task in result.tasks:
+        print(f"  {task.name}: {', '.join(task.skips) or '(nothing)'}")
+    return EXIT_OK
+
+
+def _add_plan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "plan",
+        help="dry run: start layers, stop order and skip impact of a set of tasks",
+        description=(
+            "Show, without starting anything, the start layers (DEPS and WANTS), the stop "
+            "order, and what each task's skip or failure would skip (DEPS). Exit 1 for a "
+            "cycle, a duplicate name or an invalid dependency; 2 for a bad MODULE:CLASS."
+        ),
+    )
+    p.add_argument(
+        "target",
+        metavar="MODULE:CLASS",
+        help="a Task subclass, a Tasks collection, or a class with TASKS (a service)",
+    )
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.set_defaults(command=_cmd_plan)
+
+
+def _print_transition(origin: list[int], rec: Any) -> None:
+    """Print one journal record as it happens (a journal listener: quick, never fires)."""
+    if not origin:
+        origin.append(rec.mono)
+    elapsed = (rec.mono - origin[0]) / 1e9
+    dest = rec.dest if rec.ok else f"REFUSED (still {rec.source})"
+    line = f"{elapsed:8.3f}s  {rec.kind:<10} {rec.subject:<18} {rec.source} -> {dest}"
+    if rec.cause and rec.dest in ("skipped", "failed", "stopping"):
+        last = [part for part in rec.cause.splitlines() if part.strip()]
+        line += f"  ({last[-1].strip()})" if last else ""
+    print(line, flush=True)
+
+
+def _run_service(service: Any, journal: Any, quiet: bool, prog: str) -> int:
+    """Run ``service``, printing transitions unless ``quiet``; report how it ended."""
+    origin: list[int] = []
+    unsubscribe = None if quiet else journal.subscribe(lambda r: _print_transition(origin, r))
+    try:
+        code: int = service.run()
+    finally:
+        if unsubscribe is not None:
+            unsubscribe()
+        journal.close()
+    if code != EXIT_OK:
+        failure = service.failure
+        cause = f"{type(failure).__name__}: {failure}" if failure is not None else "no cause"
+        print(f"{prog}: service {service.name!r} {service.state}: {cause}", file=sys.stderr)
+        for error in service.errors:
+            if error is not service.failure:
+                print(f"{prog}: {error}", file=sys.stderr)
+    return code
+
+
+def _open_journal(path: str | None, prog: str) -> Any:
+    from lifecycle.journal import Journal
+
+    try:
+        return Journal(path)
+    except OSError as exc:
+        print(f"{prog}: cannot write the journal {path!r}: {exc}", file=sys.stderr)
+        return None
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import os
+
+    from lifecycle.errors import HelpRequested, UsageError
+    from lifecycle.plan import PlanTargetError, load
+    from lifecycle.service import Service
+
+    prog = "lifecycle run"
+    if args.target is None:
+        if args.help:
+            print(args.parser.format_help(), end="")
+            return EXIT_OK
+        print(args.parser.format_usage(), end="", file=sys.stderr)
+        print(f"{prog}: error: MODULE:CLASS is required", file=sys.stderr)
+        return EXIT_USAGE
+    # Like `python -m`, let MODULE be found in the current directory.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target = load(args.target)
+    except PlanTargetError as exc:
+        print(f"{prog}: {args.target}: {exc.problem}", file=sys.stderr)
+        return EXIT_USAGE
+    if not (isinstance(target, type) and issubclass(target, Service)):
+        print(f"{prog}: {args.target} is {target!r}, not a Service subclass", file=sys.stderr)
+        return EXIT_USAGE
+    service_argv = [*(["--help"] if args.help else []), *args.extra]
+    try:
+        probe = target.from_argv(service_argv, prog=f"{prog} {args.target}")
+    except HelpRequested as exc:
+        if args.help:
+            print(args.parser.format_help())
+        print(exc.text, end="" if exc.text.endswith("\n") else "\n")
+        return EXIT_OK
+    except UsageError as exc:
+        print(exc.usage, end="", file=sys.stderr)
+        print(f"{prog}: error: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    journal = _open_journal(args.journal, prog)
+    if journal is None:
+        return EXIT_USAGE
+    # The probe validated the command line; the service that runs owns the chosen journal.
+    service = type(probe)(probe.options, journal=journal)
+    return _run_service(service, journal, args.quiet, prog)
+
+
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run a service until SIGINT or SIGTERM",
+        add_help=False,
+        allow_abbrev=False,
+        usage="lifecycle run [-h] [--journal FILE] [--quiet] MODULE:CLASS [service options]",
+        description=(
+            "Run the Service subclass CLASS of MODULE, printing each transition, until SIGINT "
+            "or SIGTERM (a second one while stopping forces the exit). The options after "
+            "MODULE:CLASS are the service's and its tasks': see `lifecycle run MODULE:CLASS "
+            "--help`; `--tasks` alone lists the tasks. Exit codes: 0 stopped cleanly, 1 "
+            "failed, 2 usage."
+        ),
+    )
+    p.add_argument("-h", "--help", action="store_true", help="show this help (and the service's)")
+    p.add_argument("target", nargs="?", metavar="MODULE:CLASS", help="the Service subclass to run")
+    p.add_argument("--journal", metavar="FILE", help="stream the journal to FILE as it happens")
+    p.add_argument("--quiet", action="store_true", help="do not print the transitions")
+    p.set_defaults(command=_cmd_run, accepts_extra=True, parser=p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lifecycle",
@@ -64,6 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     _add_spec,
+    _add_diagram,
+    _add_audit,
+    _add_plan,
+    _add_run,
 ]
 
 

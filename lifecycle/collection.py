@@ -96,16 +96,15 @@ class Tasks:
                 name=task_name,
                 known=known,
             )
+            # One pass with a dict: scanning `new` for each candidate is quadratic in the depth
+            # of a DEPS chain.
+            claimed: dict[str, type[Task]] = {}
             for candidate in new:
                 name = task_name(candidate)
-                other = self._classes.get(name)
-                clash = (
-                    other
-                    if other is not None
-                    else next((c for c in new if c is not candidate and task_name(c) == name), None)
-                )
+                clash = self._classes.get(name, claimed.get(name))
                 if clash is not None:
                     raise DuplicateTask(name, _qualname(clash), _qualname(candidate))
+                claimed[name] = candidate
             for candidate in new:
                 name = task_name(candidate)
                 self._classes[name] = candidate
@@ -142,6 +141,8 @@ class Tasks:
                 )
             del self._classes[name]
             del self._lifecycles[name]
+            # Else the journal's header still lists it and an audit sees a task that never ended.
+            self.journal.forget_task(name)
 
     def _require_registering(self, action: str) -> None:
         state = self.lifecycle.state
@@ -260,12 +261,8 @@ class Tasks:
                 return
             lc.fire("stop")
             for name in reversed(self._start_order):
-                task = self._instances[name]
-                with task.lifecycle.lock:
-                    if not task.lifecycle.can("stop"):
-                        continue
                 try:
-                    task.stop()
+                    self._instances[name]._stop(strict=False)
                 except Exception as exc:
                     self._stop_errors[name] = exc
 

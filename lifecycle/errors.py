@@ -13,15 +13,25 @@ from collections.abc import Mapping, Sequence
 __all__ = [
     "DependencyCycle",
     "DuplicateTask",
+    "ForcedShutdown",
+    "HelpRequested",
     "IllegalTransition",
     "InitError",
+    "InvalidItem",
     "InvalidSpec",
     "InvalidTask",
     "LifecycleError",
+    "OptionConflict",
+    "OptionError",
+    "QueueFull",
     "RegistrationClosed",
     "StopError",
     "StopTimeout",
+    "TaskNotRunning",
+    "TaskStopped",
+    "UnknownOption",
     "UnknownTask",
+    "UsageError",
 ]
 
 
@@ -194,3 +204,148 @@ class StopTimeout(LifecycleError, TimeoutError):
         super().__init__(
             f"tasks still running {timeout:g}s after stop was requested: {', '.join(self.tasks)}"
         )
+
+
+
+class TaskNotRunning(LifecycleError):
+    """Work was handed to a task that is not running (not started yet, stopping or ended).
+
+    Attributes: ``task`` (its name) and ``state`` (its state, or ``"unbound"`` before a
+    collection created it).
+    """
+
+    def __init__(self, task: str, state: str, action: str) -> None:
+        self.task = task
+        self.state = state
+        super().__init__(
+            f"cannot {action}: task {task!r} is {state}, not running; "
+            "it accepts work only between start() and stop()"
+        )
+
+
+class TaskStopped(LifecycleError):
+    """A task ended before a piece of work handed to it ran; the work was not done.
+
+    Attributes: ``task`` (its name), ``item`` (the queued item, or None for a periodic run)
+    and ``attempt`` (the attempt that never ran, counting from 1).
+    """
+
+    def __init__(
+        self, task: str, item: object = None, attempt: int = 1, why: str = "stopped"
+    ) -> None:
+        self.task = task
+        self.item = item
+        self.attempt = attempt
+        what = "the next run" if item is None else f"item {item!r} (attempt {attempt})"
+        super().__init__(f"task {task!r} {why} before {what} ran")
+
+
+
+class InvalidItem(LifecycleError, TypeError):
+    """An item a queue task cannot hold (unorderable for a priority queue, unhashable for a
+    unique queue). Attributes: ``task`` (its name), ``item`` and ``problem``.
+    """
+
+    def __init__(self, task: str, item: object, problem: str) -> None:
+        self.task = task
+        self.item = item
+        self.problem = problem
+        super().__init__(f"task {task!r} cannot queue {item!r}: {problem}")
+
+class QueueFull(LifecycleError):
+    """A bounded queue task stayed full for the whole time a submitter could wait.
+
+    Attributes: ``task`` (its name), ``max_items`` (the bound) and ``timeout`` (seconds waited).
+    """
+
+    def __init__(self, task: str, max_items: int, timeout: float) -> None:
+        self.task = task
+        self.max_items = max_items
+        self.timeout = timeout
+        super().__init__(
+            f"queue of task {task!r} is full ({max_items} items) and stayed full for "
+            f"{timeout:g}s; retry later, raise its max-items, or pass a longer timeout"
+        )
+
+class ForcedShutdown(LifecycleError):
+    """A second signal arrived while the service was stopping; it gave up waiting.
+
+    Attributes: ``tasks`` (the names still running) and ``signal`` (the signal's name).
+    """
+
+    def __init__(self, tasks: Sequence[str], signal: str) -> None:
+        self.tasks = tuple(tasks)
+        self.signal = signal
+        running = ", ".join(self.tasks) if self.tasks else "none"
+        super().__init__(
+            f"forced exit on a second {signal} while stopping; still running: {running}"
+        )
+
+
+class OptionError(LifecycleError, ValueError):
+    """An option is declared or used wrongly. ``option`` names it (its flag where known)."""
+
+    def __init__(self, option: str, problem: str) -> None:
+        self.option = option
+        self.problem = problem
+        super().__init__(f"option {option}: {problem}")
+
+
+class OptionConflict(OptionError):
+    """Two declared options map to the same command-line flag.
+
+    Attributes: ``flag``, and ``first`` and ``second``, the two declarations
+    (``module.Class.attribute``).
+    """
+
+    def __init__(self, flag: str, first: str, second: str) -> None:
+        self.flag = flag
+        self.first = first
+        self.second = second
+        super().__init__(
+            flag,
+            f"declared by both {first} and {second}; "
+            "rename one, or set OPT_PREFIX to tell them apart",
+        )
+
+
+class UnknownOption(OptionError, LookupError):
+    """An option was looked up by a name that is not declared. ``known`` lists the names."""
+
+    def __init__(self, owner: str, name: str, known: Sequence[str]) -> None:
+        self.owner = owner
+        self.name = name
+        self.known = tuple(known)
+        listed = ", ".join(self.known) if self.known else "none"
+        super().__init__(name, f"{owner} declares no such option; it declares: {listed}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class UsageError(OptionError):
+    """A command line could not be parsed (the CLI exits 2).
+
+    Attributes: ``message`` (what was wrong) and ``usage`` (the usage text to show with it).
+    """
+
+    def __init__(self, message: str, usage: str = "") -> None:
+        self.message = message
+        self.usage = usage
+        super().__init__("command line", message)
+        self.args = (message,)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class HelpRequested(LifecycleError):
+    """The command line asked for information (``--help``, or ``--tasks`` with no name).
+
+    Not a failure: the caller shows ``text`` and exits 0. Raised instead of printing, because
+    library code never prints.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        super().__init__(text)

@@ -16,6 +16,7 @@ killed at any moment leaves a valid prefix.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -152,6 +153,7 @@ class Journal:
         self._file: IO[str] | None = None
         self._hash = ""
         self._header_written = False
+        self.stream_error: OSError | None = None
         self.path = os.fspath(path) if path is not None else None
         if self.path is not None:
             self._file = open(self.path, "w", encoding="ascii")  # noqa: SIM115
@@ -217,6 +219,11 @@ class Journal:
                     "wants": [str(w) for w in info.get("wants", ())],
                 }
 
+    def forget_task(self, name: str) -> None:
+        """Drop a task description (its task was unregistered). No-op for an unknown name."""
+        with self._lock:
+            self._tasks.pop(name, None)
+
     # -- reading ---------------------------------------------------------------------------
 
     @property
@@ -276,10 +283,20 @@ class Journal:
         self.close()
 
     def _stream(self, rec: Transition) -> None:
-        if not self._header_written:
-            self._write_line(self._header())
-            self._header_written = True
-        self._write_line(rec.to_dict())
+        try:
+            if not self._header_written:
+                self._write_line(self._header())
+                self._header_written = True
+            self._write_line(rec.to_dict())
+        except OSError as exc:
+            # A full or failing disk must not break the lifecycle it records: the records stay
+            # in memory, streaming stops, and `stream_error` says why.
+            logger.error("journal %s: streaming stopped at seq %d: %s", self.path, rec.seq, exc)
+            self.stream_error = exc
+            file, self._file = self._file, None
+            if file is not None:
+                with contextlib.suppress(OSError):
+                    file.close()
 
     def _write_line(self, obj: dict[str, Any]) -> None:
         if self._file is None:
@@ -306,7 +323,10 @@ def read_journal(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Tra
     """
     try:
         with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+            # Only "\n" ends a line: splitlines() would also split inside a JSON string.
+            lines = f.read().split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
     except (OSError, UnicodeDecodeError) as exc:
         raise JournalFormatError(f"cannot read {os.fspath(path)!r}: {exc}") from exc
     if not lines:

@@ -16,9 +16,10 @@ from typing import Any, ClassVar
 
 from lifecycle.engine import Lifecycle
 from lifecycle.errors import LifecycleError
+from lifecycle.options import option, read_option, write_option
 from lifecycle.spec import TaskState
 
-__all__ = ["SkipTask", "Task", "TryLater"]
+__all__ = ["SkipTask", "Task", "TryLater", "option"]
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
@@ -57,7 +58,9 @@ class Task:
     * ``WANTS``: task classes ordered before this one when they are registered; nothing more.
     * ``LOOPLESS``: no worker threads; the task is running from `start` until `stop`.
     * ``workers``: the number of worker threads, each running `init_thread` then `run_loop`.
-    * ``OPT_PREFIX``: the prefix of this task's command-line options (default: the class name).
+    * ``OPT_PREFIX``: the prefix of this task's command-line options (default: the class name;
+      ``_`` becomes ``-``). Declare options with `lifecycle.options.option`; read them as
+      attributes or with `get_option`, override one instance's with `set_option`.
 
     A worker that raises anything, `SystemExit` included, fails its task with that cause and
     asks the service the task was created with to shut down (``service.shutdown(reason)``).
@@ -145,6 +148,25 @@ class Task:
     def threads(self) -> tuple[threading.Thread, ...]:
         return tuple(self._threads)
 
+    # -- options ---------------------------------------------------------------------------
+
+    @classmethod
+    def option_prefix(cls) -> str:
+        """The prefix of this class's flags: ``OPT_PREFIX`` or the class name, ``_`` as ``-``."""
+        return (cls.OPT_PREFIX or cls.__name__).replace("_", "-")
+
+    def option_source(self) -> Any:
+        """Where parsed option values come from: the service's ``options`` (None without)."""
+        return getattr(self.service, "options", None)
+
+    def get_option(self, name: str) -> Any:
+        """The value of the option ``name`` (``-`` or ``_``); raises `UnknownOption`."""
+        return read_option(self, name)
+
+    def set_option(self, name: str, value: Any) -> None:
+        """Set the option ``name`` for this task instance only; raises `UnknownOption`."""
+        write_option(self, name, value)
+
     def _bind(self, lifecycle: Lifecycle) -> None:
         self._lifecycle = lifecycle
 
@@ -186,8 +208,14 @@ class Task:
         Created or initialized tasks go straight to stopped. Raises `IllegalTransition` from a
         terminal state, and re-raises what `on_stop` raised (the task is then failed).
         """
+        self._stop(strict=True)
+
+    def _stop(self, strict: bool) -> None:
+        """`stop`; unless ``strict``, a task that already ended is left alone, atomically."""
         lc = self.lifecycle
         with lc.lock:
+            if not strict and not lc.can("stop"):
+                return  # a worker ended it (failed or finished) after the caller looked
             lc.fire("stop")
             if lc.state != TaskState.STOPPING:
                 return
@@ -203,7 +231,7 @@ class Task:
         with lc.lock:
             self._in_on_stop = False
             if self._alive == 0 and lc.can("finish"):
-                lc.fire("finish")
+                lc.fire("finish", self._finish_cause())
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the workers to exit, at most ``timeout`` seconds in all; True if they did."""
@@ -229,7 +257,15 @@ class Task:
             with lc.lock:
                 self._alive -= 1
                 if self._alive == 0 and not self._in_on_stop and lc.can("finish"):
-                    lc.fire("finish")
+                    lc.fire("finish", self._finish_cause())
+
+    def _finish_cause(self) -> str | None:
+        """What the journal's finish record should say about how the stop went (None: clean).
+
+        Called under the lifecycle lock just before ``finish`` fires, after `on_stop` and every
+        worker returned; a queue task reports the work it had to drop here.
+        """
+        return None
 
     def _fail(self, exc: BaseException) -> None:
         """Fail the task with ``exc`` unless it already ended; wake the other workers."""

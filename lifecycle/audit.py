@@ -1,0 +1,513 @@
+"""The offline checker of a journal: did a run obey the lifecycle?
+
+`check` reads a journal file (or takes `Transition` records) and returns every `Violation` it
+finds; it never raises for bad content, only for input that cannot be audited at all
+(`AuditInputError`: an unreadable or empty file, a file that is not a journal, records that are
+not `Transition` objects). Each violation names its line, a stable rule id, the subject and what
+was expected instead.
+
+The rules, judged against the built-in machines of `lifecycle.spec` (never against the tables a
+file carries):
+
+``format``
+    A line is not UTF-8 canonical JSON ending in a newline, lacks a field, or the header's
+    format version is not `lifecycle.journal.FORMAT_VERSION`.
+``hash-chain``
+    A line's ``hash`` is not the SHA-256 of the previous line's hash and its own canonical JSON:
+    it was edited, or lines were dropped, inserted or reordered before it.
+``header``
+    The header's machines differ from the built-in ones, or its task table is malformed (for
+    example it names a dependency it does not describe).
+``illegal-edge``
+    An ``ok`` record is not an edge of its machine (or names an unknown machine).
+``refused-was-legal``
+    A refused record names a trigger its machine accepts in the state it names.
+``continuity``
+    A subject's record does not start where its previous record ended (its first record must
+    start at the machine's initial state).
+``seq-order``
+    Sequence numbers do not strictly increase.
+``deps-order``
+    A task was initialized or started before one of its DEPS was, or one of its DEPS was asked
+    to stop while the task was still neither stopping nor ended.
+``not-terminal``
+    At the end of the run a collection or service is not in a terminal state, a collection that
+    stopped left a task that is not, or a journal that describes tasks has no collection record.
+
+With ``partial=True`` a run cut short is accepted: the end-of-run rules (``not-terminal``) are
+skipped and a last line cut mid-write (a process killed while writing) is ignored. A journal's
+task table (its header, or the ``tasks`` argument) is taken to describe the tasks of the
+journal's collection.
+
+Pure functions over their input; safe to call from any thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from lifecycle.journal import FORMAT, FORMAT_VERSION, Journal, JournalFormatError, Transition
+from lifecycle.journal import canonical as _canonical
+from lifecycle.journal import chain_hash as _chain_hash
+from lifecycle.spec import SPECS, TASK, CollectionState, MachineSpec, TaskState
+
+__all__ = ["RULES", "AuditInputError", "Violation", "check"]
+
+#: Every rule id `check` reports, in the order the module docstring explains them.
+RULES = (
+    "format",
+    "hash-chain",
+    "header",
+    "illegal-edge",
+    "refused-was-legal",
+    "continuity",
+    "seq-order",
+    "deps-order",
+    "not-terminal",
+)
+
+_HEADER = "<header>"
+_JOURNAL = "<journal>"
+
+# The task triggers whose order DEPS constrain (names from the task table of DESIGN.md).
+_INIT, _START, _STOP = "init", "start", "stop"
+# A task whose stop was requested is in a state that "stop" leads to, or has ended.
+_STOP_REQUESTED = frozenset(
+    dest for (_, trigger), dest in TASK.table.items() if trigger == _STOP
+) | frozenset(TASK.terminal)
+
+
+@attrs.frozen
+class Violation:
+    """One broken rule.
+
+    ``line`` is the 1-based line of the journal file (None for records given directly, and for
+    end-of-run findings about a subject without records); ``rule`` one of `RULES`; ``subject``
+    the task, collection or service concerned (``<header>`` or ``<journal>`` for the file
+    itself); ``message`` says what was expected; ``seq`` is the record's sequence number when
+    there is one.
+    """
+
+    line: int | None
+    rule: str
+    subject: str
+    message: str
+    seq: int | None = None
+
+    def __str__(self) -> str:
+        if self.line is not None:
+            where = f"line {self.line}"
+        elif self.seq is not None:
+            where = f"seq {self.seq}"
+        else:
+            where = "end"
+        return f"{where}: {self.rule}: {self.subject}: {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+class AuditInputError(JournalFormatError):
+    """The input cannot be audited at all; ``reason`` says why in one line.
+
+    Raised for a file that cannot be read, is empty, or is not a journal, and for records that
+    are not `Transition` objects or a malformed ``tasks`` mapping. Bad content of a journal is
+    never raised: it is reported as violations.
+    """
+
+
+def check(
+    source: str | os.PathLike[str] | Journal | Iterable[Transition],
+    *,
+    tasks: Mapping[str, Mapping[str, Any]] | None = None,
+    partial: bool = False,
+) -> list[Violation]:
+    """Every violation in a journal, in line (or sequence) order; empty when the run is clean.
+
+    ``source`` is a journal file's path (every rule, including the format version and the hash
+    chain), a `Journal` (its records and task table), or an iterable of `Transition` records.
+    ``tasks`` (records only) maps task names to ``{"deps": [...], ...}`` as in a journal header,
+    enabling the ``deps-order`` and end-of-run task checks. ``partial``: accept a run cut short.
+
+    Raises `AuditInputError` for input that cannot be audited (see its docstring).
+    """
+    if isinstance(source, (str, os.PathLike)):
+        if tasks is not None:
+            raise AuditInputError("tasks= is only for records: a journal file has its own header")
+        return _check_file(source, partial)
+    if isinstance(source, Journal):
+        records: Iterable[object] = source.records
+        if tasks is None:
+            tasks = source.tasks
+    elif isinstance(source, Iterable):
+        records = source
+    else:
+        raise AuditInputError(
+            f"cannot audit {type(source).__name__!r}: expected a journal path, a Journal, "
+            "or an iterable of Transition records"
+        )
+    deps: dict[str, tuple[str, ...]] = {}
+    if tasks is not None:
+        deps, problems = _parse_tasks(tasks)
+        if problems:
+            raise AuditInputError(f"bad tasks mapping: {problems[0]}")
+    run = _Run(deps, described=bool(deps))
+    for index, rec in enumerate(records):
+        if not isinstance(rec, Transition):
+            raise AuditInputError(f"item {index} is a {type(rec).__name__}, not a Transition")
+        try:
+            # Transition does not validate its fields; its JSON form's reader does.
+            rec = Transition.from_dict(rec.to_dict())
+        except JournalFormatError as exc:
+            run.violations.append(
+                Violation(None, "format", str(rec.subject), f"expected a record: {exc.reason}")
+            )
+            continue
+        run.feed(rec, None)
+    if not partial:
+        run.finish()
+    return run.violations
+
+
+# -- the records: legality, continuity, order, ends -------------------------------------------
+
+
+class _Run:
+    """The checker's state while it reads one journal's records in order."""
+
+    def __init__(self, deps: Mapping[str, tuple[str, ...]], described: bool) -> None:
+        self.deps = deps
+        self.described = described
+        self.dependents: dict[str, list[str]] = {}
+        for name, needs in deps.items():
+            for dep in needs:
+                self.dependents.setdefault(dep, []).append(name)
+        self.state: dict[tuple[str, str], str] = {}
+        self.last_line: dict[tuple[str, str], int | None] = {}
+        self.initialized: set[str] = set()
+        self.started: set[str] = set()
+        self.last_seq: int | None = None
+        self.violations: list[Violation] = []
+
+    def report(self, line: int | None, rule: str, subject: str, message: str, seq: int) -> None:
+        self.violations.append(Violation(line, rule, subject, message, seq))
+
+    def feed(self, rec: Transition, line: int | None) -> None:
+        def report(rule: str, message: str) -> None:
+            self.report(line, rule, rec.subject, message, rec.seq)
+
+        if self.last_seq is not None and rec.seq <= self.last_seq:
+            report("seq-order", f"expected a seq above {self.last_seq}, got {rec.seq}")
+        self.last_seq = rec.seq
+        spec = SPECS.get(rec.kind)
+        if spec is None:
+            known = ", ".join(SPECS)
+            report("illegal-edge", f"expected a machine kind among {known}; got {rec.kind!r}")
+            return
+        key = (rec.kind, rec.subject)
+        current = self.state.get(key, spec.initial)
+        self.last_line[key] = line
+        if rec.source != current:
+            first = "" if key in self.state else " (its first record starts at the initial state)"
+            report(
+                "continuity",
+                f"expected {rec.kind} {rec.subject!r} to leave {current!r}, where its previous "
+                f"record left it{first}; the record leaves {rec.source!r}",
+            )
+        after = rec.source if _is_state(spec, rec.source) else current
+        expected = spec.table.get((rec.source, rec.trigger))
+        if rec.ok:
+            if expected is None:
+                report("illegal-edge", _no_edge(spec, rec.source, rec.trigger))
+            elif rec.dest != expected:
+                report(
+                    "illegal-edge",
+                    f"expected {rec.trigger!r} from {rec.source!r} to lead to {expected!r}, "
+                    f"not {rec.dest!r}",
+                )
+            if rec.dest is not None and _is_state(spec, rec.dest):
+                after = rec.dest
+            elif expected is not None:
+                after = expected
+            if rec.kind == TASK.name:
+                self._deps_order(rec, line)
+        else:
+            if rec.dest is not None:
+                report("format", f"expected a refused record to have no dest, not {rec.dest!r}")
+            if expected is not None:
+                report(
+                    "refused-was-legal",
+                    f"expected a refused trigger to be illegal, but {rec.trigger!r} from "
+                    f"{rec.source!r} is an edge of the {spec.name} machine (to {expected!r})",
+                )
+        self.state[key] = after
+
+    def _deps_order(self, rec: Transition, line: int | None) -> None:
+        name = rec.subject
+        if rec.trigger in (_INIT, _START):
+            done, verb = (
+                (self.initialized, "initialized")
+                if rec.trigger == _INIT
+                else (self.started, "started")
+            )
+            for dep in self.deps.get(name, ()):
+                if dep not in done:
+                    self.report(
+                        line,
+                        "deps-order",
+                        name,
+                        f"expected its DEPS {dep!r} to be {verb} before it",
+                        rec.seq,
+                    )
+            done.add(name)
+        elif rec.trigger == _STOP:
+            for user in self.dependents.get(name, ()):
+                state = self.state.get((TASK.name, user), TASK.initial)
+                if state not in _STOP_REQUESTED:
+                    self.report(
+                        line,
+                        "deps-order",
+                        name,
+                        f"expected {user!r}, which requires it (DEPS), to be stopped before it; "
+                        f"{user!r} is still {state}",
+                        rec.seq,
+                    )
+
+    def finish(self) -> None:
+        """The end-of-run rules (skipped for a partial run)."""
+        kinds = {kind for kind, _ in self.state}
+        if self.described and "collection" not in kinds:
+            self.violations.append(
+                Violation(
+                    None,
+                    "not-terminal",
+                    _JOURNAL,
+                    "expected the records of the collection that the header describes; the "
+                    "run ends before it did anything (audit it as partial if it was cut short)",
+                )
+            )
+        collection_stopped = False
+        for (kind, subject), state in self.state.items():
+            if kind == TASK.name:
+                continue
+            spec = SPECS[kind]
+            if kind == "collection" and state == CollectionState.STOPPED:
+                collection_stopped = True
+            if not spec.is_terminal(state):
+                ends = " or ".join(s.value for s in spec.states if spec.is_terminal(s.value))
+                self._end(
+                    (kind, subject),
+                    f"expected the {kind} to end {ends}; it ended {state} "
+                    "(audit it as partial if the run was cut short)",
+                )
+        if not collection_stopped:
+            return
+        names = dict.fromkeys([*self.deps, *(s for k, s in self.state if k == TASK.name)])
+        for name in names:
+            state = self.state.get((TASK.name, name), TASK.initial)
+            if not TASK.is_terminal(state):
+                ends = ", ".join(s.value for s in TaskState if TASK.is_terminal(s.value))
+                self._end(
+                    (TASK.name, name),
+                    f"expected every task to have ended ({ends}) once the collection stopped; "
+                    f"it is {state}",
+                )
+
+    def _end(self, key: tuple[str, str], message: str) -> None:
+        self.violations.append(Violation(self.last_line.get(key), "not-terminal", key[1], message))
+
+
+def _is_state(spec: MachineSpec, value: object) -> bool:
+    return isinstance(value, str) and any(s.value == value for s in spec.states)
+
+
+def _no_edge(spec: MachineSpec, source: str, trigger: str) -> str:
+    if not _is_state(spec, source):
+        states = ", ".join(s.value for s in spec.states)
+        return f"expected a {spec.name} state ({states}); {source!r} is not one"
+    allowed = spec.allowed(source)
+    accepts = ", ".join(allowed) if allowed else "nothing (terminal state)"
+    return (
+        f"expected a trigger that {source!r} accepts ({accepts}); the {spec.name} machine has "
+        f"no edge {trigger!r} from it"
+    )
+
+
+def _parse_tasks(obj: object) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+    """A journal's task table as ``name -> deps``, and its problems (empty when well formed)."""
+    if not isinstance(obj, Mapping):
+        return {}, ["expected 'tasks' to map task names to their class, deps and wants"]
+    deps: dict[str, tuple[str, ...]] = {}
+    problems: list[str] = []
+    for name, info in obj.items():
+        if not isinstance(name, str) or not isinstance(info, Mapping):
+            problems.append(f"expected task {name!r} to map to its class, deps and wants")
+            continue
+        needs: list[str] = []
+        for field in ("deps", "wants"):
+            value = info.get(field, ())
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                problems.append(f"expected the {field} of task {name!r} to be a list of names")
+            elif field == "deps":
+                needs = list(value)
+        deps[name] = tuple(needs)
+    for name, required in deps.items():
+        for dep in required:
+            if dep not in deps:
+                problems.append(
+                    f"task {name!r} requires {dep!r}, which the table does not describe"
+                )
+    return deps, problems
+
+
+# -- the file: lines, format, header, hash chain ----------------------------------------------
+
+_Report = Callable[[int, str, str, str], None]
+
+
+def _check_file(path: str | os.PathLike[str], partial: bool) -> list[Violation]:
+    shown = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise AuditInputError(f"cannot read {shown!r}: {exc.strerror or exc}") from exc
+    if not data:
+        raise AuditInputError(f"{shown!r} is empty: no journal header", line=1)
+    chunks = data.split(b"\n")
+    tail = chunks.pop()  # b"" when the file ends with a newline, else a line cut short
+    lines = [(number, chunk, True) for number, chunk in enumerate(chunks, start=1)]
+    if tail:
+        lines.append((len(chunks) + 1, tail, False))
+
+    violations: list[Violation] = []
+
+    def report(line: int, rule: str, subject: str, message: str) -> None:
+        violations.append(Violation(line, rule, subject, message))
+
+    first = _parse(lines[0][1])
+    if not isinstance(first, dict):
+        raise AuditInputError(f"{shown!r} is not a lifecycle journal: line 1 is {first}", line=1)
+    header: dict[str, Any] | None = first
+    if first.get("format") != FORMAT:
+        if not {"seq", "kind", "subject"} <= first.keys():
+            raise AuditInputError(
+                f"{shown!r} is not a lifecycle journal: line 1 has format "
+                f"{first.get('format')!r}, expected {FORMAT!r}",
+                line=1,
+            )
+        report(1, "format", _HEADER, "expected the journal header first; line 1 is a record")
+        header = None
+    deps: dict[str, tuple[str, ...]] = {}
+    if header is not None:
+        deps = _check_header(header, report)
+    run = _Run(deps, described=bool(deps))
+
+    previous: str | None = ""
+    for number, raw, ended in lines:
+        obj = _parse(raw)
+        if not ended:
+            if isinstance(obj, dict):
+                if not partial:
+                    report(number, "format", _JOURNAL, "expected a newline at the end of the file")
+            else:
+                if not partial:
+                    report(
+                        number,
+                        "format",
+                        _JOURNAL,
+                        "expected a complete last line; it is cut short (the writer was "
+                        "killed mid-line: audit it as partial to accept that)",
+                    )
+                break
+        if not isinstance(obj, dict):
+            report(number, "format", _JOURNAL, f"expected a JSON object; the line is {obj}")
+            previous = None
+            continue
+        named = obj.get("subject")
+        subject = named if isinstance(named, str) else _JOURNAL
+        if obj.get("format") == FORMAT:
+            subject = _HEADER
+        stored = obj.get("hash")
+        body = {k: v for k, v in obj.items() if k != "hash"}
+        if raw.decode("utf-8") != _canonical(obj):
+            report(number, "format", subject, "expected canonical JSON (sorted keys, no spaces)")
+        if not isinstance(stored, str):
+            report(number, "hash-chain", subject, "expected a 'hash' field chaining the line")
+        elif previous is not None and stored != _chain_hash(previous, _canonical(body)):
+            after = "the start of the chain" if number == 1 else f"line {number - 1}'s hash"
+            report(
+                number,
+                "hash-chain",
+                subject,
+                f"expected the hash of {after} and this line; it differs: this line was "
+                "edited, or lines were dropped, inserted or reordered before it",
+            )
+        previous = stored if isinstance(stored, str) else None
+        if number == 1 and header is not None:
+            continue
+        if obj.get("format") == FORMAT:
+            report(number, "format", _HEADER, "expected a record; found another journal header")
+            continue
+        try:
+            rec = Transition.from_dict(body)
+        except JournalFormatError as exc:
+            report(number, "format", subject, f"expected a transition record: {exc.reason}")
+            continue
+        run.feed(rec, number)
+    if not partial:
+        run.finish()
+    # File and record findings in line order; end-of-run findings without a line come last.
+    return sorted([*violations, *run.violations], key=lambda v: (v.line is None, v.line or 0))
+
+
+def _check_header(header: Mapping[str, Any], report: _Report) -> dict[str, tuple[str, ...]]:
+    """Report what is wrong with the header; return its task table as ``name -> deps``."""
+    version = header.get("version")
+    if version != FORMAT_VERSION:
+        report(1, "format", _HEADER, f"expected journal version {FORMAT_VERSION}, got {version!r}")
+    specs = header.get("specs")
+    if not isinstance(specs, Mapping):
+        report(1, "header", _HEADER, "expected 'specs': the machines the journal was written for")
+    else:
+        for name in sorted({*SPECS, *specs}):
+            if name not in SPECS:
+                report(1, "header", _HEADER, f"expected only the built-in machines; got {name!r}")
+            elif specs.get(name) != SPECS[name].to_dict():
+                how = "lacks it" if name not in specs else "differs"
+                report(
+                    1,
+                    "header",
+                    _HEADER,
+                    f"expected the built-in {name} machine; the header's {how} (the journal "
+                    "was written by another version of the lifecycle machines)",
+                )
+    if "tasks" not in header:
+        report(1, "header", _HEADER, "expected 'tasks': the task table of the run")
+        return {}
+    deps, problems = _parse_tasks(header["tasks"])
+    for problem in problems:
+        report(1, "header", _HEADER, problem)
+    return {} if problems else deps
+
+
+def _parse(raw: bytes) -> dict[str, Any] | str:
+    """The JSON object on a line, or a short description of what the line is instead."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not UTF-8"
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        # ValueError also covers integers beyond the interpreter's digit limit.
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        return f"not JSON ({reason})"
+    if not isinstance(obj, dict):
+        return f"JSON but not an object ({type(obj).__name__})"
+    return obj

@@ -1,0 +1,746 @@
+"""Diagrams of the lifecycle machines and of task dependency graphs: Mermaid, Graphviz DOT, SVG.
+
+Three kinds of picture, each first built as a small immutable model and then rendered:
+
+* `machine_diagram(spec, current=None)`: a `MachineSpec` as a state diagram, optionally
+  highlighting a current state;
+* `journal_machine_diagram(spec, journal)`: the same machine annotated with what a journal
+  shows happened: each edge's count, each state's visits, total and longest time, and the
+  refused triggers listed apart (with any recorded move that is not an edge of the spec);
+* `dependency_diagram(source)` (live, from a `Tasks` collection, a service holding one in
+  ``.tasks``, a service class with ``TASKS`` or a task class) and
+  `journal_dependency_diagram(journal)` (as observed in a journal): the tasks coloured by state
+  (`STATE_COLOURS`, one colour per `TaskState`), DEPS solid and WANTS dashed, each arrow going
+  from a task to the task it needs.
+
+`mermaid`, `dot` and `svg` (or `render` by format name) turn a model into text or bytes.
+Machines become Mermaid ``stateDiagram-v2``; dependency graphs become Mermaid ``flowchart``,
+the Mermaid diagram that can draw dashed arrows.
+
+Why render from the spec directly rather than through ``transitions.extensions.diagrams``: that
+extension needs ``pygraphviz`` or the ``graphviz`` package (runtime dependencies we do not
+take), it draws the machine of a live model rather than a table, it has no Mermaid output, no
+place for counts, timings or refused triggers, and its node and attribute order follows
+internal dicts, so its output is not a contract we could pin byte for byte. Reading
+`lifecycle.spec` keeps one source of truth and gives byte-stable text with no extra dependency;
+only SVG needs Graphviz's ``dot`` program, run as a subprocess with a timeout.
+
+Output contract: the same input gives the same bytes (states in declaration order, tasks and
+arrows sorted by name, no addresses, no wall-clock times), and every name is escaped so that
+the result is text its format accepts whatever the name holds (quotes, ``-->``, braces,
+newlines, any Unicode). Names are first made printable: control, format and separator
+characters other than a newline are shown as Python escapes (``\\x00``, ``\\u202e``). Mermaid
+text is ASCII, every other character written as a Mermaid entity code (``#35;``), and a newline
+shown as a space in a state diagram (a line break, ``<br/>``, in a flowchart); identifiers are
+generated (``s_<state>``, ``t_<name>`` or ``t<index>``), never taken raw. DOT text is UTF-8,
+every identifier and label a quoted, escaped string (non-ASCII characters are written as
+themselves: Graphviz 2.43 mis-decodes numeric entities above U+FFFF).
+
+Building and rendering to text are pure and thread-safe; nothing here prints or touches global
+state. `svg` raises `GraphvizNotFound` when ``dot`` is not installed and `DiagramError` when it
+fails or times out; `write_all` writes files.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import shutil
+import subprocess
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from lifecycle.collection import Tasks
+from lifecycle.errors import LifecycleError
+from lifecycle.journal import Journal, JournalFormatError, Transition, read_journal
+from lifecycle.spec import SPECS, TASK, MachineSpec, TaskState
+from lifecycle.task import Task, task_name
+
+__all__ = [
+    "FORMATS",
+    "STATE_COLOURS",
+    "DependencyDiagram",
+    "Diagram",
+    "DiagramError",
+    "GraphvizNotFound",
+    "MachineDiagram",
+    "dependency_diagram",
+    "dependency_graph",
+    "dot",
+    "has_graphviz",
+    "journal_dependency_diagram",
+    "journal_machine_diagram",
+    "load_object",
+    "machine_diagram",
+    "mermaid",
+    "printable",
+    "render",
+    "svg",
+    "write_all",
+]
+
+#: The output formats, and the file suffix `write_all` gives each.
+FORMATS: Mapping[str, str] = {"mermaid": ".mmd", "dot": ".dot", "svg": ".svg"}
+
+#: The fill colour of a task in each state (dependency graphs); the one place colours are set.
+STATE_COLOURS: Mapping[TaskState, str] = {
+    TaskState.REGISTERED: "#eeeeee",
+    TaskState.CREATED: "#cfe2f3",
+    TaskState.INITIALIZED: "#9fc5e8",
+    TaskState.RUNNING: "#b6d7a8",
+    TaskState.STOPPING: "#ffe599",
+    TaskState.STOPPED: "#d9d9d9",
+    TaskState.SKIPPED: "#f9cb9c",
+    TaskState.FAILED: "#ea9999",
+}
+#: The fill of a task whose state is not a `TaskState` (a hand-edited journal) or unknown.
+UNKNOWN_COLOUR = "#ffffff"
+#: The fill of the highlighted current state of a machine diagram.
+CURRENT_COLOUR = "#ffe599"
+
+#: Where `write_all` finds the demo service, when `lifecycle.demo` exists.
+DEMO_SERVICE = "lifecycle.demo:DemoService"
+
+#: Seconds `svg` lets ``dot`` run before giving up.
+DOT_TIMEOUT = 30.0
+
+
+class DiagramError(LifecycleError, ValueError):
+    """A diagram could not be made: a bad source, an unknown format, or ``dot`` failed."""
+
+
+class GraphvizNotFound(DiagramError, FileNotFoundError):
+    """Graphviz's program (``program``) is not installed, so SVG cannot be rendered."""
+
+    def __init__(self, program: str) -> None:
+        self.program = program
+        super().__init__(
+            f"cannot render SVG: Graphviz's {program!r} program is not installed "
+            "(install graphviz, or use the mermaid or dot format)"
+        )
+
+    def __str__(self) -> str:
+        # OSError's "[Errno None]" formatting does not apply; keep the plain message.
+        return str(self.args[0])
+
+
+# -- models ------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Arrow:
+    """One drawn arrow: ``source`` to ``dest`` (state values or task names)."""
+
+    source: str
+    dest: str
+    label: str = ""
+    #: Drawn faint: an edge of the spec that the journal never saw.
+    faint: bool = False
+
+
+@attrs.frozen
+class MachineDiagram:
+    """A state machine as drawn: the spec, what to highlight, and what to write on it.
+
+    ``notes`` maps a state value to lines written in its box; ``aside`` holds the lines of the
+    box drawn apart (refused triggers, moves off the spec); ``unvisited`` are states drawn faint.
+    """
+
+    spec: MachineSpec
+    title: str
+    arrows: tuple[Arrow, ...]
+    current: str | None = None
+    notes: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
+    aside_title: str = ""
+    aside: tuple[str, ...] = ()
+    unvisited: frozenset[str] = frozenset()
+
+
+@attrs.frozen
+class DependencyDiagram:
+    """A dependency graph as drawn: ``states`` maps each task name to its state (sorted by
+    name; None when no state is known), ``arrows`` go from a task to the task it needs, with
+    label ``"deps"`` or ``"wants"``."""
+
+    title: str
+    states: tuple[tuple[str, str | None], ...]
+    arrows: tuple[Arrow, ...]
+
+
+Diagram = MachineDiagram | DependencyDiagram
+
+
+# -- building: machines ------------------------------------------------------------------------
+
+
+def machine_diagram(spec: MachineSpec, current: str | None = None) -> MachineDiagram:
+    """The diagram of ``spec``, with ``current`` (a state value) highlighted if given.
+
+    Triggers that share a source and a destination are drawn as one arrow (``"stop, finish"``).
+    Raises `InvalidSpec` if ``current`` is not a state of ``spec``.
+    """
+    if current is not None:
+        current = spec.state(current).value
+    labels: dict[tuple[str, str], list[str]] = {}
+    for source, trigger, dest in spec.edges():
+        labels.setdefault((source, dest), []).append(trigger)
+    arrows = tuple(
+        Arrow(source, dest, ", ".join(triggers))
+        for (source, dest), triggers in _in_state_order(spec, labels)
+    )
+    return MachineDiagram(spec=spec, title=f"{spec.name} machine", arrows=arrows, current=current)
+
+
+def journal_machine_diagram(spec: MachineSpec, journal: JournalSource) -> MachineDiagram:
+    """The diagram of ``spec`` annotated with the records of kind ``spec.name`` in ``journal``.
+
+    Each arrow carries each trigger's count; each state its visits, the total and the longest
+    time spent in it (per subject, from entering it to its next transition, by the records'
+    monotonic clock; a state nobody left yet has no time). Refused triggers are counted per
+    (state, trigger) in a box apart, with any ``ok`` record that is not an edge of ``spec``.
+    ``journal`` is a `Journal`, a path to a journal file, or ``(header, records)``. Raises
+    `JournalFormatError` for an unreadable file.
+    """
+    _, records = _load(journal)
+    mine = sorted((r for r in records if r.kind == spec.name), key=lambda r: r.seq)
+    counts: Counter[tuple[str, str, str]] = Counter()
+    off_spec: Counter[tuple[str, str, str]] = Counter()
+    refused: Counter[tuple[str, str]] = Counter()
+    visits: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    longest: dict[str, int] = {}
+    # per subject: the state it is in and the monotonic time it entered it (None: unknown)
+    where: dict[str, tuple[str, int | None]] = {}
+    for rec in mine:
+        if rec.subject not in where:
+            where[rec.subject] = (rec.source, None)
+            visits[rec.source] += 1
+        if not rec.ok or rec.dest is None:
+            refused[(rec.source, rec.trigger)] += 1
+            continue
+        edge = (rec.source, rec.trigger, rec.dest)
+        if spec.table.get((rec.source, rec.trigger)) == rec.dest:
+            counts[edge] += 1
+        else:
+            off_spec[edge] += 1
+        state, since = where[rec.subject]
+        if since is not None and rec.mono >= since:
+            spent = rec.mono - since
+            total[state] += spent
+            longest[state] = max(longest.get(state, 0), spent)
+        where[rec.subject] = (rec.dest, rec.mono)
+        visits[rec.dest] += 1
+
+    grouped: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    for source, trigger, dest in spec.edges():
+        grouped.setdefault((source, dest), []).append((trigger, counts[(source, trigger, dest)]))
+    arrows = tuple(
+        Arrow(
+            source,
+            dest,
+            ", ".join(f"{trigger} ({n})" for trigger, n in triggers),
+            faint=not any(n for _, n in triggers),
+        )
+        for (source, dest), triggers in _in_state_order(spec, grouped)
+    )
+    notes: dict[str, tuple[str, ...]] = {}
+    for state in spec.states:
+        value = state.value
+        if not visits[value]:
+            continue
+        lines = [f"{visits[value]} visit{'' if visits[value] == 1 else 's'}"]
+        if value in longest:
+            lines.append(f"total {_duration(total[value])}, longest {_duration(longest[value])}")
+        notes[value] = tuple(lines)
+    aside = [
+        f"{state}: {trigger} ({n})"
+        for (state, trigger), n in sorted(refused.items(), key=lambda kv: _state_key(spec, kv[0]))
+    ]
+    aside += [
+        f"not in spec: {source} -{trigger}-> {dest} ({n})"
+        for (source, trigger, dest), n in sorted(off_spec.items())
+    ]
+    n_ok = sum(counts.values()) + sum(off_spec.values())
+    title = (
+        f"{spec.name} machine: {len(where)} subject{'' if len(where) == 1 else 's'}, "
+        f"{n_ok} transition{'' if n_ok == 1 else 's'}, {sum(refused.values())} refused"
+    )
+    return MachineDiagram(
+        spec=spec,
+        title=title,
+        arrows=arrows,
+        notes=notes,
+        aside_title="refused triggers" if refused or off_spec else "",
+        aside=tuple(aside),
+        unvisited=frozenset(s.value for s in spec.states if not visits[s.value]),
+    )
+
+
+def _in_state_order(
+    spec: MachineSpec, grouped: Mapping[tuple[str, str], Any]
+) -> list[tuple[tuple[str, str], Any]]:
+    return sorted(grouped.items(), key=lambda kv: _state_key(spec, kv[0]))
+
+
+def _state_key(spec: MachineSpec, pair: tuple[str, str]) -> tuple[int, str, int, str]:
+    """Declaration order of a (state, state-or-trigger) pair; unknown values sort last."""
+    order = {s.value: i for i, s in enumerate(spec.states)}
+    first, second = pair
+    return (order.get(first, len(order)), first, order.get(second, len(order)), second)
+
+
+def _duration(ns: int) -> str:
+    """A duration, three significant digits, in ns, us, ms or s."""
+    for unit, scale in (("s", 1_000_000_000), ("ms", 1_000_000), ("us", 1_000)):
+        if ns >= scale:
+            return f"{ns / scale:.3g} {unit}"
+    return f"{ns} ns"
+
+
+# -- building: dependency graphs ---------------------------------------------------------------
+
+
+def dependency_graph(
+    tasks: Mapping[str, Mapping[str, Any]],
+    states: Mapping[str, str] | None = None,
+    title: str = "task dependencies",
+) -> DependencyDiagram:
+    """The dependency graph of ``tasks`` (name -> ``{"deps": [...], "wants": [...]}``, the
+    journal header's layout), each task in ``states[name]`` (None when absent).
+
+    A dependency that is not itself in ``tasks`` is drawn with no state. Raises `DiagramError`
+    if an entry is not of that layout.
+    """
+    states = states or {}
+    known: dict[str, str | None] = {}
+    arrows: set[Arrow] = set()
+    for name, info in tasks.items():
+        if not isinstance(name, str) or not isinstance(info, Mapping):
+            raise DiagramError(f"task entry {name!r} is not a name with a mapping of deps/wants")
+        known[name] = states.get(name)
+        for kind in ("deps", "wants"):
+            needed = info.get(kind, ())
+            if not isinstance(needed, (list, tuple)) or not all(isinstance(d, str) for d in needed):
+                raise DiagramError(f"task {name!r}: {kind} is not a list of names: {needed!r}")
+            arrows.update(Arrow(name, dep, kind) for dep in needed)
+    for arrow in arrows:
+        known.setdefault(arrow.dest, states.get(arrow.dest))
+    return DependencyDiagram(
+        title=title,
+        states=tuple(sorted(known.items())),
+        arrows=tuple(sorted(arrows, key=lambda a: (a.source, a.dest, a.label))),
+    )
+
+
+def dependency_diagram(source: object) -> DependencyDiagram:
+    """The live dependency graph of ``source``, each task in its current state.
+
+    ``source``: a `Tasks` collection; a service, i.e. anything whose ``tasks`` attribute is a
+    `Tasks`; a service class with a ``TASKS`` sequence of task classes; or a `Task` subclass.
+    For the two classes, the tasks are registered in a fresh collection (nothing is created or
+    run) and drawn registered. Raises `DiagramError` for anything else, and the registration
+    errors (`DependencyCycle`, `DuplicateTask`, `InvalidTask`) of a bad class.
+    """
+    title = None
+    if isinstance(source, Tasks):
+        collection = source
+    elif isinstance(getattr(source, "tasks", None), Tasks):
+        collection = source.tasks  # type: ignore[attr-defined]
+        title = getattr(source, "name", None)
+    elif isinstance(source, type) and issubclass(source, Task):
+        collection = Tasks([source], name=task_name(source))
+    elif isinstance(source, type) and isinstance(getattr(source, "TASKS", None), (list, tuple)):
+        name = getattr(source, "name", None)
+        collection = Tasks(
+            getattr(source, "TASKS"),  # noqa: B009 (mypy cannot see a class attribute we probed)
+            name=name if isinstance(name, str) and name else source.__name__,
+        )
+    else:
+        raise DiagramError(
+            f"{source!r} has no dependency graph: expected a Tasks collection, an object whose "
+            "`tasks` is one, a service class with TASKS, or a Task subclass"
+        )
+    described = {
+        task_name(cls): {
+            "deps": [task_name(d) for d in cls.DEPS],
+            "wants": [task_name(w) for w in cls.WANTS if task_name(w) in collection],
+        }
+        for cls in collection.task_classes
+    }
+    states = {name: collection.state_of(name).value for name in described}
+    owner = title if isinstance(title, str) and title else collection.name
+    return dependency_graph(described, states, title=f"dependencies of {owner}")
+
+
+def journal_dependency_diagram(journal: JournalSource) -> DependencyDiagram:
+    """The dependency graph of the tasks in ``journal``'s header, as observed: each task in the
+    destination of its last fired task transition (registered if it has none).
+
+    ``journal`` is a `Journal`, a path to a journal file, or ``(header, records)``. Raises
+    `JournalFormatError` for an unreadable file or a header whose ``tasks`` is malformed.
+    """
+    header, records = _load(journal)
+    tasks = header.get("tasks", {})
+    if not isinstance(tasks, Mapping):
+        raise JournalFormatError("header field 'tasks' is not an object", line=1)
+    final: dict[str, str] = {}
+    for rec in sorted(records, key=lambda r: r.seq):
+        if rec.kind == TASK.name and rec.ok and rec.dest is not None:
+            final[rec.subject] = rec.dest
+    states = {name: final.get(name, TASK.initial) for name in tasks}
+    try:
+        return dependency_graph(tasks, states, title="task dependencies as observed")
+    except DiagramError as exc:
+        raise JournalFormatError(f"header field 'tasks': {exc}", line=1) from None
+
+
+JournalSource = Journal | str | os.PathLike[str] | tuple[Mapping[str, Any], Sequence[Transition]]
+
+
+def _load(journal: JournalSource) -> tuple[Mapping[str, Any], Sequence[Transition]]:
+    if isinstance(journal, Journal):
+        return journal.header(), journal.records
+    if isinstance(journal, tuple):
+        return journal
+    return read_journal(journal)
+
+
+# -- text --------------------------------------------------------------------------------------
+
+_SHOWN_AS_ESCAPE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def printable(text: str) -> str:
+    """``text`` as diagrams show it: newlines kept, every other control, format, private,
+    unassigned or line/paragraph separator character written as its Python escape."""
+    return "".join(
+        ch if ch == "\n" or unicodedata.category(ch) not in _SHOWN_AS_ESCAPE else ascii(ch)[1:-1]
+        for ch in text
+    )
+
+
+# Characters written as themselves in Mermaid text; everything else becomes an entity code.
+_MERMAID_PLAIN = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _.,()/+=?!@*'"
+)
+_SAFE_ID = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+def _mermaid_text(text: str, newline: str) -> str:
+    return "".join(
+        ch if ch in _MERMAID_PLAIN else newline if ch == "\n" else f"#{ord(ch)};"
+        for ch in printable(text)
+    )
+
+
+def _ids(values: Iterable[str], prefix: str) -> dict[str, str]:
+    """Safe, unique identifiers for ``values``: ``<prefix>_<value>`` when the value is a short
+    ASCII word, else ``<prefix><index>``; the two forms cannot collide."""
+    return {
+        value: f"{prefix}_{value}" if _SAFE_ID.fullmatch(value) else f"{prefix}{index}"
+        for index, value in enumerate(values)
+    }
+
+
+def _dot_string(text: str) -> str:
+    """``text`` as a quoted DOT string whose label shows exactly ``printable(text)``."""
+    out = []
+    for ch in printable(text):
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"':
+            out.append('\\"')
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "&":
+            # Graphviz decodes HTML entities in labels; a literal ampersand must not start one.
+            out.append("&amp;")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _dot_lines(lines: Sequence[str]) -> str:
+    """Lines as one quoted DOT label, each left-justified."""
+    return '"' + "".join(_dot_string(line)[1:-1] + "\\l" for line in lines) + '"'
+
+
+# -- rendering: Mermaid ------------------------------------------------------------------------
+
+
+def mermaid(diagram: Diagram) -> str:
+    """The Mermaid text of ``diagram`` (ASCII, ends with a newline)."""
+    if isinstance(diagram, MachineDiagram):
+        return _mermaid_machine(diagram)
+    return _mermaid_dependencies(diagram)
+
+
+def _mermaid_machine(d: MachineDiagram) -> str:
+    spec = d.spec
+    ids = _ids((s.value for s in spec.states), "s")
+    out = ["stateDiagram-v2"]
+    out.append("    classDef terminal stroke-width:3px")
+    out.append(f"    classDef current fill:{CURRENT_COLOUR},stroke-width:3px,font-weight:bold")
+    out.append("    classDef unvisited fill:#f3f3f3,color:#999999,stroke:#bbbbbb")
+    for state in spec.states:
+        out.append(f'    state "{_mermaid_text(state.value, " ")}" as {ids[state.value]}')
+    out.append(f"    [*] --> {ids[spec.initial]}")
+    for arrow in d.arrows:
+        label = f" : {_mermaid_text(arrow.label, ' ')}" if arrow.label else ""
+        out.append(f"    {ids[arrow.source]} --> {ids[arrow.dest]}{label}")
+    for state in spec.states:
+        if state.value in spec.terminal:
+            out.append(f"    {ids[state.value]} --> [*]")
+    for state in spec.states:
+        for line in d.notes.get(state.value, ()):
+            out.append(f"    {ids[state.value]} : {_mermaid_text(line, ' ')}")
+    if d.aside:
+        out.append(f'    state "{_mermaid_text(d.aside_title, " ")}" as aside')
+        out.extend(f"    aside : {_mermaid_text(line, ' ')}" for line in d.aside)
+    classes = {
+        "terminal": [s.value for s in spec.states if s.value in spec.terminal],
+        "unvisited": [s.value for s in spec.states if s.value in d.unvisited],
+        "current": [d.current] if d.current is not None else [],
+    }
+    for name, members in classes.items():
+        if members:
+            out.append(f"    class {','.join(ids[m] for m in members)} {name}")
+    return "\n".join(out) + "\n"
+
+
+def _mermaid_dependencies(d: DependencyDiagram) -> str:
+    ids = _ids((name for name, _ in d.states), "t")
+    out = ["flowchart TD"]
+    for member in TaskState:
+        out.append(f"    classDef {member.value} fill:{STATE_COLOURS[member]},stroke:#666666")
+    out.append(f"    classDef unknown fill:{UNKNOWN_COLOUR},stroke:#666666,stroke-dasharray:3 3")
+    members: dict[str, list[str]] = {}
+    for name, state in d.states:
+        shown = state if state is not None else "(not registered)"
+        label = _mermaid_text(name, "<br/>") + "<br/>" + _mermaid_text(shown, "<br/>")
+        out.append(f'    {ids[name]}["{label}"]')
+        members.setdefault(_colour_class(state), []).append(ids[name])
+    for arrow in d.arrows:
+        link = "-.->" if arrow.label == "wants" else "-->"
+        out.append(f"    {ids[arrow.source]} {link} {ids[arrow.dest]}")
+    for name in [*(s.value for s in TaskState), "unknown"]:
+        if name in members:
+            out.append(f"    class {','.join(members[name])} {name}")
+    return "\n".join(out) + "\n"
+
+
+def _colour_class(state: str | None) -> str:
+    return state if state is not None and _fill(state) else "unknown"
+
+
+def _fill(state: str | None) -> str | None:
+    """The colour of a task in ``state``, or None if it is not a `TaskState`."""
+    if state is None:
+        return None
+    try:
+        return STATE_COLOURS[TaskState(state)]
+    except ValueError:
+        return None
+
+
+# -- rendering: DOT ----------------------------------------------------------------------------
+
+
+def dot(diagram: Diagram) -> str:
+    """The Graphviz DOT text of ``diagram`` (ends with a newline)."""
+    if isinstance(diagram, MachineDiagram):
+        return _dot_machine(diagram)
+    return _dot_dependencies(diagram)
+
+
+_DOT_HEAD = (
+    '    graph [labelloc=t, fontname="Helvetica", fontsize=14];',
+    '    node [shape=box, style=rounded, fontname="Helvetica", fontsize=12];',
+    '    edge [fontname="Helvetica", fontsize=10];',
+)
+
+
+def _dot_machine(d: MachineDiagram) -> str:
+    spec = d.spec
+    ids = _ids((s.value for s in spec.states), "s")
+    out = [f"digraph {_dot_string(spec.name)} {{", *_DOT_HEAD]
+    out.append(f"    graph [label={_dot_string(d.title)}];")
+    out.append('    "__initial" [shape=point, width=0.15, label=""];')
+    for state in spec.states:
+        value = state.value
+        attrs_ = [f"label={_dot_string(value)}"]
+        if d.notes.get(value):
+            attrs_ = [f"label={_dot_string(chr(10).join((value, *d.notes[value])))}"]
+        if value in spec.terminal:
+            attrs_.append("peripheries=2")
+        if value == d.current:
+            attrs_.append(f'style="rounded,filled,bold", fillcolor="{CURRENT_COLOUR}", penwidth=2')
+        elif value in d.unvisited:
+            attrs_.append('color="#bbbbbb", fontcolor="#999999"')
+        out.append(f"    {_dot_string(ids[value])} [{', '.join(attrs_)}];")
+    out.append(f'    "__initial" -> {_dot_string(ids[spec.initial])};')
+    for arrow in d.arrows:
+        attrs_ = [f"label={_dot_string(arrow.label)}"]
+        if arrow.faint:
+            attrs_.append('style=dashed, color="#bbbbbb", fontcolor="#999999"')
+        out.append(
+            f"    {_dot_string(ids[arrow.source])} -> {_dot_string(ids[arrow.dest])}"
+            f" [{', '.join(attrs_)}];"
+        )
+    if d.aside:
+        out.append('    subgraph "cluster_aside" {')
+        out.append(f"        graph [label={_dot_string(d.aside_title)}, style=dashed];")
+        out.append(f'        "aside" [shape=note, style="", label={_dot_lines(d.aside)}];')
+        out.append("    }")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def _dot_dependencies(d: DependencyDiagram) -> str:
+    ids = _ids((name for name, _ in d.states), "t")
+    out = [f"digraph {_dot_string('dependencies')} {{", *_DOT_HEAD]
+    legend = "an arrow points to what a task needs: solid DEPS, dashed WANTS"
+    out.append(f"    graph [label={_dot_string(d.title + chr(10) + legend)}];")
+    for name, state in d.states:
+        shown = state if state is not None else "(not registered)"
+        colour = _fill(state)
+        style = '"rounded,filled"' if colour else '"rounded,filled,dashed"'
+        out.append(
+            f"    {_dot_string(ids[name])} [label={_dot_string(name + chr(10) + shown)}, "
+            f'style={style}, fillcolor="{colour or UNKNOWN_COLOUR}"];'
+        )
+    for arrow in d.arrows:
+        style = "dashed" if arrow.label == "wants" else "solid"
+        out.append(
+            f"    {_dot_string(ids[arrow.source])} -> {_dot_string(ids[arrow.dest])}"
+            f" [style={style}];"
+        )
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+# -- rendering: SVG ----------------------------------------------------------------------------
+
+
+def has_graphviz(program: str = "dot") -> bool:
+    """Whether Graphviz's ``program`` is installed (on PATH), so that `svg` can work."""
+    return shutil.which(program) is not None
+
+
+def svg(diagram: Diagram, *, program: str = "dot", timeout: float = DOT_TIMEOUT) -> bytes:
+    """The SVG of ``diagram``, laid out by Graphviz's ``program`` (found on PATH).
+
+    Raises `GraphvizNotFound` if ``program`` is not installed, `DiagramError` if it fails or
+    runs longer than ``timeout`` seconds (it is then killed).
+    """
+    found = shutil.which(program)
+    if found is None:
+        raise GraphvizNotFound(program)
+    try:
+        done = subprocess.run(
+            [found, "-Tsvg"],
+            input=dot(diagram).encode("utf-8"),
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise DiagramError(f"{program!r} did not finish within {timeout:g}s") from None
+    except OSError as exc:
+        raise DiagramError(f"cannot run {program!r}: {exc}") from exc
+    if done.returncode != 0:
+        reason = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise DiagramError(
+            f"{program!r} failed (exit {done.returncode}): {reason[0] if reason else 'no message'}"
+        )
+    return done.stdout
+
+
+def render(diagram: Diagram, format: str) -> str | bytes:
+    """``diagram`` in ``format`` (one of `FORMATS`): text for mermaid and dot, bytes for svg.
+
+    Raises `DiagramError` for an unknown format, and what `svg` raises.
+    """
+    if format == "mermaid":
+        return mermaid(diagram)
+    if format == "dot":
+        return dot(diagram)
+    if format == "svg":
+        return svg(diagram)
+    raise DiagramError(f"unknown diagram format {format!r}; expected one of {', '.join(FORMATS)}")
+
+
+# -- sources and files -------------------------------------------------------------------------
+
+
+def load_object(ref: str) -> object:
+    """The object named by ``"MODULE:NAME"`` (``NAME`` may be dotted), importing ``MODULE``.
+
+    Raises `DiagramError` naming what is wrong: a malformed reference, a module that cannot be
+    imported (with the error it raised), or a missing attribute.
+    """
+    module_name, sep, attr = ref.partition(":")
+    if not sep or not module_name or not attr:
+        raise DiagramError(f"{ref!r} is not MODULE:NAME (for example myapp.service:MyService)")
+    try:
+        obj: object = importlib.import_module(module_name)
+    except Exception as exc:
+        raise DiagramError(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from exc
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise DiagramError(f"{module_name!r} has no attribute {attr!r}") from None
+    return obj
+
+
+def _demo_diagram() -> DependencyDiagram | None:
+    """The demo service's dependency graph, or None while `lifecycle.demo` does not exist."""
+    module_name = DEMO_SERVICE.partition(":")[0]
+    try:
+        importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        return None
+    return dependency_diagram(load_object(DEMO_SERVICE))
+
+
+def write_all(directory: str | os.PathLike[str], *, svgs: bool = True) -> list[Path]:
+    """Write every machine (and the demo service's dependency graph, when `lifecycle.demo`
+    exists) to ``directory`` as ``<name>.mmd``, ``<name>.dot`` and, if ``svgs``,
+    ``<name>.svg``; returns the paths written, sorted. Creates ``directory`` if needed.
+
+    Raises `GraphvizNotFound` (before writing anything) when ``svgs`` and ``dot`` is missing,
+    `DiagramError` if ``directory`` cannot be written.
+    """
+    if svgs and not has_graphviz():
+        raise GraphvizNotFound("dot")
+    diagrams: dict[str, Diagram] = {name: machine_diagram(spec) for name, spec in SPECS.items()}
+    demo = _demo_diagram()
+    if demo is not None:
+        diagrams["demo-dependencies"] = demo
+    target = Path(directory)
+    written: list[Path] = []
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for name, diagram in sorted(diagrams.items()):
+            for fmt, suffix in FORMATS.items():
+                if fmt == "svg" and not svgs:
+                    continue
+                path = target / f"{name}{suffix}"
+                content = render(diagram, fmt)
+                if isinstance(content, str):
+                    path.write_text(content, encoding="utf-8", newline="\n")
+                else:
+                    path.write_bytes(content)
+                written.append(path)
+    except OSError as exc:
+        raise DiagramError(f"cannot write diagrams to {os.fspath(target)!r}: {exc}") from exc
+    return sorted(written)

@@ -1,0 +1,192 @@
+"""A dry run of a set of tasks: what would start together, the stop order, what a skip takes.
+
+`plan` registers the task classes in a throwaway `Tasks` collection (so registration is judged
+by the one set of rules the engine uses: DEPS registered first, `DuplicateTask`,
+`DependencyCycle`, `InvalidTask`) and then reads the order off `lifecycle.graph`; it creates,
+initializes and starts nothing, and runs no task code.
+
+* ``layers``: `lifecycle.graph.layers` over DEPS and WANTS: each layer's tasks can start
+  together once the earlier layers have.
+* ``start_order`` / ``stop_order``: the order the collection starts the tasks in
+  (`lifecycle.graph.topological_order`, registration order breaking ties), and its reverse.
+* per task, ``skips``: the tasks that would be skipped if it were skipped or failed
+  (`lifecycle.graph.dependents` over DEPS only: WANTS never skips).
+
+`load` resolves a ``MODULE:NAME`` reference (a Task subclass, a `Tasks` collection, or
+anything with a ``TASKS`` attribute listing task classes, like a service class).
+
+Pure: no shared state, safe from any thread (importing a module is the caller's business).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+from lifecycle.collection import Tasks
+from lifecycle.errors import LifecycleError
+from lifecycle.graph import dependents, layers, topological_order
+from lifecycle.task import Task, task_name
+
+__all__ = ["Plan", "PlanTargetError", "TaskPlan", "load", "plan", "task_classes_of"]
+
+
+class PlanTargetError(LifecycleError, LookupError):
+    """A ``MODULE:NAME`` reference names nothing that can be planned.
+
+    Attributes: ``target`` (the reference) and ``problem``.
+    """
+
+    def __init__(self, target: str, problem: str) -> None:
+        self.target = target
+        self.problem = problem
+        super().__init__(f"cannot plan {target!r}: {problem}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@attrs.frozen
+class TaskPlan:
+    """One task of a plan: its name, class, dependencies, kind, and what its loss would skip."""
+
+    name: str
+    qualname: str
+    deps: tuple[str, ...]
+    wants: tuple[str, ...]
+    loopless: bool
+    workers: int
+    layer: int
+    skips: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "class": self.qualname,
+            "deps": list(self.deps),
+            "wants": list(self.wants),
+            "loopless": self.loopless,
+            "workers": self.workers,
+            "layer": self.layer,
+            "skips": list(self.skips),
+        }
+
+
+@attrs.frozen
+class Plan:
+    """The plan of a set of tasks; ``tasks`` are in start order."""
+
+    layers: tuple[tuple[str, ...], ...]
+    start_order: tuple[str, ...]
+    stop_order: tuple[str, ...]
+    tasks: tuple[TaskPlan, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form (the schema of ``lifecycle plan --json``)."""
+        return {
+            "layers": [list(layer) for layer in self.layers],
+            "start_order": list(self.start_order),
+            "stop_order": list(self.stop_order),
+            "tasks": [task.to_dict() for task in self.tasks],
+        }
+
+
+def plan(target: object) -> Plan:
+    """The plan of ``target``: a Task subclass (with its DEPS), a `Tasks` collection, an object
+    whose ``tasks`` is one (a service instance), anything with a ``TASKS`` attribute (a service
+    class), or a list or tuple of task classes.
+
+    Raises `InvalidTask` (something that is not a usable task class, in ``target`` or in a
+    DEPS/WANTS list), `DuplicateTask` (two classes, one name), `DependencyCycle` (naming the
+    cycle, through DEPS or WANTS) and `PlanTargetError` for a target that is none of the above.
+    """
+    classes = task_classes_of(target)
+    # Registration is the engine's own: dependencies first, the same errors, the same order.
+    registered = Tasks(classes, name="plan").task_classes
+    names = [task_name(cls) for cls in registered]
+    known = set(names)
+    edges = {
+        task_name(cls): [n for n in (task_name(d) for d in (*cls.DEPS, *cls.WANTS)) if n in known]
+        for cls in registered
+    }
+    requires = {task_name(cls): [task_name(d) for d in cls.DEPS] for cls in registered}
+    grouped = layers(names, edges)
+    start = topological_order(names, edges)
+    position = {name: index for index, name in enumerate(start)}
+    layer_of = {name: index for index, layer in enumerate(grouped) for name in layer}
+    by_name = {task_name(cls): cls for cls in registered}
+    tasks = tuple(
+        TaskPlan(
+            name=name,
+            qualname=f"{by_name[name].__module__}.{by_name[name].__qualname__}",
+            deps=tuple(requires[name]),
+            wants=tuple(task_name(w) for w in by_name[name].WANTS),
+            loopless=bool(by_name[name].LOOPLESS),
+            workers=0 if by_name[name].LOOPLESS else int(by_name[name].workers),
+            layer=layer_of[name],
+            skips=tuple(sorted(dependents(name, requires), key=position.__getitem__)),
+        )
+        for name in start
+    )
+    return Plan(
+        layers=tuple(tuple(layer) for layer in grouped),
+        start_order=tuple(start),
+        stop_order=tuple(reversed(start)),
+        tasks=tasks,
+    )
+
+
+def task_classes_of(target: object) -> list[Any]:
+    """The task classes ``target`` stands for (see `plan`); not yet validated as tasks.
+
+    Raises `PlanTargetError` when ``target`` is none of the accepted kinds.
+    """
+    if isinstance(target, type) and issubclass(target, Task):
+        return [target]
+    if isinstance(target, Tasks):
+        return list(target.task_classes)
+    owned = getattr(target, "tasks", None) if not isinstance(target, type) else None
+    if isinstance(owned, Tasks):  # a service instance: the tasks it selected
+        return list(owned.task_classes)
+    listed = getattr(target, "TASKS", None) if not isinstance(target, (str, bytes)) else None
+    if listed is None and isinstance(target, (list, tuple)):
+        listed = target
+    if listed is None:
+        raise PlanTargetError(
+            repr(target),
+            "expected a Task subclass, a Tasks collection, or a class with a TASKS attribute "
+            f"listing task classes; got {type(target).__name__}",
+        )
+    if isinstance(listed, (str, bytes)) or not isinstance(listed, Iterable):
+        raise PlanTargetError(
+            repr(target), f"expected TASKS to list task classes; it is {listed!r}"
+        )
+    return list(listed)
+
+
+def load(reference: str) -> object:
+    """The object a ``MODULE:NAME`` reference names (NAME may be dotted: ``mod:Outer.Inner``).
+
+    Raises `PlanTargetError` when the reference is malformed, the module cannot be imported
+    (whatever importing it raised), or it has no such attribute.
+    """
+    module_name, sep, attr_path = reference.partition(":")
+    if not sep or not module_name or not attr_path:
+        raise PlanTargetError(reference, "expected MODULE:NAME, for example mypkg.tasks:MyService")
+    try:
+        obj: object = importlib.import_module(module_name)
+    except Exception as exc:  # a module that fails to import is a bad reference, whatever it raised
+        raise PlanTargetError(
+            reference, f"importing {module_name!r} raised {type(exc).__name__}: {exc}"
+        ) from exc
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise PlanTargetError(
+                reference, f"{module_name!r} has no attribute {attr_path!r}"
+            ) from None
+    return obj

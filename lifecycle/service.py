@@ -1,0 +1,573 @@
+"""`Service`: owns a collection of tasks and runs it under signals, crashes and deadlines.
+
+A service is a state machine of its own (`lifecycle.spec.SERVICE`): new →start→ starting
+→started→ running →stop→ stopping →finish→ stopped, or →fail→ failed. Its `Tasks` collection
+shares the service's journal, so one journal holds the whole run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from types import FrameType, MappingProxyType
+from typing import Any, ClassVar
+
+import attrs
+
+from lifecycle.collection import Tasks
+from lifecycle.engine import Lifecycle
+from lifecycle.errors import (
+    ForcedShutdown,
+    HelpRequested,
+    InitError,
+    LifecycleError,
+    OptionError,
+    StopError,
+    StopTimeout,
+    UnknownTask,
+    UsageError,
+)
+from lifecycle.journal import Journal, Transition
+from lifecycle.options import OptionParser, bound_options, build_parser, option, read_option
+from lifecycle.spec import SERVICE, CollectionState, ServiceState, TaskState
+from lifecycle.task import Task, task_name
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "Service", "TaskSummary", "summarize"]
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+
+#: The built-in flag that selects tasks; no declared option may take it.
+TASKS_FLAG = "--tasks"
+_STOP_SIGNALS = tuple(
+    s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s is not None
+)
+_TERMINAL_TASK = frozenset({TaskState.STOPPED, TaskState.SKIPPED, TaskState.FAILED})
+
+
+class _Interrupted(BaseException):
+    """Raised from the signal handler into a start() that a second signal gave up on.
+
+    A `BaseException` so that the collection treats it as an interruption (every task is left
+    terminal) rather than as one task's error.
+    """
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+class Service:
+    """A set of tasks run as one unit, with a strict lifecycle and a journal.
+
+    Class attributes: ``TASKS`` (the task classes; their DEPS come with them) and ``name``
+    (default: the class name). Declare service options with `lifecycle.options.option`
+    (flag ``--{name}``); every task option of ``TASKS`` is on the same command line. Built in:
+    ``--stop-timeout SECONDS`` (default 30) and ``--tasks NAME ...``.
+
+    ``options``: parsed values keyed by dest (a mapping or an `argparse.Namespace`), such as
+    `from_argv` produces; missing ones take their defaults. ``journal``: where every transition
+    of the service, its collection and its tasks goes (a new in-memory `Journal` by default).
+
+    Driving: `start` (non-blocking) then `wait`; or `run` (blocking, returns the exit code).
+    `shutdown` only *requests* a stop: it is lock-free, so it is safe from any thread and from a
+    signal handler, and asking again is harmless. The thread inside `run` or `wait` performs the
+    stop: every task is asked to stop in reverse start order, and that thread wakes as each task
+    ends (never on a poll interval), so the time from `shutdown` to every worker joined is the
+    tasks' own reaction time.
+
+    Failure: a worker that raises fails its task and requests a shutdown; the service then ends
+    ``failed`` with exit code 1, and `failure` is the first root cause (the exception of the
+    task that failed first). An init error ends it ``failed`` at once.
+
+    Stop deadline: if tasks still run ``stop_timeout`` seconds after the stop began, the
+    collection is failed with `StopTimeout` naming them and the service ends ``failed``. The
+    process can still exit: worker threads are daemon threads, so the interpreter does not wait
+    for them at exit (they are abandoned, not joined; nothing they do afterwards reaches the
+    journal's verdict). The same holds for a forced exit on a second signal.
+    """
+
+    TASKS: ClassVar[Sequence[type[Task]]] = ()
+    name: ClassVar[str] = "Service"
+
+    stop_timeout = option(
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long a stop may take before the service gives up and fails (default: 30)",
+    )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            cls.name = cls.__name__
+
+    def __init__(
+        self,
+        options: Mapping[str, Any] | argparse.Namespace | None = None,
+        *,
+        journal: Journal | None = None,
+    ) -> None:
+        values = dict(vars(options) if isinstance(options, argparse.Namespace) else options or {})
+        known = self.option_dests()
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise OptionError(
+                ", ".join(unknown),
+                f"not an option of {self.name}; known: {', '.join(sorted(known))}",
+            )
+        self.options: Mapping[str, Any] = MappingProxyType(values)
+        timeout = self.stop_timeout
+        if not isinstance(timeout, int | float) or not (0 <= timeout < math.inf):
+            raise OptionError("--stop-timeout", f"must be seconds >= 0, not {timeout!r}")
+        self.journal = journal if journal is not None else Journal()
+        self.lifecycle = Lifecycle(SERVICE, self.name, self.journal)
+        self.tasks = Tasks(self.selected_task_classes(values.get("tasks")), journal=self.journal)
+        self.errors: list[BaseException] = []
+        self._failure: BaseException | None = None
+        # Shutdown requests: written lock-free (signal handlers may write them).
+        self._reasons: list[str] = []
+        self._signals: list[str] = []
+        self._forced = False
+        self._on_main = False  # run() installed our signal handlers
+        self._in_init = False  # start() is running init_task hooks
+        self._stopping = False
+        # A one-permit semaphore: release() is lock-free and signal-safe, unlike Event.set().
+        self._wake_permit = threading.Lock()
+        self._wake_permit.acquire()
+        self._stopper = threading.Lock()  # the one thread carrying out the stop holds it
+        self._drive = threading.RLock()  # serializes start() and the stop
+        self._done = threading.Event()
+        self._unsubscribe: Any = None
+
+    # -- options and tasks -----------------------------------------------------------------
+
+    def option_source(self) -> Mapping[str, Any]:
+        """Where this service's option values come from: ``options``."""
+        return self.options
+
+    def get_option(self, name: str) -> Any:
+        """The value of this service's option ``name``; raises `UnknownOption`."""
+        return read_option(self, name)
+
+    @classmethod
+    def available_tasks(cls) -> tuple[type[Task], ...]:
+        """Every task class the service may run: ``TASKS`` and their DEPS, in order.
+
+        Raises what registration raises for bad ``TASKS`` (`InvalidTask`, `DuplicateTask`,
+        `DependencyCycle`).
+        """
+        return Tasks(cls.TASKS, journal=Journal(), name=f"{cls.name}.available").task_classes
+
+    @classmethod
+    def selected_task_classes(cls, names: Iterable[str] | None) -> list[type[Task]]:
+        """The task classes for a ``--tasks`` selection (None: all ``TASKS``).
+
+        A selected task brings its DEPS. Raises `UnknownTask` (listing the available names)
+        for a name the service does not have.
+        """
+        if names is None:
+            return list(cls.TASKS)
+        available = {task_name(c): c for c in cls.available_tasks()}
+        chosen = []
+        for name in names:
+            if name not in available:
+                raise UnknownTask(name, list(available))
+            chosen.append(available[name])
+        return chosen
+
+    @classmethod
+    def option_dests(cls) -> set[str]:
+        """The keys an ``options`` mapping may have."""
+        owners: list[type] = [cls, *cls.available_tasks()]
+        return {b.dest for b in bound_options(owners)} | {"tasks"}
+
+    @classmethod
+    def argument_parser(cls, prog: str | None = None) -> OptionParser:
+        """The command-line parser of this service: its options and those of every task.
+
+        Raises `OptionConflict` when two options map to one flag.
+        """
+        available = cls.available_tasks()
+        groups: list[tuple[str, Iterable[type]]] = [(f"{cls.name} options", [cls])]
+        groups += [(f"task {task_name(t)}", [t]) for t in available]
+        parser = build_parser(
+            groups,
+            prog=prog,
+            description=(cls.__doc__ or "").strip().split("\n\n")[0] or None,
+            reserved={TASKS_FLAG: "the built-in --tasks"},
+        )
+        parser.add_argument(
+            TASKS_FLAG,
+            nargs="*",
+            metavar="NAME",
+            help="run only these tasks (and what they require); with no name, list the tasks",
+        )
+        return parser
+
+    @classmethod
+    def task_listing(cls) -> str:
+        """The text ``--tasks`` with no name shows: each task and what it requires."""
+        lines = [f"tasks of {cls.name}:"]
+        for task in cls.available_tasks():
+            deps = ", ".join(task_name(d) for d in task.DEPS)
+            lines.append(f"  {task_name(task)}" + (f"  (requires {deps})" if deps else ""))
+        return "\n".join(lines)
+
+    @classmethod
+    def from_argv(
+        cls,
+        argv: Sequence[str] | None = None,
+        *,
+        journal: Journal | None = None,
+        prog: str | None = None,
+    ) -> Service:
+        """A service configured from a command line (default: ``sys.argv[1:]``).
+
+        Raises `UsageError` for a bad command line (an unknown flag, a bad value, an unknown
+        task name, listing the available ones) and `HelpRequested` for ``--help`` or for
+        ``--tasks`` with no name (its ``text`` lists the tasks).
+        """
+        parser = cls.argument_parser(prog)
+        namespace = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        values = vars(namespace)
+        names = values.get("tasks")
+        if names is not None and not names:
+            raise HelpRequested(cls.task_listing())
+        try:
+            return cls(values, journal=journal)
+        except UnknownTask as exc:
+            raise UsageError(
+                f"unknown task {exc.name!r}; available: {', '.join(exc.known)}",
+                parser.format_usage(),
+            ) from exc
+        except OptionError as exc:
+            raise UsageError(str(exc), parser.format_usage()) from exc
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def state(self) -> ServiceState:
+        return ServiceState(self.lifecycle.state)
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The first root cause of a failed service (None while it has not failed)."""
+        return self._failure
+
+    @property
+    def exit_code(self) -> int | None:
+        """0 once stopped, 1 once failed, None before the service ended."""
+        state = self.state
+        if state == ServiceState.STOPPED:
+            return EXIT_OK
+        if state == ServiceState.FAILED:
+            return EXIT_FAILED
+        return None
+
+    @property
+    def shutdown_requested(self) -> bool:
+        return bool(self._reasons)
+
+    @property
+    def shutdown_reason(self) -> str | None:
+        """The reason given by the first shutdown request, if any."""
+        return self._reasons[0] if self._reasons else None
+
+    def summary(self) -> list[TaskSummary]:
+        """One `TaskSummary` per registered task, in dependency order, from the journal."""
+        return summarize(self.journal.records, self.tasks.order, service=self.name)
+
+    def still_running(self) -> list[str]:
+        """The names of started tasks that have not ended (stopped, skipped or failed)."""
+        tasks = self.tasks
+        return [name for name in tasks.start_order if tasks.state_of(name) not in _TERMINAL_TASK]
+
+    # -- driving ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create, initialize and start every task; return once they are running.
+
+        On an init error the service ends ``failed`` and `InitError` (chaining the first root
+        cause) is raised; `failure` is that root cause. Raises `IllegalTransition` unless the
+        service is new. A shutdown requested during init stops the service before any worker
+        starts (the stop itself is left to `wait` or `run`).
+        """
+        with self._drive:
+            self.lifecycle.fire("start")
+            self._unsubscribe = self.journal.subscribe(self._on_record)
+            try:
+                self.tasks.create(self)
+                self._in_init = True
+                try:
+                    self.tasks.init()
+                finally:
+                    self._in_init = False
+                if self._reasons:
+                    return  # asked to stop while starting: never launch the workers
+                self.tasks.start()
+                self.lifecycle.fire("started")
+            except BaseException as exc:
+                root = exc.__cause__ if isinstance(exc, InitError) and exc.__cause__ else exc
+                if isinstance(exc, _Interrupted):
+                    exc = ForcedShutdown(self.still_running(), exc.signal_name)
+                    root = exc
+                self._end(root, [exc])
+                raise
+
+    def shutdown(self, reason: str | None = None) -> None:
+        """Request a graceful stop; the thread in `run` or `wait` carries it out.
+
+        Lock-free and idempotent: safe from any thread, from a signal handler, from a task's
+        own worker, and before or after the service ended. The first reason is kept.
+        """
+        self._reasons.append(reason or "shutdown requested")  # list.append is atomic
+        self._wake()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until a shutdown is requested, then carry out the stop; True once ended.
+
+        ``timeout`` bounds the wait for a shutdown request (None: no bound); once the stop has
+        begun it is bounded by ``stop_timeout`` instead. Returns False if the timeout passed
+        with no request. Any number of threads may wait; one of them performs the stop.
+        Raises `LifecycleError` on a service that was never started.
+        """
+        if self.state == ServiceState.NEW:
+            raise LifecycleError(f"service {self.name!r} was never started; call start() or run()")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._stopper.acquire(timeout=_remaining(deadline, -1)):
+            return self._done.is_set()
+        try:
+            while not self._reasons and not self.lifecycle.terminal:
+                left = _remaining(deadline, -1)
+                if left == 0:
+                    return False
+                self._wake_permit.acquire(timeout=left)
+            if not self.lifecycle.terminal:
+                self._stop()
+            return True
+        finally:
+            self._stopper.release()
+
+    def run(self) -> int:
+        """Start, run until a shutdown is requested, stop; return the exit code (0 or 1).
+
+        On the main thread, SIGINT and SIGTERM request a shutdown; a second one while stopping
+        gives up waiting (`ForcedShutdown` naming the tasks still running; exit code 1). The
+        previous handlers are restored on return. An init error returns 1 (see `failure`).
+        """
+        previous: dict[int, Any] = {}
+        on_main = threading.current_thread() is threading.main_thread()
+        if on_main:
+            for signum in _STOP_SIGNALS:
+                previous[signum] = signal.signal(signum, self._on_signal)
+        try:
+            self._on_main = on_main
+            try:
+                self.start()
+            except (LifecycleError, _Interrupted):
+                if self.state != ServiceState.FAILED:
+                    raise
+                logger.error("service %r failed to start: %s", self.name, self._failure)
+                return EXIT_FAILED
+            self.wait()
+        finally:
+            self._on_main = False
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        code = self.exit_code
+        return EXIT_FAILED if code is None else code
+
+    def restart(self, *, journal: Journal | None = None) -> Service:
+        """Stop this service gracefully, then start and return a fresh one with the same options.
+
+        The fresh service is an instance of the same class, with the same ``options`` (values
+        set on task instances with ``set_option`` are not carried over) and ``journal`` (a new
+        in-memory one by default: a journal records one run). It is started, not run: call its
+        `wait` or `shutdown`. Raises `LifecycleError` chaining the cause, without starting
+        anything, if this service did not stop cleanly (tasks might still be running).
+        """
+        self.shutdown("restart requested")
+        self.wait()
+        if self.state != ServiceState.STOPPED:
+            raise LifecycleError(
+                f"service {self.name!r} ended {self.state} ({self._failure}); not restarting"
+            ) from self._failure
+        fresh = type(self)(self.options, journal=journal)
+        fresh.start()
+        return fresh
+
+    # -- the stop --------------------------------------------------------------------------
+
+    def _stop(self) -> None:
+        with self._drive:
+            lc = self.lifecycle
+            if lc.terminal:
+                return
+            reason = self.shutdown_reason or "shutdown requested"
+            self._stopping = True
+            lc.fire("stop", reason)
+            errors: list[BaseException] = []
+            try:
+                self.tasks.stop()
+            except LifecycleError as exc:
+                errors.append(exc)
+            deadline = time.monotonic() + float(self.stop_timeout)
+            while not self._forced and self.still_running():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._wake_permit.acquire(timeout=left)
+            # Forced with every task ended (their threads just exiting): finish the join.
+            forced = self._forced and bool(self.still_running())
+            try:
+                left_running = self.tasks.join(0 if forced else _remaining(deadline, 0))
+            except StopError as exc:
+                errors.append(exc)
+                left_running = []
+            if left_running:
+                # Name the tasks that have not ended, not those whose threads are just exiting.
+                names = self.still_running() or [t.name for t in left_running]
+                error: LifecycleError = (
+                    ForcedShutdown(names, self._signals[-1] if self._signals else "signal")
+                    if forced
+                    else StopTimeout(names, float(self.stop_timeout))
+                )
+                logger.error("service %r: %s", self.name, error)
+                if self.tasks.lifecycle.can("fail"):
+                    self.tasks.fail(error)
+                errors.append(error)
+            self._end(self._first_task_failure(), errors)
+
+    def _end(self, failure: BaseException | None, errors: Sequence[BaseException]) -> None:
+        """Fire the service's last transition: fail if anything failed, else finish."""
+        self.errors.extend(errors)
+        if failure is None and errors:
+            failure = errors[0]
+        if failure is None and self.tasks.state == CollectionState.FAILED:
+            failure = LifecycleError(f"collection of {self.name!r} failed")
+        lc = self.lifecycle
+        if failure is not None:
+            self._failure = failure
+            if lc.can("fail"):
+                lc.fire("fail", failure)
+        elif lc.can("finish"):
+            lc.fire("finish")
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        self._done.set()
+        self._wake()
+
+    def _first_task_failure(self) -> BaseException | None:
+        """The exception of the task whose failure was journaled first."""
+        failed = {t.name: t for t in self.tasks if t.state == TaskState.FAILED}
+        if not failed:
+            return None
+        for rec in self.journal.records:
+            if rec.kind == "task" and rec.ok and rec.dest == TaskState.FAILED:
+                task = failed.get(rec.subject)
+                if task is not None and task.failure is not None:
+                    return task.failure
+        return next((t.failure for t in failed.values() if t.failure is not None), None)
+
+    def _on_record(self, rec: Transition) -> None:
+        # A task ending while we stop wakes the stopper, which re-checks what is left.
+        if self._stopping and rec.kind == "task":
+            self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(RuntimeError):  # a wake-up is already pending
+            self._wake_permit.release()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        self._signals.append(name)
+        if len(self._signals) == 1:
+            self.shutdown(f"received {name}")
+            return
+        self._forced = True
+        self._wake()
+        if self._on_main and self._in_init:
+            # start() is busy in an init_task (maybe hung): break out; the collection leaves
+            # every task terminal when init is interrupted.
+            raise _Interrupted(name)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__qualname__} {self.name!r} {self.lifecycle.state}>"
+
+
+@attrs.frozen
+class TaskSummary:
+    """How one task's run went: final ``state``, seconds from the service's start to the task
+    running (``time_to_running``, None if it never ran), and the last line of its ``cause``
+    (the reason it was skipped or failed, else None)."""
+
+    name: str
+    state: str
+    time_to_running: float | None
+    cause: str | None
+
+
+def summarize(
+    records: Iterable[Transition], tasks: Iterable[str], *, service: str | None = None
+) -> list[TaskSummary]:
+    """A `TaskSummary` for each of ``tasks`` from a run's journal ``records``.
+
+    Times count from the service's ``start`` record (the named ``service``, or the first one),
+    else from the first record.
+    """
+    records = list(records)
+    origin = next(
+        (
+            r.mono
+            for r in records
+            if r.kind == "service"
+            and r.trigger == "start"
+            and r.ok
+            and (service is None or r.subject == service)
+        ),
+        records[0].mono if records else 0,
+    )
+    state: dict[str, str] = {}
+    running_at: dict[str, float] = {}
+    cause: dict[str, str | None] = {}
+    for r in records:
+        if r.kind != "task" or not r.ok or r.dest is None:
+            continue
+        state[r.subject] = r.dest
+        cause[r.subject] = (
+            _last_line(r.cause) if r.dest in (TaskState.SKIPPED, TaskState.FAILED) else None
+        )
+        if r.dest == TaskState.RUNNING and r.subject not in running_at:
+            running_at[r.subject] = (r.mono - origin) / 1e9
+    return [
+        TaskSummary(
+            name, state.get(name, str(TaskState.REGISTERED)), running_at.get(name), cause.get(name)
+        )
+        for name in tasks
+    ]
+
+
+def _last_line(text: str | None) -> str | None:
+    """The last non-empty line of a cause (for a traceback: ``Type: message``)."""
+    if not text:
+        return None
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else None
+
+
+def _remaining(deadline: float | None, unbounded: float) -> float:
+    """Seconds left until ``deadline`` (never negative), or ``unbounded`` without one."""
+    if deadline is None:
+        return unbounded
+    return max(0.0, deadline - time.monotonic())

@@ -1,0 +1,253 @@
+"""`PeriodicTask`: run ``execute()`` on a fixed-rate schedule until the task is stopped.
+
+The schedule is a grid: the first run is due when the worker starts, and run *n* is due at
+``origin + n * interval``. A run that ends more than a whole interval after it was due is
+*slow*; the grid ticks it overran are skipped, never run back to back to catch up, and the grid
+never moves, so there is no cumulative drift. `next_deadline` is that rule as a pure function.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any, ClassVar
+
+from lifecycle.errors import InvalidTask, TaskNotRunning, TaskStopped
+from lifecycle.options import option
+from lifecycle.spec import TaskState
+from lifecycle.task import Task, TryLater
+
+__all__ = ["PeriodicTask", "next_deadline"]
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
+
+
+def next_deadline(previous: float, now: float, interval: float) -> tuple[float, int]:
+    """The deadline of the next run, and how many grid ticks were skipped to reach it.
+
+    ``previous`` is the deadline the last run was due at, ``now`` the time it ended, and
+    ``interval`` the grid step. The result is ``previous + k * interval`` for the smallest
+    ``k >= 1`` with that deadline at or after ``now``; the ``k - 1`` ticks before it are
+    skipped (the run was slow exactly when ``now - previous > interval``). Pure: works on any
+    real numbers, exactly on ints and fractions. Raises `ValueError` unless ``interval > 0``.
+    """
+    if not interval > 0:
+        raise ValueError(f"interval must be > 0, not {interval!r}")
+    behind = now - previous
+    if behind <= interval:
+        return previous + interval, 0
+    ticks = max(1, math.ceil(behind / interval))
+    # Float division can land one tick off either way; settle on the exact rule.
+    while previous + ticks * interval < now:
+        ticks += 1
+    while ticks > 1 and previous + (ticks - 1) * interval >= now:
+        ticks -= 1
+    return previous + ticks * interval, ticks - 1
+
+
+def _check_interval(owner: object, value: object) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise InvalidTask(owner, f"interval must be a finite number of seconds > 0, not {value!r}")
+    return float(value)
+
+
+class PeriodicTask(Task):
+    """A task that calls `execute` every ``interval`` seconds on one worker thread.
+
+    Set ``INTERVAL`` (seconds) on the subclass; the option ``--{prefix}-interval`` overrides it.
+    The first run is due as soon as the worker starts. `execute` may raise `TryLater`:
+    with ``after``, it is called again ``after`` seconds later (the grid ticks passed meanwhile
+    are skipped, and are not slow: the delay was asked for); without, at the next grid tick.
+    Waiting is ``stop_event.wait``, so `stop` wakes the worker at once.
+
+    Any other exception from `execute` is a crash, as in sparts: it fails the futures of
+    `execute_async` waiting on that run, then leaves the worker, so the task fails and asks its
+    service to shut down. A future observing one run does not own the task's health.
+
+    Counters (thread-safe reads): `iterations` (runs that returned), `slow_iterations`,
+    `try_laters`, `skipped_ticks`.
+    """
+
+    INTERVAL: ClassVar[float | None] = None
+    interval = option(
+        type=float,
+        default=lambda cls: cls.INTERVAL,
+        help="seconds between the starts of two runs (fixed rate)",
+    )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("INTERVAL") is not None:
+            _check_interval(cls, cls.INTERVAL)
+        if cls.workers != 1:
+            raise InvalidTask(cls, f"a PeriodicTask runs one worker, not workers={cls.workers!r}")
+
+    def __init__(self, service: Any = None) -> None:
+        super().__init__(service)
+        _check_interval(type(self), self.interval)  # a bad value fails the task at create
+        self._lock = threading.Lock()
+        self._observers: list[Future[Any]] = []
+        self._closed = False
+        self._iterations = 0
+        self._slow = 0
+        self._try_laters = 0
+        self._skipped = 0
+
+    # -- the hook ----------------------------------------------------------------------------
+
+    def execute(self) -> Any:
+        """One run of the task's work; its return value resolves `execute_async` futures."""
+        raise NotImplementedError(f"{type(self).__qualname__} must implement execute()")
+
+    # -- observing ---------------------------------------------------------------------------
+
+    def execute_async(self) -> Future[Any]:
+        """A future resolved with the outcome of the next run to start after this call.
+
+        The outcome is the value `execute` returns or the exception it raises (a run that
+        raises `TryLater` is not an outcome; the future waits for the retry). On a task that is
+        not running the future has already failed with `TaskNotRunning`; if the task stops
+        before that run, it fails with `TaskStopped`. Thread-safe.
+        """
+        future: Future[Any] = Future()
+        with self._lock:
+            state = self._state_name()
+            if state == TaskState.RUNNING and not self._closed:
+                self._observers.append(future)
+                return future
+        future.set_exception(TaskNotRunning(self.name, state, "execute_async()"))
+        return future
+
+    @property
+    def iterations(self) -> int:
+        """Runs of `execute` that returned."""
+        with self._lock:
+            return self._iterations
+
+    @property
+    def slow_iterations(self) -> int:
+        """Runs that ended more than one interval after they were due."""
+        with self._lock:
+            return self._slow
+
+    @property
+    def try_laters(self) -> int:
+        """Runs of `execute` that raised `TryLater`."""
+        with self._lock:
+            return self._try_laters
+
+    @property
+    def skipped_ticks(self) -> int:
+        """Grid ticks skipped because a run overran them or a `TryLater` delay covered them."""
+        with self._lock:
+            return self._skipped
+
+    # -- the worker --------------------------------------------------------------------------
+
+    def run_loop(self) -> None:
+        interval = _check_interval(type(self), self.interval)
+        try:
+            origin = self._now()
+            grid = origin  # the grid deadline of the current iteration
+            due = origin  # when the next call is due (off the grid after TryLater(after))
+            while not self._sleep_until(due):
+                observers = self._take_observers()
+                try:
+                    result = self.execute()
+                except TryLater as exc:
+                    now = self._now()
+                    with self._lock:
+                        self._try_laters += 1
+                    self._observers_back(observers)
+                    if exc.after is not None:
+                        due = now + exc.after
+                        continue
+                except BaseException as exc:
+                    _settle(observers, exc=exc)
+                    raise
+                else:
+                    now = self._now()
+                    with self._lock:
+                        self._iterations += 1
+                        if now - due > interval:
+                            self._slow += 1
+                    _settle(observers, result=result)
+                grid, skipped = next_deadline(grid, now, interval)
+                if skipped:
+                    with self._lock:
+                        self._skipped += skipped
+                due = grid
+        except BaseException:
+            self._close("failed")
+            raise
+        self._close("stopped")
+
+    def on_stop(self) -> None:
+        """Fail the futures still waiting for a run with `TaskStopped`."""
+        self._close("stopped")
+
+    # -- time (methods so that a test can run the loop on a fake clock) ----------------------
+
+    def _now(self) -> float:
+        return time.monotonic()
+
+    def _sleep_until(self, deadline: float) -> bool:
+        """Wait until ``deadline`` (on `_now`'s clock) or stop; True if stop was requested."""
+        stop = self.stop_event
+        while True:
+            remaining = deadline - self._now()
+            if remaining <= 0:
+                return stop.is_set()
+            if stop.wait(remaining):
+                return True
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _state_name(self) -> str:
+        lc = self._lifecycle
+        return "unbound" if lc is None else str(lc.state)
+
+    def _take_observers(self) -> list[Future[Any]]:
+        with self._lock:
+            observers, self._observers = self._observers, []
+        # A future cancelled before its run starts is dropped here; after, it cannot be.
+        return [f for f in observers if f.running() or f.set_running_or_notify_cancel()]
+
+    def _observers_back(self, observers: list[Future[Any]]) -> None:
+        """A run that raised `TryLater` had no outcome: its observers wait for the retry."""
+        if not observers:
+            return
+        with self._lock:
+            if not self._closed:
+                self._observers[:0] = observers
+                return
+        _settle(observers, exc=TaskStopped(self.name, why=self._state_name()))
+
+    def _close(self, why: str) -> None:
+        with self._lock:
+            self._closed = True
+            observers, self._observers = self._observers, []
+        if observers:
+            _settle(observers, exc=TaskStopped(self.name, why=why))
+
+
+def _settle(
+    futures: list[Future[Any]], *, result: Any = None, exc: BaseException | None = None
+) -> None:
+    """Resolve each future not yet done (nor cancelled) with ``result`` or ``exc``."""
+    for future in futures:
+        if future.done() or not (future.running() or future.set_running_or_notify_cancel()):
+            continue
+        if exc is None:
+            future.set_result(result)
+        else:
+            future.set_exception(exc)

@@ -1,0 +1,518 @@
+"""`QueueTask` and its variants: worker threads that `execute` submitted items.
+
+Items wait in a queue (FIFO; ordered by item in `PriorityQueueTask`; without duplicates in
+`UniqueQueueTask`). A `TryLater` from `execute` puts the item back with ``attempt + 1``: at
+once, or after ``after`` seconds in a timer heap that the idle workers' own waits service, so
+no thread sleeps on a delayed item and nothing outlives the task. All waits are on one lock's
+conditions, and the task's ``stop_event`` notifies them, so stop wakes idle workers at once.
+
+At stop, the items still waiting (queued or delayed) are not run: their futures fail with
+`TaskStopped`, the count is logged, kept in `dropped`, and written as the cause of the task's
+``finish`` record in the journal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import Future, InvalidStateError
+from typing import Any, ClassVar
+
+from lifecycle.context import ExecuteContext
+from lifecycle.errors import InvalidItem, InvalidTask, QueueFull, TaskNotRunning, TaskStopped
+from lifecycle.options import option
+from lifecycle.spec import TaskState
+from lifecycle.task import Task, TryLater
+
+__all__ = ["PriorityQueueTask", "QueueTask", "UniqueQueueTask"]
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
+
+
+def _check_count(owner: object, what: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidTask(owner, f"{what} must be an int >= {minimum}, not {value!r}")
+    return value
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+class _WakingEvent(threading.Event):
+    """The task's ``stop_event``: setting it, on any path (stop, a crash), wakes every waiter."""
+
+    def __init__(self, wake: Any) -> None:
+        super().__init__()
+        self._wake = wake
+
+    def set(self) -> None:
+        super().set()
+        self._wake()
+
+
+class _Fifo:
+    """Waiting items in arrival order."""
+
+    def __init__(self, task: str) -> None:
+        self._items: deque[ExecuteContext] = deque()
+
+    def push(self, ctx: ExecuteContext) -> None:
+        self._items.append(ctx)
+
+    def pop(self) -> ExecuteContext:
+        return self._items.popleft()
+
+    def drain(self) -> list[ExecuteContext]:
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class _Heap:
+    """Waiting items, smallest item first; equal items in arrival order."""
+
+    def __init__(self, task: str) -> None:
+        self._task = task
+        self._heap: list[tuple[ExecuteContext, int]] = []
+        self._seq = itertools.count()
+
+    def push(self, ctx: ExecuteContext) -> None:
+        entry = (ctx, next(self._seq))
+        # heappush compares the new entry with its ancestors only; try those comparisons first,
+        # so that an unorderable item is refused before it could leave the heap half-sifted.
+        pos = len(self._heap)
+        try:
+            while pos > 0:
+                pos = (pos - 1) >> 1
+                bool(entry < self._heap[pos])
+        except Exception as exc:
+            raise InvalidItem(
+                self._task, ctx.item, f"it cannot be ordered against queued items ({exc})"
+            ) from exc
+        heapq.heappush(self._heap, entry)
+
+    def pop(self) -> ExecuteContext:
+        return heapq.heappop(self._heap)[0]
+
+    def drain(self) -> list[ExecuteContext]:
+        items = [ctx for ctx, _ in sorted(self._heap)]
+        self._heap.clear()
+        return items
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+
+class QueueTask(Task):
+    """A task whose workers call ``execute(item, context)`` for each submitted item.
+
+    Class attributes (each also an option, ``--{prefix}-max-items`` and ``--{prefix}-workers``,
+    read when the task is created): ``MAX_ITEMS``, the most items that may wait (0: no bound);
+    ``WORKERS``, the number of worker threads (set it rather than ``workers``).
+
+    Hand work over with `submit` (a future per item), `map` (results in order) or `put` (no
+    future). In `execute`:
+
+    * return a value: the item's future gets it;
+    * raise `TryLater(after=s)`: the item goes back with ``context.attempt + 1``, due again at
+      once (no ``after``) or ``s`` seconds later; a retry is never refused for want of room;
+    * raise anything else: the item's future fails with it. An item that nobody can observe
+      (given with `put`) follows the crash policy: the worker leaves, the task fails and asks
+      its service to shut down. Anything that is not an `Exception` (`SystemExit`,
+      `KeyboardInterrupt`) is a crash in any case.
+
+    A future can be cancelled until the item's first attempt starts. Thread-safe throughout.
+    """
+
+    MAX_ITEMS: ClassVar[int] = 0
+    WORKERS: ClassVar[int] = 1
+    max_items = option(
+        type=int, default=lambda cls: cls.MAX_ITEMS, help="most items waiting (0: no bound)"
+    )
+    worker_threads = option(
+        name="workers", type=int, default=lambda cls: cls.WORKERS, help="worker threads"
+    )
+
+    #: How waiting items are kept; the variants change only this and the merge hooks.
+    _WAITING: ClassVar[type[_Fifo] | type[_Heap]] = _Fifo
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "workers" in cls.__dict__:
+            raise InvalidTask(cls, "set WORKERS (or the --prefix-workers option), not workers")
+        _check_count(cls, "MAX_ITEMS", cls.MAX_ITEMS, 0)
+        # The collection reads the class-level count; the option may raise it per instance.
+        cls.workers = _check_count(cls, "WORKERS", cls.WORKERS, 1)
+
+    def __init__(self, service: Any = None) -> None:
+        super().__init__(service)
+        self._max_items = _check_count(type(self), "max-items", self.max_items, 0)
+        self.workers = _check_count(type(self), "workers", self.worker_threads, 1)
+        self._lock = threading.Lock()
+        self._not_empty = threading.Condition(self._lock)
+        self._not_full = threading.Condition(self._lock)
+        self._wake = _WakingEvent(self._wake_all)
+        self._waiting = self._WAITING(self.name)
+        self._delayed: list[tuple[float, int, ExecuteContext]] = []
+        self._delay_seq = itertools.count()
+        self._closed = False
+        self._closed_why = "stopped"
+        self._in_flight = 0
+        self._submitted = 0
+        self._completed = 0
+        self._failed = 0
+        self._try_laters = 0
+        self._cancelled = 0
+        self._dropped = 0
+
+    # -- the hook ----------------------------------------------------------------------------
+
+    def execute(self, item: Any, context: ExecuteContext) -> Any:
+        """Process one item; the return value resolves its future."""
+        raise NotImplementedError(f"{type(self).__qualname__} must implement execute()")
+
+    # -- handing work over -------------------------------------------------------------------
+
+    def submit(self, item: Any, *, timeout: float | None = None) -> Future[Any]:
+        """Queue ``item``; return the future of its outcome.
+
+        When the queue is full, wait up to ``timeout`` seconds (None: until there is room or the
+        task stops) and then raise `QueueFull`; a worker of this task never waits (it would
+        wait on itself). Raises `TaskNotRunning` unless the task is running, `InvalidItem`
+        for an item the queue cannot hold.
+        """
+        holder = self._admit(ExecuteContext(item=item, future=Future()), timeout, "submit()")
+        if holder.future is None:  # pragma: no cover - _merge always leaves a future here
+            raise RuntimeError("a submitted item lost its future")
+        return holder.future
+
+    def put(self, item: Any, *, timeout: float | None = None) -> None:
+        """Queue ``item`` with no future: its outcome is not observable, so an exception from
+        its `execute` is a crash. Waits and raises as `submit`."""
+        self._admit(ExecuteContext(item=item), timeout, "put()")
+
+    def map(self, items: Iterable[Any], timeout: float | None = None) -> list[Any]:
+        """Submit every item, then return their results in the order of ``items``.
+
+        Raises the exception of the first item (in that order) that failed, or `TimeoutError`
+        when ``timeout`` seconds pass first; either way the items not yet started are
+        cancelled. Raises as `submit` otherwise.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        futures: list[Future[Any]] = []
+        try:
+            for item in items:
+                try:
+                    futures.append(self.submit(item, timeout=_remaining(deadline)))
+                except QueueFull as exc:
+                    if deadline is None:
+                        raise
+                    raise TimeoutError(
+                        f"map() on task {self.name!r}: the queue stayed full past the "
+                        f"{timeout:g}s timeout after {len(futures)} items were submitted"
+                    ) from exc
+            results = []
+            for index, future in enumerate(futures):
+                try:
+                    results.append(future.result(_remaining(deadline)))
+                except TimeoutError:
+                    if future.done():
+                        raise  # the item's own TimeoutError, not ours
+                    raise TimeoutError(
+                        f"map() on task {self.name!r}: {len(futures) - index} of "
+                        f"{len(futures)} results not ready after {timeout:g}s"
+                    ) from None
+            return results
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+    # -- counters and sizes (thread-safe snapshots) ------------------------------------------
+
+    @property
+    def submitted(self) -> int:
+        """Items accepted by `submit`, `put` and `map` (not merged ones)."""
+        with self._lock:
+            return self._submitted
+
+    @property
+    def completed(self) -> int:
+        """Items whose `execute` returned."""
+        with self._lock:
+            return self._completed
+
+    @property
+    def failed(self) -> int:
+        """Items whose `execute` raised (not `TryLater`) and whose future took the exception."""
+        with self._lock:
+            return self._failed
+
+    @property
+    def try_laters(self) -> int:
+        """Retries: how many times `execute` raised `TryLater`."""
+        with self._lock:
+            return self._try_laters
+
+    @property
+    def cancelled(self) -> int:
+        """Items skipped because their future was cancelled before they started."""
+        with self._lock:
+            return self._cancelled
+
+    @property
+    def dropped(self) -> int:
+        """Items the task ended without running (their futures failed with `TaskStopped`)."""
+        with self._lock:
+            return self._dropped
+
+    @property
+    def pending(self) -> int:
+        """Items waiting: queued now or delayed by `TryLater(after=...)`."""
+        with self._lock:
+            return len(self._waiting) + len(self._delayed)
+
+    @property
+    def in_flight(self) -> int:
+        """Items a worker is executing now."""
+        with self._lock:
+            return self._in_flight
+
+    @property
+    def stop_event(self) -> threading.Event:
+        """Set when stop is requested (or the task fails); setting it wakes every waiter."""
+        return self._wake
+
+    # -- the workers -------------------------------------------------------------------------
+
+    def run_loop(self) -> None:
+        try:
+            while (ctx := self._take()) is not None:
+                self._run(ctx)
+        except BaseException:
+            self._close("failed")
+            raise
+        self._close("stopped")
+
+    def on_stop(self) -> None:
+        """Fail the futures of every item still waiting with `TaskStopped`."""
+        self._close("stopped")
+
+    def _take(self) -> ExecuteContext | None:
+        """The next due item, or None once the task is stopping; waits without polling."""
+        with self._lock:
+            while True:
+                if self._closed or self._wake.is_set():
+                    return None
+                now = time.monotonic()
+                promoted = 0
+                while self._delayed and self._delayed[0][0] <= now:
+                    self._waiting.push(heapq.heappop(self._delayed)[2])
+                    promoted += 1
+                if promoted > 1:
+                    self._not_empty.notify(promoted - 1)
+                if len(self._waiting):
+                    ctx = self._waiting.pop()
+                    self._forget(ctx)
+                    self._in_flight += 1
+                    self._not_full.notify()
+                    return ctx
+                timeout = self._delayed[0][0] - now if self._delayed else None
+                self._not_empty.wait(timeout)
+
+    def _run(self, ctx: ExecuteContext) -> None:
+        try:
+            future = ctx.future
+            if future is not None and not (
+                future.running() or (not future.done() and future.set_running_or_notify_cancel())
+            ):
+                with self._lock:
+                    self._cancelled += 1
+                return
+            ctx.start()
+            try:
+                result = self.execute(ctx.item, ctx)
+            except TryLater as exc:
+                self._retry(ctx, exc.after)
+            except Exception as exc:
+                if not ctx.set_exception(exc):
+                    raise  # nobody can observe this item: a crash, as any worker exception
+                with self._lock:
+                    self._failed += 1
+            except BaseException as exc:
+                ctx.set_exception(exc)
+                raise
+            else:
+                ctx.set_result(result)
+                with self._lock:
+                    self._completed += 1
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _retry(self, ctx: ExecuteContext, after: float | None) -> None:
+        ctx.attempt += 1
+        with self._lock:
+            self._try_laters += 1
+            if not self._closed:
+                if after:
+                    due = time.monotonic() + after
+                    heapq.heappush(self._delayed, (due, next(self._delay_seq), ctx))
+                    if self._delayed[0][2] is ctx:
+                        self._not_empty.notify()  # an idle worker must shorten its wait
+                else:
+                    self._waiting.push(ctx)
+                    self._not_empty.notify()
+                self._remember(ctx)
+                return
+            self._dropped += 1
+            why = self._closed_why
+        self._fail_dropped([ctx], why)
+
+    def _wake_all(self) -> None:
+        with self._lock:
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
+
+    def _close(self, why: str) -> None:
+        """Stop accepting work and fail every waiting item's future with `TaskStopped`."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._closed_why = why
+            dropped = self._waiting.drain()
+            dropped.extend(ctx for _, _, ctx in sorted(self._delayed, key=lambda e: e[:2]))
+            self._delayed.clear()
+            self._forget_all()
+            self._dropped += len(dropped)
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
+        if dropped:
+            self._fail_dropped(dropped, why)
+
+    def _fail_dropped(self, contexts: list[ExecuteContext], why: str) -> None:
+        for ctx in contexts:
+            # InvalidStateError: cancelled meanwhile; its owner gave up on it already.
+            with contextlib.suppress(InvalidStateError):
+                ctx.set_exception(TaskStopped(self.name, ctx.item, ctx.attempt, why))
+        logger.warning(
+            "task %r %s with %d item(s) not run; their futures failed with TaskStopped",
+            self.name,
+            why,
+            len(contexts),
+        )
+
+    def _finish_cause(self) -> str | None:
+        with self._lock:
+            dropped = self._dropped
+        if not dropped:
+            return None
+        return f"{dropped} queued item(s) not run; their futures failed with TaskStopped"
+
+    # -- admission -----------------------------------------------------------------------------
+
+    def _admit(self, ctx: ExecuteContext, timeout: float | None, action: str) -> ExecuteContext:
+        """Queue ``ctx``; return it, or the equal waiting context it was merged into."""
+        if timeout is not None and not (timeout >= 0 and math.isfinite(timeout)):
+            raise ValueError(f"{action} timeout must be a finite number >= 0, not {timeout!r}")
+        self._check_item(ctx.item)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        lc = self._lifecycle
+        with self._lock:
+            while True:
+                state = "unbound" if lc is None else str(lc.state)
+                if self._closed or state != TaskState.RUNNING:
+                    raise TaskNotRunning(self.name, state, f"{action} to it")
+                merged = self._merge(ctx)
+                if merged is not None:
+                    return merged
+                if not self._max_items or self._waiting_len() < self._max_items:
+                    break
+                remaining = _remaining(deadline)
+                if threading.current_thread() in self._threads:
+                    remaining = 0.0
+                if remaining is not None and remaining <= 0:
+                    raise QueueFull(self.name, self._max_items, timeout or 0.0)
+                self._not_full.wait(remaining)
+            self._waiting.push(ctx)
+            self._remember(ctx)
+            self._submitted += 1
+            self._not_empty.notify()
+        return ctx
+
+    def _waiting_len(self) -> int:
+        return len(self._waiting) + len(self._delayed)
+
+    # Hooks of `UniqueQueueTask`; called with the lock held.
+
+    def _check_item(self, item: Any) -> None:
+        """Raise `InvalidItem` for an item this queue cannot hold."""
+
+    def _merge(self, ctx: ExecuteContext) -> ExecuteContext | None:
+        """The waiting context ``ctx`` merges into (None: queue ``ctx`` itself)."""
+        return None
+
+    def _remember(self, ctx: ExecuteContext) -> None:
+        pass
+
+    def _forget(self, ctx: ExecuteContext) -> None:
+        pass
+
+    def _forget_all(self) -> None:
+        pass
+
+
+class PriorityQueueTask(QueueTask):
+    """A `QueueTask` that executes the smallest waiting item first (equal ones in arrival
+    order). Items must be mutually orderable; `submit` raises `InvalidItem` otherwise."""
+
+    _WAITING = _Heap
+
+
+class UniqueQueueTask(QueueTask):
+    """A `QueueTask` that holds each item once: submitting an item equal to one still waiting
+    (queued or delayed for a retry) queues nothing and returns that item's future (giving it
+    one if it was `put`). An item being executed is no longer waiting. Items must be hashable;
+    `submit` raises `InvalidItem` otherwise. Combine with `PriorityQueueTask` by inheriting
+    from both.
+    """
+
+    def __init__(self, service: Any = None) -> None:
+        super().__init__(service)
+        self._queued: dict[Any, ExecuteContext] = {}
+
+    def _check_item(self, item: Any) -> None:
+        try:
+            hash(item)
+        except TypeError as exc:
+            raise InvalidItem(
+                self.name, item, f"a unique queue needs hashable items ({exc})"
+            ) from exc
+
+    def _merge(self, ctx: ExecuteContext) -> ExecuteContext | None:
+        existing = self._queued.get(ctx.item)
+        if existing is not None and existing.future is None:
+            existing.future = ctx.future  # a put() item gains the submitter's future
+        return existing
+
+    def _remember(self, ctx: ExecuteContext) -> None:
+        self._queued.setdefault(ctx.item, ctx)
+
+    def _forget(self, ctx: ExecuteContext) -> None:
+        if self._queued.get(ctx.item) is ctx:
+            del self._queued[ctx.item]
+
+    def _forget_all(self) -> None:
+        self._queued.clear()

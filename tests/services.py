@@ -1,0 +1,80 @@
+"""Small services for the subprocess tests (run as ``lifecycle run tests.services:NAME``).
+
+Readiness is read from the child's stdout: ``lifecycle run`` prints each transition as it
+happens, so a line with ``starting -> running`` on the service means every task is running.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from lifecycle.service import Service
+from lifecycle.task import Task
+
+#: Never set: a worker waiting on it never returns (the process exits past it: daemon threads).
+_NEVER = threading.Event()
+
+
+class Waiter(Task):
+    """Runs until asked to stop."""
+
+    def run_loop(self) -> None:
+        self.stop_event.wait()
+
+
+class Dependent(Task):
+    DEPS = (Waiter,)
+
+    def run_loop(self) -> None:
+        self.stop_event.wait()
+
+
+class Stubborn(Task):
+    """Ignores stop requests forever."""
+
+    def run_loop(self) -> None:
+        _NEVER.wait()
+
+
+class Crasher(Task):
+    """Its worker raises as soon as the service is running."""
+
+    def run_loop(self) -> None:
+        raise RuntimeError("worker exploded")
+
+
+class Exiter(Task):
+    """Its worker calls sys.exit(), which is a crash, not a quiet thread exit."""
+
+    def run_loop(self) -> None:
+        raise SystemExit(0)
+
+
+class Quiet(Service):
+    TASKS = (Dependent,)
+
+
+class Refusing(Service):
+    TASKS = (Waiter, Stubborn)
+
+
+class Crashing(Service):
+    TASKS = (Waiter, Crasher)
+
+
+class Exiting(Service):
+    TASKS = (Waiter, Exiter)
+
+
+class Finisher(Task):
+    """Asks its service to shut down as soon as it runs (so `run()` returns on its own)."""
+
+    DEPS = (Waiter,)
+
+    def run_loop(self) -> None:
+        self.service.shutdown("finisher is done")
+        self.stop_event.wait()
+
+
+class SelfStopping(Service):
+    TASKS = (Finisher,)

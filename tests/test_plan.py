@@ -1,0 +1,259 @@
+"""`lifecycle.plan` and `lifecycle plan`: a dry run of start layers, stop order and skip impact."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lifecycle.cli import main
+from lifecycle.collection import Tasks
+from lifecycle.errors import DependencyCycle, DuplicateTask, InvalidTask
+from lifecycle.graph import dependents
+from lifecycle.plan import Plan, PlanTargetError, load, plan
+from lifecycle.task import Task
+
+
+def loopless(
+    name: str, deps: tuple[type[Task], ...] = (), wants: tuple[type[Task], ...] = ()
+) -> type[Task]:
+    return type(name, (Task,), {"LOOPLESS": True, "DEPS": deps, "WANTS": wants})
+
+
+A = loopless("A")
+B = loopless("B", (A,))
+C = loopless("C", (A,), (B,))
+D = loopless("D", (C,))
+E = loopless("E")
+
+
+class Service:
+    TASKS = (D, B, E)
+
+
+def test_plan_of_a_service_class_gives_layers_orders_and_skips() -> None:
+    result = plan(Service)
+    assert result.layers == (("A", "E"), ("B",), ("C",), ("D",))
+    assert result.start_order == ("A", "B", "C", "D", "E")
+    assert result.stop_order == tuple(reversed(result.start_order))
+    skips = {t.name: t.skips for t in result.tasks}
+    assert skips == {"A": ("B", "C", "D"), "B": (), "C": ("D",), "D": (), "E": ()}
+
+
+def test_wants_orders_but_never_skips() -> None:
+    skips = {t.name: t.skips for t in plan(Service).tasks}
+    assert "C" not in skips["B"]  # C only WANTS B
+    assert plan(Service).layers[1:3] == (("B",), ("C",))
+
+
+def test_plan_of_a_task_class_includes_its_deps() -> None:
+    assert plan(D).start_order == ("A", "C", "D")
+
+
+def test_plan_of_a_collection_matches_the_order_the_collection_uses() -> None:
+    tasks = Tasks([D, B, E])
+    result = plan(tasks)
+    tasks.create()
+    assert result.start_order == tasks.order
+    tasks.stop()
+
+
+def test_plan_starts_nothing_and_runs_no_task_code() -> None:
+    calls: list[str] = []
+
+    class Loud(Task):
+        LOOPLESS = True
+
+        def __init__(self, service: object = None) -> None:
+            calls.append("constructed")
+            super().__init__(service)
+
+        def init_task(self) -> None:
+            calls.append("init")
+
+    assert plan(Loud).start_order == ("Loud",)
+    assert calls == []
+
+
+def test_plan_data_renders_as_json() -> None:
+    doc = plan(Service).to_dict()
+    assert json.loads(json.dumps(doc)) == doc
+    assert doc["tasks"][0] == {
+        "name": "A",
+        "class": f"{__name__}.A",
+        "deps": [],
+        "wants": [],
+        "loopless": True,
+        "workers": 0,
+        "layer": 0,
+        "skips": ["B", "C", "D"],
+    }
+
+
+def test_cycles_are_errors_naming_the_cycle() -> None:
+    x = loopless("X")
+    y = loopless("Y", (x,))
+    x.WANTS = (y,)
+    with pytest.raises(DependencyCycle, match=r"X -> Y -> X|Y -> X -> Y"):
+        plan(y)
+
+
+def test_duplicate_names_and_invalid_dependencies_are_errors() -> None:
+    other_a = loopless("A")
+    with pytest.raises(DuplicateTask, match="'A'"):
+        plan([A, other_a])
+    with pytest.raises(InvalidTask, match="DEPS lists 'A'"):
+        plan(loopless("Bad", ("A",)))  # type: ignore[arg-type]
+
+
+def test_targets_that_are_not_tasks_raise_plan_target_error() -> None:
+    for target in (object(), 42, "A", Tasks):
+        with pytest.raises(PlanTargetError):
+            plan(target)
+
+    class NotAList:
+        TASKS = 3
+
+    with pytest.raises(PlanTargetError, match="TASKS"):
+        plan(NotAList)
+
+
+@st.composite
+def dags(draw: st.DrawFn) -> list[type[Task]]:
+    count = draw(st.integers(1, 8))
+    classes: list[type[Task]] = []
+    for index in range(count):
+        deps = draw(st.sets(st.integers(0, index - 1), max_size=3)) if index else set()
+        wants = draw(st.sets(st.integers(0, index - 1), max_size=2)) if index else set()
+        classes.append(
+            loopless(
+                f"N{index}",
+                tuple(classes[d] for d in sorted(deps)),
+                tuple(classes[w] for w in sorted(wants)),
+            )
+        )
+    return draw(st.permutations(classes))
+
+
+@given(classes=dags())
+def test_plan_orders_every_dependency_first_and_skips_what_deps_reach(
+    classes: list[type[Task]],
+) -> None:
+    result: Plan = plan(classes)
+    layer = {name: i for i, names in enumerate(result.layers) for name in names}
+    position = {name: i for i, name in enumerate(result.start_order)}
+    requires = {cls.__name__: [d.__name__ for d in cls.DEPS] for cls in classes}
+    assert sorted(result.start_order) == sorted(layer) == sorted(requires)
+    for cls in classes:
+        for dep in (*cls.DEPS, *cls.WANTS):
+            assert layer[dep.__name__] < layer[cls.__name__]
+            assert position[dep.__name__] < position[cls.__name__]
+    for task in result.tasks:
+        assert set(task.skips) == dependents(task.name, requires)
+    assert result.stop_order == tuple(reversed(result.start_order))
+
+
+# -- the command -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    (tmp_path / "plan_target.py").write_text(
+        textwrap.dedent(
+            """
+            from lifecycle import Task
+
+            class A(Task):
+                LOOPLESS = True
+
+            class B(Task):
+                DEPS = (A,)
+                def run_loop(self):
+                    self.stop_event.wait(1)
+
+            class Service:
+                TASKS = (B,)
+
+            class X(Task):
+                LOOPLESS = True
+
+            class Y(Task):
+                LOOPLESS = True
+                DEPS = (X,)
+
+            X.WANTS = (Y,)
+
+            class Twin(Task):
+                LOOPLESS = True
+
+            Other = type("Twin", (Task,), {"LOOPLESS": True})
+
+            class Twins:
+                TASKS = (Twin, Other)
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "plan_target"
+    sys.modules.pop("plan_target", None)
+
+
+def test_cli_prints_layers_stop_order_and_skips(
+    module: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["plan", f"{module}:Service"]) == 0
+    out = capsys.readouterr().out
+    assert "  1: A\n  2: B\n" in out
+    assert "stop order: B, A" in out
+    assert "  A: B\n" in out and "  B: (nothing)\n" in out
+
+
+def test_cli_json_is_the_plan(module: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--json", f"{module}:Service"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["layers"] == [["A"], ["B"]] and doc["stop_order"] == ["B", "A"]
+
+
+@pytest.mark.parametrize(("name", "message"), [("Y", "X -> Y -> X"), ("Twins", "'Twin'")])
+def test_cli_exits_1_for_cycles_and_duplicates(
+    module: str, capsys: pytest.CaptureFixture[str], name: str, message: str
+) -> None:
+    assert main(["plan", f"{module}:{name}"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "target", ["no_such_module_here:X", "plan_target:Nope", "plan_target", "plan_target:A.B"]
+)
+def test_cli_exits_2_for_a_bad_target(
+    module: str, capsys: pytest.CaptureFixture[str], target: str
+) -> None:
+    assert main(["plan", target]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_load_names_what_is_wrong() -> None:
+    with pytest.raises(PlanTargetError, match="expected MODULE:NAME"):
+        load("nocolon")
+    with pytest.raises(PlanTargetError, match="has no attribute"):
+        load("lifecycle:NoSuchThing")
+    assert load("lifecycle.task:Task") is Task
+
+
+def test_plan_of_an_object_owning_a_collection_uses_that_collection() -> None:
+    class Owner:
+        TASKS = (A, E)  # the class-wide list; the instance selected fewer
+
+        def __init__(self) -> None:
+            self.tasks = Tasks([B])
+
+    assert plan(Owner()).start_order == ("A", "B")
+    assert plan(Owner).start_order == ("A", "E")

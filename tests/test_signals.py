@@ -1,0 +1,174 @@
+"""Signals, crashes and the stop deadline, in a real child process (``lifecycle run``)."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lifecycle.journal import read_journal
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals"),
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 30.0
+
+
+class Child:
+    """A ``lifecycle run`` child whose stdout can be awaited line by line, with deadlines."""
+
+    def __init__(self, *args: str) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lifecycle", "run", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self.lines: list[str] = []
+        self._buffer = b""
+
+    def wait_for(self, *needles: str) -> str:
+        """The first stdout line containing every needle; fails after TIMEOUT or at EOF."""
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + TIMEOUT
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            while True:
+                while b"\n" in self._buffer:
+                    raw, self._buffer = self._buffer.split(b"\n", 1)
+                    line = raw.decode()
+                    self.lines.append(line)
+                    if all(n in line for n in needles):
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.kill()
+                    pytest.fail(f"no line with {needles} in time; got {self.lines}")
+                if not sel.select(left):
+                    continue
+                chunk = os.read(self.proc.stdout.fileno(), 65536)
+                if not chunk:
+                    _, err = self.finish()
+                    pytest.fail(f"child ended before a line with {needles}: {self.lines}\n{err}")
+                self._buffer += chunk
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def finish(self) -> tuple[str, str]:
+        """Wait for the exit (TIMEOUT at most); return the rest of stdout and stderr."""
+        try:
+            out, err = self.proc.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail("child did not exit in time")
+        return (self._buffer + out).decode(), err.decode()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.communicate(timeout=TIMEOUT)
+
+
+def _ready(child: Child) -> None:
+    child.wait_for("service", "starting -> running")
+
+
+def test_sigterm_stops_gracefully_with_exit_0_and_a_complete_journal(tmp_path: Path) -> None:
+    journal = tmp_path / "run.jsonl"
+    child = Child("tests.services:Quiet", "--journal", str(journal))
+    _ready(child)
+    child.signal(signal.SIGTERM)
+    _, err = child.finish()
+    assert child.proc.returncode == 0, err
+    header, records = read_journal(journal)
+    assert set(header["tasks"]) == {"Waiter", "Dependent"}
+    service = [(r.trigger, r.dest, r.cause) for r in records if r.kind == "service"]
+    assert service == [
+        ("start", "starting", None),
+        ("started", "running", None),
+        ("stop", "stopping", "received SIGTERM"),
+        ("finish", "stopped", None),
+    ]
+    last = {}
+    for r in records:
+        assert r.ok
+        assert r.source == last.get((r.kind, r.subject), r.source)  # continuity per subject
+        last[(r.kind, r.subject)] = r.dest
+    assert last == {
+        ("service", "Quiet"): "stopped",
+        ("collection", "tasks"): "stopped",
+        ("task", "Waiter"): "stopped",
+        ("task", "Dependent"): "stopped",
+    }
+    stops = [r.subject for r in records if r.kind == "task" and r.trigger == "stop"]
+    assert stops == ["Dependent", "Waiter"]  # the reverse of the start order
+
+
+def test_second_sigint_while_a_task_refuses_to_stop_forces_exit_1(tmp_path: Path) -> None:
+    journal = tmp_path / "run.jsonl"
+    child = Child("tests.services:Refusing", "--journal", str(journal))
+    _ready(child)
+    child.signal(signal.SIGINT)
+    child.wait_for("Waiter", "stopping -> stopped")  # everything but Stubborn has stopped
+    child.signal(signal.SIGINT)
+    _, err = child.finish()
+    assert child.proc.returncode == 1
+    assert "ForcedShutdown" in err
+    assert "Stubborn" in err
+    _, records = read_journal(journal)
+    final = [r for r in records if r.kind == "service"][-1]
+    assert (final.trigger, final.dest) == ("fail", "failed")
+    assert "still running: Stubborn" in (final.cause or "")
+
+
+def test_a_crashing_worker_exits_1_with_the_traceback_in_the_journal(tmp_path: Path) -> None:
+    journal = tmp_path / "run.jsonl"
+    child = Child("tests.services:Crashing", "--journal", str(journal))
+    _, err = child.finish()
+    assert child.proc.returncode == 1
+    assert "worker exploded" in err
+    _, records = read_journal(journal)
+    fail = next(r for r in records if r.subject == "Crasher" and r.trigger == "fail")
+    assert fail.cause is not None
+    assert "Traceback" in fail.cause
+    assert "RuntimeError: worker exploded" in fail.cause
+    assert [r.dest for r in records if r.kind == "service"][-1] == "failed"
+
+
+def test_system_exit_in_a_worker_is_a_crash_not_a_lost_thread(tmp_path: Path) -> None:
+    journal = tmp_path / "run.jsonl"
+    child = Child("tests.services:Exiting", "--journal", str(journal))
+    _, err = child.finish()
+    assert child.proc.returncode == 1
+    assert "SystemExit" in err
+    _, records = read_journal(journal)
+    fail = next(r for r in records if r.subject == "Exiter" and r.trigger == "fail")
+    assert "SystemExit" in (fail.cause or "")
+
+
+def test_the_stop_deadline_lets_the_process_exit_past_a_task_that_never_stops(
+    tmp_path: Path,
+) -> None:
+    journal = tmp_path / "run.jsonl"
+    child = Child("tests.services:Refusing", "--journal", str(journal), "--stop-timeout", "0.2")
+    _ready(child)
+    child.signal(signal.SIGTERM)
+    _, err = child.finish()
+    assert child.proc.returncode == 1
+    assert "StopTimeout" in err
+    assert "Stubborn" in err
+    _, records = read_journal(journal)
+    collection = [r for r in records if r.kind == "collection"][-1]
+    assert (collection.trigger, collection.dest) == ("fail", "failed")
+    assert "Stubborn" in (collection.cause or "")
