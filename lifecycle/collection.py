@@ -89,12 +89,11 @@ class Tasks:
         with self.lifecycle.lock:
             self._require_registering("register " + getattr(cls, "__qualname__", repr(cls)))
             _check_task_class(cls)
-            known = set(self._classes.values())
             new = postorder(
                 [cls],
                 lambda c: [_check_task_class(d) for d in c.DEPS],
                 name=task_name,
-                known=known,
+                known=lambda c: self._classes.get(task_name(c)) is c,
             )
             # One pass with a dict: scanning `new` for each candidate is quadratic in the depth
             # of a DEPS chain.

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
 import attrs
@@ -26,11 +27,16 @@ class ExecuteContext:
     future: Future[Any] | None = None
     started: float | None = None
 
-    def start(self) -> None:
-        """Start the timer (again, on a retry) and mark the future running if not yet."""
+    def start(self) -> bool:
+        """Start the timer (again, on a retry) and mark the future running.
+
+        Returns False if the future was cancelled before the work started: skip the work.
+        """
         self.started = time.monotonic()
-        if self.future is not None and not self.future.running() and not self.future.done():
-            self.future.set_running_or_notify_cancel()
+        future = self.future
+        if future is None or future.running():
+            return True
+        return future.set_running_or_notify_cancel()
 
     @property
     def elapsed(self) -> float:
@@ -39,14 +45,15 @@ class ExecuteContext:
 
     def set_result(self, result: Any) -> None:
         """Resolve the future with ``result`` (no-op without a future or once it is done)."""
-        if self.future is not None and not self.future.done():
-            self.future.set_result(result)
+        if self.future is not None:
+            with contextlib.suppress(InvalidStateError):
+                self.future.set_result(result)
 
     def set_exception(self, exc: BaseException) -> bool:
         """Fail the future with ``exc``; True if someone can observe it (there is a future)."""
         if self.future is None:
             return False
-        if not self.future.done():
+        with contextlib.suppress(InvalidStateError):
             self.future.set_exception(exc)
         return True
 

@@ -42,19 +42,21 @@ def machine_for(spec: MachineSpec) -> Any:
 
 
 @functools.cache
-def dispatch_table(spec: MachineSpec) -> Mapping[tuple[str, str], str]:
+def dispatch_table(spec: MachineSpec) -> Mapping[tuple[str, str], Any]:
     """``(state, trigger) -> dest`` as read from `machine_for(spec)`.
 
     Raises `InvalidSpec` if the transitions machine disagrees with the spec's own table.
     """
     machine = machine_for(spec)
-    table: dict[tuple[str, str], str] = {}
+    table: dict[tuple[str, str], Any] = {}
     for trigger, event in machine.events.items():
         for source, edges in event.transitions.items():
             dests = {edge.dest for edge in edges}
             if len(dests) != 1:
                 raise InvalidSpec(spec.name, f"{trigger!r} from {source!r} is ambiguous: {dests}")
-            table[(source, trigger)] = dests.pop()
+            # Enum members compare and hash as their values, and keeping them avoids an enum
+            # lookup on every `state` read.
+            table[(source, trigger)] = spec.state(dests.pop())
     if table != dict(spec.table):
         raise InvalidSpec(spec.name, "the transitions machine disagrees with the spec table")
     return table
@@ -83,12 +85,12 @@ class Lifecycle:
         self.journal = journal
         self.lock = lock if lock is not None else threading.RLock()
         self._table = dispatch_table(spec)
-        self._state: str = spec.initial
+        self._state: Any = spec.state(spec.initial)
 
     @property
     def state(self) -> Any:
         """The current state, a member of the spec's state enum."""
-        return self.spec.states(self._state)
+        return self._state
 
     @property
     def terminal(self) -> bool:
@@ -120,7 +122,7 @@ class Lifecycle:
                 )
             self._state = dest
             self.journal.record(self.spec.name, self.subject, trigger, source, dest, True, cause)
-        return self.spec.states(dest)
+        return dest
 
     def __repr__(self) -> str:
         return f"<Lifecycle {self.spec.name} {self.subject!r} {self._state}>"

@@ -21,17 +21,18 @@ def postorder(
     roots: Iterable[N],
     children: Callable[[N], Iterable[N]],
     name: Callable[[N], str] = str,
-    known: Iterable[N] = (),
+    known: Callable[[N], bool] = lambda node: False,
 ) -> list[N]:
     """Every node reachable from ``roots``, each after all of its children, each once.
 
-    Nodes in ``known`` count as already visited (neither listed nor descended into). Raises
-    `DependencyCycle` (named with ``name``) if the reachable graph has a cycle.
+    Nodes for which ``known(node)`` is true count as already visited (neither listed nor
+    descended into). Raises `DependencyCycle` (named with ``name``) if the reachable graph has
+    a cycle.
     """
-    done: set[N] = set(known)
+    done: set[N] = set()
     order: list[N] = []
     for root in roots:
-        if root in done:
+        if root in done or known(root):
             continue
         path: list[N] = [root]
         on_path: set[N] = {root}
@@ -47,7 +48,7 @@ def postorder(
             elif child in on_path:
                 start = path.index(child)
                 raise DependencyCycle([name(n) for n in (*path[start:], child)])
-            elif child not in done:
+            elif child not in done and not known(child):
                 path.append(child)
                 on_path.add(child)
                 stack.append(iter(children(child)))

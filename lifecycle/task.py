@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from lifecycle.engine import Lifecycle
 from lifecycle.errors import LifecycleError
 from lifecycle.options import option, read_option, write_option
-from lifecycle.spec import TaskState
+from lifecycle.spec import TASK, TaskState
 
 __all__ = ["SkipTask", "Task", "TryLater", "option"]
 
@@ -30,6 +30,10 @@ _ENGINE_DRIVEN = {
     "stop": "on_stop()",
     "join": "on_stop() (and let run_loop() return when stop_event is set)",
 }
+
+
+#: The states in which `stop_event` is set: stop was requested, or the task ended.
+_WINDING_DOWN = frozenset({TaskState.STOPPING, *TASK.terminal})
 
 
 class SkipTask(Exception):
@@ -128,14 +132,27 @@ class Task:
 
     @property
     def stop_event(self) -> threading.Event:
-        """Set when stop is requested; `run_loop` should wait on it rather than sleep."""
+        """Set once stop is requested or the task ended; `run_loop` waits on it, never sleeps.
+
+        Made on first use (most LOOPLESS tasks never need one), already set if by then the
+        task is stopping or ended.
+        """
         event = self._stop_event
         if event is None:
-            with self.lifecycle.lock:
+            lc = self.lifecycle
+            with lc.lock:
                 if self._stop_event is None:
                     self._stop_event = threading.Event()
+                    if lc.state in _WINDING_DOWN:
+                        self._stop_event.set()
                 event = self._stop_event
         return event
+
+    def _wake_stop_event(self) -> None:
+        """Set `stop_event` if it exists (else it is made already set when first used)."""
+        event = self._stop_event
+        if event is not None:
+            event.set()
 
     @property
     def running(self) -> bool:
@@ -220,7 +237,7 @@ class Task:
             if lc.state != TaskState.STOPPING:
                 return
             self._in_on_stop = True
-        self.stop_event.set()
+        self._wake_stop_event()
         try:
             self.on_stop()
         except BaseException as exc:
@@ -274,7 +291,7 @@ class Task:
             if lc.can("fail"):
                 self.failure = exc
                 lc.fire("fail", exc)
-        self.stop_event.set()
+        self._wake_stop_event()
 
     def _request_shutdown(self, exc: BaseException) -> None:
         reason = f"task {self.name!r} failed: {type(exc).__name__}: {exc}"

@@ -62,6 +62,15 @@ class Plan:
     run: str  # ok | raise_now | exit_now | raise_after_stop (threaded tasks only)
 
 
+def rarely(faults: list[str], among: int) -> st.SearchStrategy[str]:
+    """One of ``faults`` about ``len(faults)`` times in ``among``, else ``"ok"``.
+
+    The faults sit in the middle of the choices: hypothesis favours the first and last ones.
+    """
+    half = ["ok"] * ((among - len(faults)) // 2)
+    return st.sampled_from([*half, *faults, *half, "ok"])
+
+
 @st.composite
 def plans(draw: st.DrawFn, count: int, first: int = 0) -> list[Plan]:
     """``count`` task plans; the dependencies of plan i point to plans before it (a DAG)."""
@@ -77,10 +86,10 @@ def plans(draw: st.DrawFn, count: int, first: int = 0) -> list[Plan]:
                 loopless=loopless,
                 workers=1 if loopless else draw(st.integers(min_value=1, max_value=2)),
                 # Faults are rare enough that most runs get as far as running tasks.
-                ctor=draw(st.sampled_from(["ok"] * 19 + ["raise"])),
-                init=draw(st.sampled_from(["ok"] * 8 + ["skip", "raise"])),
-                stop=draw(st.sampled_from(["ok"] * 4 + ["raise"])),
-                run="ok" if loopless else draw(st.sampled_from(["ok"] * 3 + list(WORKER_FAULTS))),
+                ctor=draw(rarely(["raise"], among=15)),
+                init=draw(rarely(["skip", "raise"], among=10)),
+                stop=draw(rarely(["raise"], among=4)),
+                run="ok" if loopless else draw(rarely(list(WORKER_FAULTS), among=6)),
             )
         )
     return result
@@ -96,6 +105,8 @@ class Faulty(Task):
         if self.PLAN.ctor == "raise":
             raise RuntimeError(f"{self.PLAN.name}: constructor fault")
         super().__init__(service)
+        self.loops_lock = threading.Lock()
+        self.loops = 0  # run_loop calls under way
 
     def init_task(self) -> None:
         if self.PLAN.init == "skip":
@@ -108,6 +119,15 @@ class Faulty(Task):
             raise RuntimeError(f"{self.PLAN.name}: on_stop fault")
 
     def run_loop(self) -> None:
+        with self.loops_lock:
+            self.loops += 1
+        try:
+            self._misbehave()
+        finally:
+            with self.loops_lock:
+                self.loops -= 1
+
+    def _misbehave(self) -> None:
         run = self.PLAN.run
         if run == "raise_now":
             raise RuntimeError(f"{self.PLAN.name}: run_loop fault")
@@ -166,6 +186,9 @@ class CollectionMachine(RuleBasedStateMachine):
         self.service = Service()
         #: Every class built so far (plans refer to their DEPS by index in this list).
         self.classes: list[type[Task]] = []
+        #: Tasks that were journaled as finished while one of their run_loops still ran.
+        self.early_finishes: list[str] = []
+        self.tasks.journal.subscribe(self.watch_finish)
         self.stopped_with_errors: set[str] = set()
 
     # -- set-up ----------------------------------------------------------------------------
@@ -187,6 +210,15 @@ class CollectionMachine(RuleBasedStateMachine):
             if self.tasks.state == C.FAILED:
                 break
             step()
+
+    def watch_finish(self, rec: Transition) -> None:
+        # Runs on the thread that fires, under the task's lock: a finish must come only after
+        # every worker has exited.
+        if rec.ok and rec.kind == "task" and rec.trigger == "finish":
+            task = self.tasks.get(rec.subject)
+            with task.loops_lock:
+                if task.loops:
+                    self.early_finishes.append(f"#{rec.seq} {rec.subject}: {task.loops} running")
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -352,6 +384,10 @@ class CollectionMachine(RuleBasedStateMachine):
         assert [t.name for t in left] == [
             n for n in self.tasks.start_order if n in {t.name for t in left}
         ]
+        for task in self.tasks.tasks:
+            if task not in left:
+                # Not reported running: its workers are gone (threads never come back).
+                assert not any(t.is_alive() for t in task.threads), task.name
         if left:
             assert self.tasks.state == state
             return
@@ -449,23 +485,41 @@ class CollectionMachine(RuleBasedStateMachine):
             assert states.get(("task", name), TASK.initial) == live_task, name
 
     @invariant()
+    def finish_comes_after_every_worker_exited(self) -> None:
+        assert self.early_finishes == []
+
+    @invariant()
     def seq_counts_up_without_gaps(self) -> None:
         assert sequence_problems(self.journal_records) == []
 
     @invariant()
     def init_and_start_come_after_every_dependency(self) -> None:
         records = self.journal_records
-        for cls in self.tasks.task_classes:
-            mine = records_by(records, cls.__name__)
-            for trigger in ("init", "start"):
-                for rec in (r for r in mine if r.ok and r.trigger == trigger):
-                    for dep in cls.DEPS:
-                        theirs = [
-                            r.seq
-                            for r in records_by(records, dep.__name__)
-                            if r.ok and r.trigger == trigger
-                        ]
-                        assert theirs and theirs[0] < rec.seq, (cls.__name__, trigger, dep.__name__)
+        registered = set(self.tasks.task_classes)
+
+        def first(name: str, phase: Any) -> int | None:
+            seqs = [r.seq for r in records_by(records, name) if r.ok and phase(r)]
+            return seqs[0] if seqs else None
+
+        def decided(r: Transition) -> bool:  # init, skip or fail from created: init's verdict
+            return r.source == T.CREATED and r.trigger in ("init", "skip", "fail")
+
+        def started(r: Transition) -> bool:
+            return r.trigger == "start"
+
+        for cls in registered:
+            mine_decided = first(cls.__name__, decided)
+            mine_started = first(cls.__name__, started)
+            for dep in (*cls.DEPS, *(w for w in cls.WANTS if w in registered)):
+                hard = dep in cls.DEPS
+                if mine_decided is not None:
+                    theirs = first(dep.__name__, decided)
+                    assert theirs is not None and theirs < mine_decided, (cls, dep)
+                if mine_started is not None:
+                    theirs = first(dep.__name__, started)
+                    # A DEPS must have started first; a WANTS only if it started at all.
+                    if hard or theirs is not None:
+                        assert theirs is not None and theirs < mine_started, (cls, dep)
 
     @invariant()
     def every_skip_and_failure_has_its_cause(self) -> None:
@@ -495,17 +549,22 @@ class CollectionMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         tasks = self.tasks
         try:
+            # The end of every run: stop and join through the checked rules.
             if tasks.lifecycle.can("stop"):
-                tasks.stop()
-            try:
-                left = tasks.join(2 * WORKER_DEADLINE)
-            except StopError:
-                left = []
-            assert left == []
+                self.stop()
+            self.join(2 * WORKER_DEADLINE)
             assert self.no_worker_alive()
-            self.states_match_the_table_oracle()
             if tasks.state in (C.STOPPED, C.FAILED):
                 assert all(TASK.is_terminal(s) for s in (self.task_state(n) for n in self.plans))
+            for check in (
+                self.states_match_the_table_oracle,
+                self.seq_counts_up_without_gaps,
+                self.init_and_start_come_after_every_dependency,
+                self.every_skip_and_failure_has_its_cause,
+                self.finish_comes_after_every_worker_exited,
+                self.only_crashed_workers_ask_for_shutdown,
+            ):
+                check()
             # Every started task with a crashing worker asked the service to shut down.
             crashed = {n for n in tasks.start_order if self.plans[n].run in WORKER_FAULTS}
             asked = {

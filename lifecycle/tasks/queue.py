@@ -3,8 +3,11 @@
 Items wait in a queue (FIFO; ordered by item in `PriorityQueueTask`; without duplicates in
 `UniqueQueueTask`). A `TryLater` from `execute` puts the item back with ``attempt + 1``: at
 once, or after ``after`` seconds in a timer heap that the idle workers' own waits service, so
-no thread sleeps on a delayed item and nothing outlives the task. All waits are on one lock's
-conditions, and the task's ``stop_event`` notifies them, so stop wakes idle workers at once.
+no thread sleeps on a delayed item and nothing outlives the task. Idle workers block on a
+`queue.SimpleQueue` of wake-up tokens (one per queued item, plus one whenever the earliest
+retry moves or stop is requested): a wait in C, much cheaper per item than a
+`threading.Condition`; the items themselves stay under the task's lock. The task's
+``stop_event`` wakes every waiter, so stop wakes idle workers at once.
 
 At stop, the items still waiting (queued or delayed) are not run: their futures fail with
 `TaskStopped`, the count is logged, kept in `dropped`, and written as the cause of the task's
@@ -18,6 +21,7 @@ import heapq
 import itertools
 import logging
 import math
+import queue
 import threading
 import time
 from collections import deque
@@ -161,9 +165,13 @@ class QueueTask(Task):
         self._max_items = _check_count(type(self), "max-items", self.max_items, 0)
         self.workers = _check_count(type(self), "workers", self.worker_threads, 1)
         self._lock = threading.Lock()
-        self._not_empty = threading.Condition(self._lock)
+        # At least one token per item in `_waiting` (stale extra tokens are harmless: a worker
+        # that finds nothing waits again). Workers take items only after taking a token.
+        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._not_full = threading.Condition(self._lock)
-        self._wake = _WakingEvent(self._wake_all)
+        # A notify with nobody waiting still costs a lock probe on the hot path.
+        self._blocked_submitters = 0
+        self._wake = self._stop_event = _WakingEvent(self._wake_all)
         self._waiting = self._WAITING(self.name)
         self._delayed: list[tuple[float, int, ExecuteContext]] = []
         self._delay_seq = itertools.count()
@@ -290,11 +298,6 @@ class QueueTask(Task):
         with self._lock:
             return self._in_flight
 
-    @property
-    def stop_event(self) -> threading.Event:
-        """Set when stop is requested (or the task fails); setting it wakes every waiter."""
-        return self._wake
-
     # -- the workers -------------------------------------------------------------------------
 
     def run_loop(self) -> None:
@@ -312,36 +315,43 @@ class QueueTask(Task):
 
     def _take(self) -> ExecuteContext | None:
         """The next due item, or None once the task is stopping; waits without polling."""
-        with self._lock:
-            while True:
+        timeout: float | None = None
+        while True:
+            try:
+                self._tokens.get(timeout=timeout)
+            except queue.Empty:
+                pass  # the earliest delayed item is due
+            promoted = 0
+            with self._lock:
                 if self._closed or self._wake.is_set():
+                    self._tokens.put(None)  # pass the wake-up on to the next idle worker
                     return None
-                now = time.monotonic()
-                promoted = 0
-                while self._delayed and self._delayed[0][0] <= now:
-                    self._waiting.push(heapq.heappop(self._delayed)[2])
-                    promoted += 1
-                if promoted > 1:
-                    self._not_empty.notify(promoted - 1)
-                if len(self._waiting):
-                    ctx = self._waiting.pop()
+                delayed = self._delayed
+                if delayed:
+                    now = time.monotonic()
+                    while delayed and delayed[0][0] <= now:
+                        self._waiting.push(heapq.heappop(delayed)[2])
+                        promoted += 1
+                    timeout = delayed[0][0] - now if delayed else None
+                else:
+                    timeout = None
+                ctx = self._waiting.pop() if len(self._waiting) else None
+                if ctx is not None:
                     self._forget(ctx)
                     self._in_flight += 1
-                    self._not_full.notify()
-                    return ctx
-                timeout = self._delayed[0][0] - now if self._delayed else None
-                self._not_empty.wait(timeout)
+                    if self._blocked_submitters:
+                        self._not_full.notify()
+            for _ in range(promoted):
+                self._tokens.put(None)
+            if ctx is not None:
+                return ctx
 
     def _run(self, ctx: ExecuteContext) -> None:
+        completed = failed = cancelled = 0
         try:
-            future = ctx.future
-            if future is not None and not (
-                future.running() or (not future.done() and future.set_running_or_notify_cancel())
-            ):
-                with self._lock:
-                    self._cancelled += 1
+            if not ctx.start():
+                cancelled = 1
                 return
-            ctx.start()
             try:
                 result = self.execute(ctx.item, ctx)
             except TryLater as exc:
@@ -349,42 +359,50 @@ class QueueTask(Task):
             except Exception as exc:
                 if not ctx.set_exception(exc):
                     raise  # nobody can observe this item: a crash, as any worker exception
-                with self._lock:
-                    self._failed += 1
+                failed = 1
             except BaseException as exc:
                 ctx.set_exception(exc)
                 raise
             else:
                 ctx.set_result(result)
-                with self._lock:
-                    self._completed += 1
+                completed = 1
         finally:
+            # One lock round-trip per item for all the counters: this is the hot path.
             with self._lock:
                 self._in_flight -= 1
+                self._completed += completed
+                self._failed += failed
+                self._cancelled += cancelled
 
     def _retry(self, ctx: ExecuteContext, after: float | None) -> None:
         ctx.attempt += 1
         with self._lock:
             self._try_laters += 1
-            if not self._closed:
-                if after:
-                    due = time.monotonic() + after
-                    heapq.heappush(self._delayed, (due, next(self._delay_seq), ctx))
-                    if self._delayed[0][2] is ctx:
-                        self._not_empty.notify()  # an idle worker must shorten its wait
-                else:
-                    self._waiting.push(ctx)
-                    self._not_empty.notify()
+            closed = self._closed
+            if closed:
+                self._dropped += 1
+                why = self._closed_why
+            elif after:
+                due = time.monotonic() + after
+                heapq.heappush(self._delayed, (due, next(self._delay_seq), ctx))
                 self._remember(ctx)
-                return
-            self._dropped += 1
-            why = self._closed_why
-        self._fail_dropped([ctx], why)
+                # Only when it is the earliest must an idle worker shorten its wait.
+                wake = self._delayed[0][2] is ctx
+            else:
+                self._waiting.push(ctx)
+                self._remember(ctx)
+                wake = True
+        if closed:
+            self._fail_dropped([ctx], why)
+        elif wake:
+            self._tokens.put(None)
 
     def _wake_all(self) -> None:
         with self._lock:
-            self._not_empty.notify_all()
             self._not_full.notify_all()
+            workers = len(self._threads)
+        for _ in range(max(workers, 1)):
+            self._tokens.put(None)
 
     def _close(self, why: str) -> None:
         """Stop accepting work and fail every waiting item's future with `TaskStopped`."""
@@ -397,8 +415,10 @@ class QueueTask(Task):
             self._delayed.clear()
             self._forget_all()
             self._dropped += len(dropped)
-            self._not_empty.notify_all()
             self._not_full.notify_all()
+            workers = len(self._threads)
+        for _ in range(max(workers, 1)):
+            self._tokens.put(None)  # every idle worker must see the queue closed
         if dropped:
             self._fail_dropped(dropped, why)
 
@@ -432,8 +452,8 @@ class QueueTask(Task):
         lc = self._lifecycle
         with self._lock:
             while True:
-                state = "unbound" if lc is None else str(lc.state)
-                if self._closed or state != TaskState.RUNNING:
+                if self._closed or lc is None or lc.state is not TaskState.RUNNING:
+                    state = "unbound" if lc is None else str(lc.state)
                     raise TaskNotRunning(self.name, state, f"{action} to it")
                 merged = self._merge(ctx)
                 if merged is not None:
@@ -445,11 +465,15 @@ class QueueTask(Task):
                     remaining = 0.0
                 if remaining is not None and remaining <= 0:
                     raise QueueFull(self.name, self._max_items, timeout or 0.0)
-                self._not_full.wait(remaining)
+                self._blocked_submitters += 1
+                try:
+                    self._not_full.wait(remaining)
+                finally:
+                    self._blocked_submitters -= 1
             self._waiting.push(ctx)
             self._remember(ctx)
             self._submitted += 1
-            self._not_empty.notify()
+        self._tokens.put(None)
         return ctx
 
     def _waiting_len(self) -> int:
