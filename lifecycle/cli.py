@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from lifecycle.errors import BadReference
 from lifecycle.spec import SPEC_SCHEMA_VERSION, SPECS, MachineSpec
 
 __all__ = ["main"]
@@ -99,7 +101,7 @@ def _cmd_diagram(args: argparse.Namespace) -> int:
         elif args.machine is not None:
             diagram = diagrams.machine_diagram(SPECS[args.machine], args.highlight)
         elif args.deps:
-            diagram = diagrams.dependency_diagram(diagrams.load_object(args.deps))
+            diagram = diagrams.dependency_diagram(_load_target(args.deps))
         elif args.journal:
             diagram = diagrams.journal_dependency_diagram(args.journal)
         else:
@@ -196,18 +198,14 @@ def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    import os
 
     from lifecycle import plan as planning
     from lifecycle.errors import LifecycleError
 
-    # Like `python -m`, let MODULE be found in the current directory.
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
-        target = planning.load(args.target)
+        target = _load_target(args.target)
         planning.task_classes_of(target)
-    except planning.PlanTargetError as exc:
+    except (BadReference, planning.PlanTargetError) as exc:
         print(f"lifecycle plan: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
@@ -294,10 +292,8 @@ def _open_journal(path: str | None, prog: str) -> Any:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    import os
 
     from lifecycle.errors import HelpRequested, UsageError
-    from lifecycle.plan import PlanTargetError, load
     from lifecycle.service import Service
 
     prog = "lifecycle run"
@@ -308,12 +304,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(args.parser.format_usage(), end="", file=sys.stderr)
         print(f"{prog}: error: MODULE:CLASS is required", file=sys.stderr)
         return EXIT_USAGE
-    # Like `python -m`, let MODULE be found in the current directory.
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
-        target = load(args.target)
-    except PlanTargetError as exc:
+        target = _load_target(args.target)
+    except BadReference as exc:
         print(f"{prog}: {args.target}: {exc.problem}", file=sys.stderr)
         return EXIT_USAGE
     if not (isinstance(target, type) and issubclass(target, Service)):
@@ -361,6 +354,77 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(command=_cmd_run, accepts_extra=True, parser=p)
 
 
+def _print_summary(service: Any) -> None:
+    rows = [
+        (
+            t.name,
+            t.state,
+            "-" if t.time_to_running is None else f"{t.time_to_running * 1000:.1f} ms",
+            t.cause or "",
+        )
+        for t in service.summary()
+    ]
+    head = ("task", "final state", "time to running", "cause")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
+    print()
+    for row in [head, *rows]:
+        cells = [f"{cell:<{width}}" for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[3]]).rstrip())
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from lifecycle.demo import DemoService
+    from lifecycle.errors import OptionError
+
+    prog = "lifecycle demo"
+    journal = _open_journal(args.journal, prog)
+    if journal is None:
+        return EXIT_USAGE
+    try:
+        service = DemoService({"duration": args.duration}, journal=journal)
+    except OptionError as exc:
+        journal.close()
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"running the demo service for {args.duration:g}s (Ctrl-C stops it sooner)")
+    code = _run_service(service, journal, False, prog)
+    _print_summary(service)
+    print()
+    print(", ".join(f"{name}: {count}" for name, count in service.counts().items()))
+    if args.journal:
+        print(f"journal: {args.journal} (check it with `lifecycle audit {args.journal}`)")
+    print(f"demo {service.state}; exit code {code}")
+    return code
+
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="run the bundled example service and show its lifecycle",
+        description=(
+            "Run a small example service (a periodic task, a queue task with retries, a task "
+            "that skips for want of configuration and its dependent skipped with it, a task "
+            "with dependencies), print each transition as it happens, stop gracefully after "
+            "--duration seconds, and end with a summary table. Exit codes: 0 clean, 1 failed, "
+            "2 usage."
+        ),
+    )
+    p.add_argument(
+        "--duration", type=float, default=3.0, metavar="SECONDS", help="how long to run (3)"
+    )
+    p.add_argument("--journal", metavar="FILE", help="write the journal to FILE (JSONL)")
+    p.set_defaults(command=_cmd_demo)
+
+
+def _load_target(reference: str) -> object:
+    """`lifecycle.loading.load`, with the current directory importable, as under `python -m`."""
+    from lifecycle.loading import load
+
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    return load(reference)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lifecycle",
@@ -378,6 +442,7 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]
     _add_audit,
     _add_plan,
     _add_run,
+    _add_demo,
 ]
 
 

@@ -272,10 +272,15 @@ class Tasks:
         the collection is stopped, or failed with `StopError` (raised) if any `on_stop` raised.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        for name in reversed(self._start_order):
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            self._instances[name].join(remaining)
         lc = self.lifecycle
+        # Waiting happens without the lock (stop must stay possible meanwhile), so take the
+        # started tasks under it: `start` holds it until every worker thread has started, and
+        # joining a thread that has not started yet raises RuntimeError.
+        with lc.lock:
+            started = [self._instances[n] for n in reversed(self._start_order)]
+        for task in started:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            task.join(remaining)
         with lc.lock:
             left = [self._instances[n] for n in self._start_order if self._instances[n].running]
             if not left and lc.state == CollectionState.STOPPING:

@@ -62,16 +62,27 @@ class ExecuteContext:
             return NotImplemented
         return bool(self.item == other.item)
 
-    def __lt__(self, other: ExecuteContext) -> bool:
+    # A context orders only against contexts: anything else is NotImplemented, so that
+    # Python raises its usual TypeError rather than an AttributeError on ``other.item``.
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, ExecuteContext):
+            return NotImplemented
         return bool(self.item < other.item)
 
-    def __le__(self, other: ExecuteContext) -> bool:
+    def __le__(self, other: object) -> bool:
+        if not isinstance(other, ExecuteContext):
+            return NotImplemented
         return bool(self.item <= other.item)
 
-    def __gt__(self, other: ExecuteContext) -> bool:
+    def __gt__(self, other: object) -> bool:
+        if not isinstance(other, ExecuteContext):
+            return NotImplemented
         return bool(self.item > other.item)
 
-    def __ge__(self, other: ExecuteContext) -> bool:
+    def __ge__(self, other: object) -> bool:
+        if not isinstance(other, ExecuteContext):
+            return NotImplemented
         return bool(self.item >= other.item)
 
     __hash__ = None  # type: ignore[assignment]

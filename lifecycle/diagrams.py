@@ -59,6 +59,7 @@ import attrs
 from lifecycle.collection import Tasks
 from lifecycle.errors import LifecycleError
 from lifecycle.journal import Journal, JournalFormatError, Transition, read_journal
+from lifecycle.loading import load
 from lifecycle.spec import SPECS, TASK, MachineSpec, TaskState
 from lifecycle.task import Task, task_name
 
@@ -76,7 +77,6 @@ __all__ = [
     "has_graphviz",
     "journal_dependency_diagram",
     "journal_machine_diagram",
-    "load_object",
     "machine_diagram",
     "mermaid",
     "printable",
@@ -679,27 +679,6 @@ def render(diagram: Diagram, format: str) -> str | bytes:
 # -- sources and files -------------------------------------------------------------------------
 
 
-def load_object(ref: str) -> object:
-    """The object named by ``"MODULE:NAME"`` (``NAME`` may be dotted), importing ``MODULE``.
-
-    Raises `DiagramError` naming what is wrong: a malformed reference, a module that cannot be
-    imported (with the error it raised), or a missing attribute.
-    """
-    module_name, sep, attr = ref.partition(":")
-    if not sep or not module_name or not attr:
-        raise DiagramError(f"{ref!r} is not MODULE:NAME (for example myapp.service:MyService)")
-    try:
-        obj: object = importlib.import_module(module_name)
-    except Exception as exc:
-        raise DiagramError(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from exc
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise DiagramError(f"{module_name!r} has no attribute {attr!r}") from None
-    return obj
-
-
 def _demo_diagram() -> DependencyDiagram | None:
     """The demo service's dependency graph, or None while `lifecycle.demo` does not exist."""
     module_name = DEMO_SERVICE.partition(":")[0]
@@ -709,7 +688,7 @@ def _demo_diagram() -> DependencyDiagram | None:
         if exc.name != module_name:
             raise
         return None
-    return dependency_diagram(load_object(DEMO_SERVICE))
+    return dependency_diagram(load(DEMO_SERVICE))
 
 
 def write_all(directory: str | os.PathLike[str], *, svgs: bool = True) -> list[Path]:

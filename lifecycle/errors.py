@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 __all__ = [
+    "BadReference",
     "DependencyCycle",
     "DuplicateTask",
     "ForcedShutdown",
@@ -129,6 +130,21 @@ class UnknownTask(LifecycleError, LookupError):
 
     def __str__(self) -> str:
         # LookupError's KeyError-style repr quoting does not apply; keep the plain message.
+        return str(self.args[0])
+
+
+class BadReference(LifecycleError, LookupError):
+    """A ``MODULE:NAME`` reference that does not name an importable object.
+
+    Attributes: ``reference`` and ``problem``.
+    """
+
+    def __init__(self, reference: str, problem: str) -> None:
+        self.reference = reference
+        self.problem = problem
+        super().__init__(f"{reference}: {problem}")
+
+    def __str__(self) -> str:
         return str(self.args[0])
 
 

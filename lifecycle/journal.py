@@ -266,7 +266,11 @@ class Journal:
                 out.write(line)
 
     def close(self) -> None:
-        """Finish the streamed file (writing the header if nothing was recorded). Idempotent."""
+        """Finish the streamed file (writing the header if nothing was recorded). Idempotent.
+
+        Records appended after `close` are kept in memory (`records`, `write`) but no longer
+        streamed.
+        """
         with self._lock:
             if self._file is None:
                 return

@@ -20,7 +20,6 @@ Pure: no shared state, safe from any thread (importing a module is the caller's 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,7 +30,7 @@ from lifecycle.errors import LifecycleError
 from lifecycle.graph import dependents, layers, topological_order
 from lifecycle.task import Task, task_name
 
-__all__ = ["Plan", "PlanTargetError", "TaskPlan", "load", "plan", "task_classes_of"]
+__all__ = ["Plan", "PlanTargetError", "TaskPlan", "plan", "task_classes_of"]
 
 
 class PlanTargetError(LifecycleError, LookupError):
@@ -165,28 +164,3 @@ def task_classes_of(target: object) -> list[Any]:
             repr(target), f"expected TASKS to list task classes; it is {listed!r}"
         )
     return list(listed)
-
-
-def load(reference: str) -> object:
-    """The object a ``MODULE:NAME`` reference names (NAME may be dotted: ``mod:Outer.Inner``).
-
-    Raises `PlanTargetError` when the reference is malformed, the module cannot be imported
-    (whatever importing it raised), or it has no such attribute.
-    """
-    module_name, sep, attr_path = reference.partition(":")
-    if not sep or not module_name or not attr_path:
-        raise PlanTargetError(reference, "expected MODULE:NAME, for example mypkg.tasks:MyService")
-    try:
-        obj: object = importlib.import_module(module_name)
-    except Exception as exc:  # a module that fails to import is a bad reference, whatever it raised
-        raise PlanTargetError(
-            reference, f"importing {module_name!r} raised {type(exc).__name__}: {exc}"
-        ) from exc
-    for part in attr_path.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise PlanTargetError(
-                reference, f"{module_name!r} has no attribute {attr_path!r}"
-            ) from None
-    return obj

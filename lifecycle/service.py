@@ -36,7 +36,7 @@ from lifecycle.errors import (
 )
 from lifecycle.journal import Journal, Transition
 from lifecycle.options import OptionParser, bound_options, build_parser, option, read_option
-from lifecycle.spec import SERVICE, CollectionState, ServiceState, TaskState
+from lifecycle.spec import SERVICE, TASK, CollectionState, ServiceState, TaskState
 from lifecycle.task import Task, task_name
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "Service", "TaskSummary", "summarize"]
@@ -52,7 +52,7 @@ TASKS_FLAG = "--tasks"
 _STOP_SIGNALS = tuple(
     s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s is not None
 )
-_TERMINAL_TASK = frozenset({TaskState.STOPPED, TaskState.SKIPPED, TaskState.FAILED})
+_TERMINAL_TASK = TASK.terminal
 
 
 class _Interrupted(BaseException):

@@ -254,8 +254,8 @@ class Task:
         """Wait for the workers to exit, at most ``timeout`` seconds in all; True if they did."""
         deadline = None if timeout is None else time.monotonic() + timeout
         for thread in tuple(self._threads):
-            if thread is threading.current_thread():
-                continue
+            if thread is threading.current_thread() or thread.ident is None:
+                continue  # itself, or not launched yet by a concurrent start()
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             thread.join(remaining)
         return not any(t.is_alive() for t in self._threads)

@@ -496,6 +496,28 @@ def test_join_returns_the_tasks_still_running(stopper: list[Tasks]) -> None:
     journal_agrees(tasks)
 
 
+def test_join_while_start_is_launching_workers_waits_for_start(stopper: list[Tasks]) -> None:
+    # The first worker calls join while start() is still launching its siblings: join must
+    # not try to join a thread that has not started yet (RuntimeError).
+    errors: list[BaseException] = []
+
+    class Pool(Idle):
+        workers = 4
+
+        def init_thread(self) -> None:
+            try:
+                tasks.join(0)
+            except BaseException as exc:
+                errors.append(exc)
+
+    tasks = Tasks([Pool])
+    stopper.append(tasks)
+    run_through_start(tasks)
+    tasks.stop()
+    assert tasks.join(WORKER_DEADLINE) == []
+    assert errors == []
+
+
 def test_join_before_start_returns_nothing_and_changes_nothing() -> None:
     tasks = Tasks([Idle])
     assert tasks.join(0) == []

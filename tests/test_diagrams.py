@@ -678,8 +678,8 @@ def test_cli_draws_from_a_journal(ran: tuple[Tasks, Path], tmp_path: Path) -> No
     ("argv", "message"),
     [
         (["diagram", "bogus"], "unknown machine 'bogus'"),
-        (["diagram", "--deps", "no_colon"], "is not MODULE:NAME"),
-        (["diagram", "--deps", "no_such_module_xyz:X"], "cannot import 'no_such_module_xyz'"),
+        (["diagram", "--deps", "no_colon"], "expected MODULE:NAME"),
+        (["diagram", "--deps", "no_such_module_xyz:X"], "importing 'no_such_module_xyz' raised"),
         (["diagram", "--deps", "lifecycle.spec:Nope"], "has no attribute 'Nope'"),
         (["diagram", "--deps", "lifecycle.spec:TASK"], "has no dependency graph"),
         (["diagram", "--journal", "/no/such/journal.jsonl"], "cannot read"),

@@ -8,6 +8,7 @@ import threading
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from transitions import MachineError
 
 from lifecycle.engine import Lifecycle, dispatch_table, machine_for
 from lifecycle.errors import IllegalTransition
@@ -66,6 +67,7 @@ def test_fire_is_legal_iff_the_pair_is_in_the_table(
         with pytest.raises(IllegalTransition) as info:
             lc.fire(trigger)
         err = info.value
+        assert not isinstance(err, MachineError)
         assert (err.subject, err.kind, err.state, err.trigger) == (
             lc.subject,
             spec.name,

@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 
 from lifecycle.cli import main
 from lifecycle.collection import Tasks
-from lifecycle.errors import DependencyCycle, DuplicateTask, InvalidTask
+from lifecycle.errors import BadReference, DependencyCycle, DuplicateTask, InvalidTask
 from lifecycle.graph import dependents
-from lifecycle.plan import Plan, PlanTargetError, load, plan
+from lifecycle.loading import load
+from lifecycle.plan import Plan, PlanTargetError, plan
 from lifecycle.task import Task
 
 
@@ -241,10 +242,12 @@ def test_cli_exits_2_for_a_bad_target(
 
 
 def test_load_names_what_is_wrong() -> None:
-    with pytest.raises(PlanTargetError, match="expected MODULE:NAME"):
+    with pytest.raises(BadReference, match="expected MODULE:NAME"):
         load("nocolon")
-    with pytest.raises(PlanTargetError, match="has no attribute"):
+    with pytest.raises(BadReference, match="has no attribute"):
         load("lifecycle:NoSuchThing")
+    with pytest.raises(BadReference, match="importing 'no_such_module_here' raised"):
+        load("no_such_module_here:X")
     assert load("lifecycle.task:Task") is Task
 
 

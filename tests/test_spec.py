@@ -272,11 +272,11 @@ Rows = list[tuple[str, list[str], str]]
 
 @st.composite
 def tables(draw: st.DrawFn) -> tuple[str, set[str], Rows]:
-    """A random table over `Five`: half start from a well-formed one and may get one defect."""
+    """A table over `Five`: random rows, or a well-formed table that may get one defect."""
     if draw(st.booleans()):
         initial = draw(st.sampled_from(FIVE))
         terminal = draw(st.sets(st.sampled_from(FIVE), max_size=3))
-        rows = draw(
+        anything = draw(
             st.lists(
                 st.tuples(
                     st.sampled_from(TRIGGERS),
@@ -286,7 +286,7 @@ def tables(draw: st.DrawFn) -> tuple[str, set[str], Rows]:
                 max_size=10,
             )
         )
-        return initial, terminal, rows
+        return initial, terminal, anything
     # Well-formed: a random spanning tree from the initial state, every non-terminal state
     # given an exit, each (state, trigger) used once.
     order = draw(st.permutations(FIVE))
@@ -307,12 +307,15 @@ def tables(draw: st.DrawFn) -> tuple[str, set[str], Rows]:
     for state in order:
         if state not in terminal and not used[state]:
             add(state, draw(st.sampled_from(order)))
-    defect = draw(st.sampled_from(["none", "none", "conflict", "exit", "drop", "extra"]))
+    defect = draw(st.sampled_from(["none", "conflict", "exit", "trap", "drop", "extra", "none"]))
     if defect == "conflict":
         trigger, (source,), dest = draw(st.sampled_from(rows))
         rows.append((trigger, [source], draw(st.sampled_from([s for s in FIVE if s != dest]))))
     elif defect == "exit":
         rows.append(("retry", [draw(st.sampled_from(sorted(terminal)))], order[0]))
+    elif defect == "trap":
+        # A terminal state that is no longer declared terminal: reachable, and no exit.
+        terminal.discard(draw(st.sampled_from(sorted(terminal))))
     elif defect == "drop":
         rows.pop(draw(st.integers(min_value=0, max_value=len(rows) - 1)))
     elif defect == "extra":

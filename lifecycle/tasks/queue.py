@@ -317,10 +317,8 @@ class QueueTask(Task):
         """The next due item, or None once the task is stopping; waits without polling."""
         timeout: float | None = None
         while True:
-            try:
+            with contextlib.suppress(queue.Empty):  # Empty: the earliest delayed item is due
                 self._tokens.get(timeout=timeout)
-            except queue.Empty:
-                pass  # the earliest delayed item is due
             promoted = 0
             with self._lock:
                 if self._closed or self._wake.is_set():
