@@ -22,23 +22,28 @@ from lifecycle.errors import IllegalTransition, InvalidSpec
 from lifecycle.journal import Journal
 from lifecycle.spec import MachineSpec
 
-__all__ = ["Lifecycle", "dispatch_table", "machine_for"]
+__all__ = ["Lifecycle", "dispatch_table", "machine_config", "machine_for"]
+
+
+def machine_config(spec: MachineSpec) -> dict[str, Any]:
+    """The keyword arguments of a `transitions.Machine` for ``spec``: shared (``model=None``),
+    no ``to_<state>`` triggers."""
+    return {
+        "model": None,
+        "states": [s.value for s in spec.states],
+        "initial": spec.initial,
+        "transitions": [
+            {"trigger": e.trigger, "source": list(e.sources), "dest": e.dest}
+            for e in spec.transitions
+        ],
+        "auto_transitions": False,
+    }
 
 
 @functools.cache
 def machine_for(spec: MachineSpec) -> Any:
     """The one shared `transitions.Machine` built from ``spec`` (no models attached)."""
-    return Machine(
-        model=None,
-        states=[s.value for s in spec.states],
-        initial=spec.initial,
-        transitions=[
-            {"trigger": e.trigger, "source": list(e.sources), "dest": e.dest}
-            for e in spec.transitions
-        ],
-        auto_transitions=False,
-        send_event=False,
-    )
+    return Machine(**machine_config(spec))
 
 
 @functools.cache

@@ -28,6 +28,7 @@ __all__ = [
     "RegistrationClosed",
     "StopError",
     "StopTimeout",
+    "TaskErrorGroup",
     "TaskNotRunning",
     "TaskStopped",
     "UnknownOption",
@@ -163,49 +164,44 @@ class RegistrationClosed(LifecycleError):
         )
 
 
-class InitError(ExceptionGroup[Exception], LifecycleError):
-    """Tasks failed while the collection was created or initialized.
+class TaskErrorGroup(ExceptionGroup[Exception], LifecycleError):
+    """Errors of several tasks in one phase, as an `ExceptionGroup`.
 
-    An `ExceptionGroup` of every task's error; ``failed`` maps each failed task's name to its
-    error, and ``__cause__`` is the first root cause.
+    ``failed`` maps each task's name to its error, in the order they happened.
     """
 
+    #: What the tasks failed to do, for the message.
+    phase: str = "run"
     failed: Mapping[str, Exception]
 
-    def __new__(cls, failed: Mapping[str, Exception]) -> InitError:
-        names = ", ".join(failed)
-        self = super().__new__(cls, f"tasks failed to initialize: {names}", list(failed.values()))
+    def __new__(cls, failed: Mapping[str, Exception]) -> TaskErrorGroup:
+        self = super().__new__(cls, cls._message(failed), list(failed.values()))
         self.failed = dict(failed)
         return self
 
     def __init__(self, failed: Mapping[str, Exception]) -> None:
-        names = ", ".join(failed)
-        super().__init__(f"tasks failed to initialize: {names}", list(failed.values()))
+        super().__init__(self._message(failed), list(failed.values()))
+
+    @classmethod
+    def _message(cls, failed: Mapping[str, Exception]) -> str:
+        return f"tasks failed to {cls.phase}: {', '.join(failed)}"
 
     def derive(self, excs: Sequence[Exception]) -> ExceptionGroup[Exception]:  # type: ignore[override]
+        # A subgroup from split() or except* no longer names every failed task: keep it plain.
         return ExceptionGroup(self.message, list(excs))
 
 
-class StopError(ExceptionGroup[Exception], LifecycleError):
-    """Tasks raised while being stopped; every task was still asked to stop.
+class InitError(TaskErrorGroup):
+    """Tasks failed while the collection was created or initialized; ``__cause__`` is the
+    first root cause."""
 
-    An `ExceptionGroup`; ``failed`` maps each task's name to its error.
-    """
+    phase = "initialize"
 
-    failed: Mapping[str, Exception]
 
-    def __new__(cls, failed: Mapping[str, Exception]) -> StopError:
-        names = ", ".join(failed)
-        self = super().__new__(cls, f"tasks failed to stop: {names}", list(failed.values()))
-        self.failed = dict(failed)
-        return self
+class StopError(TaskErrorGroup):
+    """Tasks raised while being stopped; every task was still asked to stop."""
 
-    def __init__(self, failed: Mapping[str, Exception]) -> None:
-        names = ", ".join(failed)
-        super().__init__(f"tasks failed to stop: {names}", list(failed.values()))
-
-    def derive(self, excs: Sequence[Exception]) -> ExceptionGroup[Exception]:  # type: ignore[override]
-        return ExceptionGroup(self.message, list(excs))
+    phase = "stop"
 
 
 class StopTimeout(LifecycleError, TimeoutError):

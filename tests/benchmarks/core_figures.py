@@ -14,7 +14,7 @@ from typing import Any
 from transitions import Machine
 
 from lifecycle.collection import Tasks
-from lifecycle.engine import Lifecycle
+from lifecycle.engine import Lifecycle, machine_config
 from lifecycle.journal import Journal
 from lifecycle.spec import TASK, CollectionState, MachineSpec, TaskState
 from lifecycle.task import Task
@@ -52,17 +52,8 @@ def looples_task_classes(count: int) -> list[type[Task]]:
 
 
 def plain_machine(spec: MachineSpec) -> Any:
-    """A plain `transitions.Machine` for ``spec``: shared (``model=None``), no auto triggers."""
-    return Machine(
-        model=None,
-        states=[s.value for s in spec.states],
-        initial=spec.initial,
-        transitions=[
-            {"trigger": e.trigger, "source": list(e.sources), "dest": e.dest}
-            for e in spec.transitions
-        ],
-        auto_transitions=False,
-    )
+    """A plain `transitions.Machine` for ``spec``, configured as the engine's own."""
+    return Machine(**machine_config(spec))
 
 
 class _Model:
