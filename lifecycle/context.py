@@ -26,6 +26,9 @@ class ExecuteContext:
     attempt: int = 1
     future: Future[Any] | None = None
     started: float | None = None
+    # The future `start` already marked running: a retry need not ask it again (a lock round
+    # trip per item on a queue's hot path), while a future attached later still gets marked.
+    _marked: Future[Any] | None = attrs.field(default=None, init=False, repr=False)
 
     def start(self) -> bool:
         """Start the timer (again, on a retry) and mark the future running.
@@ -34,8 +37,9 @@ class ExecuteContext:
         """
         self.started = time.monotonic()
         future = self.future
-        if future is None or future.running():
+        if future is None or future is self._marked:
             return True
+        self._marked = future
         return future.set_running_or_notify_cancel()
 
     @property
@@ -46,8 +50,10 @@ class ExecuteContext:
     def set_result(self, result: Any) -> None:
         """Resolve the future with ``result`` (no-op without a future or once it is done)."""
         if self.future is not None:
-            with contextlib.suppress(InvalidStateError):
+            try:  # noqa: SIM105 - contextlib.suppress costs a context manager per queue item
                 self.future.set_result(result)
+            except InvalidStateError:
+                pass
 
     def set_exception(self, exc: BaseException) -> bool:
         """Fail the future with ``exc``; True if someone can observe it (there is a future)."""

@@ -24,10 +24,11 @@ import math
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, InvalidStateError
 from typing import Any, ClassVar
+
+import attrs
 
 from lifecycle.context import ExecuteContext
 from lifecycle.errors import InvalidItem, InvalidTask, QueueFull, TaskNotRunning, TaskStopped
@@ -63,25 +64,57 @@ class _WakingEvent(threading.Event):
         self._wake()
 
 
+@attrs.define
+class _Tally:
+    """One worker's counts. Only that worker writes it (so no lock on the hot path); readers
+    sum every worker's tally under the task's lock."""
+
+    finished: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+
+#: A wake-up in the channel that carries no item: stop, or the earliest retry moved.
+_WAKE = object()
+#: In a `_Heap`'s channel: "an item was pushed"; a worker claims the smallest one.
+_ITEM = object()
+
+Channel = queue.SimpleQueue[object]
+
+
 class _Fifo:
-    """Waiting items in arrival order."""
+    """Waiting items in arrival order. The items travel in the channel itself, so an idle
+    worker is handed its item by a C-level queue: the hot path of `QueueTask`."""
 
     def __init__(self, task: str) -> None:
-        self._items: deque[ExecuteContext] = deque()
+        self._count = 0
 
-    def push(self, ctx: ExecuteContext) -> None:
-        self._items.append(ctx)
+    def push(self, ctx: ExecuteContext) -> object:
+        """Hold ``ctx``; return what to put in the channel for it."""
+        self._count += 1
+        return ctx
 
-    def pop(self) -> ExecuteContext:
-        return self._items.popleft()
+    def claim(self, got: object) -> ExecuteContext | None:
+        """The item a worker that got ``got`` from the channel takes, if any."""
+        if isinstance(got, ExecuteContext):
+            self._count -= 1
+            return got
+        return None
 
-    def drain(self) -> list[ExecuteContext]:
-        items = list(self._items)
-        self._items.clear()
+    def drain(self, channel: Channel) -> list[ExecuteContext]:
+        """Empty the channel; return the waiting items in order."""
+        items: list[ExecuteContext] = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                got = channel.get_nowait()
+                if isinstance(got, ExecuteContext):
+                    items.append(got)
+        self._count = 0
         return items
 
     def __len__(self) -> int:
-        return len(self._items)
+        return self._count
 
 
 class _Heap:
@@ -92,7 +125,7 @@ class _Heap:
         self._heap: list[tuple[ExecuteContext, int]] = []
         self._seq = itertools.count()
 
-    def push(self, ctx: ExecuteContext) -> None:
+    def push(self, ctx: ExecuteContext) -> object:
         entry = (ctx, next(self._seq))
         # heappush compares the new entry with its ancestors only; try those comparisons first,
         # so that an unorderable item is refused before it could leave the heap half-sifted.
@@ -106,11 +139,17 @@ class _Heap:
                 self._task, ctx.item, f"it cannot be ordered against queued items ({exc})"
             ) from exc
         heapq.heappush(self._heap, entry)
+        return _ITEM
 
-    def pop(self) -> ExecuteContext:
-        return heapq.heappop(self._heap)[0]
+    def claim(self, got: object) -> ExecuteContext | None:
+        if got is _ITEM and self._heap:
+            return heapq.heappop(self._heap)[0]
+        return None
 
-    def drain(self) -> list[ExecuteContext]:
+    def drain(self, channel: Channel) -> list[ExecuteContext]:
+        with contextlib.suppress(queue.Empty):
+            while True:
+                channel.get_nowait()
         items = [ctx for ctx, _ in sorted(self._heap)]
         self._heap.clear()
         return items
@@ -165,9 +204,9 @@ class QueueTask(Task):
         self._max_items = _check_count(type(self), "max-items", self.max_items, 0)
         self.workers = _check_count(type(self), "workers", self.worker_threads, 1)
         self._lock = threading.Lock()
-        # At least one token per item in `_waiting` (stale extra tokens are harmless: a worker
-        # that finds nothing waits again). Workers take items only after taking a token.
-        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
+        # What idle workers block on: one entry per waiting item (the item itself, or `_ITEM`),
+        # plus `_WAKE`s. Entries are put while the lock is held, so a drain sees them all.
+        self._channel: Channel = queue.SimpleQueue()
         self._not_full = threading.Condition(self._lock)
         # A notify with nobody waiting still costs a lock probe on the hot path.
         self._blocked_submitters = 0
@@ -177,12 +216,10 @@ class QueueTask(Task):
         self._delay_seq = itertools.count()
         self._closed = False
         self._closed_why = "stopped"
-        self._in_flight = 0
+        self._taken = 0
+        self._tallies: list[_Tally] = []
         self._submitted = 0
-        self._completed = 0
-        self._failed = 0
         self._try_laters = 0
-        self._cancelled = 0
         self._dropped = 0
 
     # -- the hook ----------------------------------------------------------------------------
@@ -256,17 +293,19 @@ class QueueTask(Task):
         with self._lock:
             return self._submitted
 
+    def _tallied(self, field: str) -> int:
+        with self._lock:
+            return sum(getattr(tally, field) for tally in self._tallies)
+
     @property
     def completed(self) -> int:
-        """Items whose `execute` returned."""
-        with self._lock:
-            return self._completed
+        """Items whose `execute` returned (counted before their future resolves)."""
+        return self._tallied("completed")
 
     @property
     def failed(self) -> int:
         """Items whose `execute` raised (not `TryLater`) and whose future took the exception."""
-        with self._lock:
-            return self._failed
+        return self._tallied("failed")
 
     @property
     def try_laters(self) -> int:
@@ -277,8 +316,7 @@ class QueueTask(Task):
     @property
     def cancelled(self) -> int:
         """Items skipped because their future was cancelled before they started."""
-        with self._lock:
-            return self._cancelled
+        return self._tallied("cancelled")
 
     @property
     def dropped(self) -> int:
@@ -296,14 +334,17 @@ class QueueTask(Task):
     def in_flight(self) -> int:
         """Items a worker is executing now."""
         with self._lock:
-            return self._in_flight
+            return self._taken - sum(tally.finished for tally in self._tallies)
 
     # -- the workers -------------------------------------------------------------------------
 
     def run_loop(self) -> None:
+        tally = _Tally()
+        with self._lock:
+            self._tallies.append(tally)
         try:
             while (ctx := self._take()) is not None:
-                self._run(ctx)
+                self._run(ctx, tally)
         except BaseException:
             self._close("failed")
             raise
@@ -317,60 +358,62 @@ class QueueTask(Task):
         """The next due item, or None once the task is stopping; waits without polling."""
         timeout: float | None = None
         while True:
-            with contextlib.suppress(queue.Empty):  # Empty: the earliest delayed item is due
-                self._tokens.get(timeout=timeout)
-            promoted = 0
+            try:
+                got = self._channel.get(timeout=timeout)
+            except queue.Empty:
+                got = _WAKE  # the earliest delayed item is due
+            lost = None
             with self._lock:
+                ctx = self._waiting.claim(got)
                 if self._closed or self._wake.is_set():
-                    self._tokens.put(None)  # pass the wake-up on to the next idle worker
-                    return None
-                delayed = self._delayed
-                if delayed:
-                    now = time.monotonic()
-                    while delayed and delayed[0][0] <= now:
-                        self._waiting.push(heapq.heappop(delayed)[2])
-                        promoted += 1
-                    timeout = delayed[0][0] - now if delayed else None
+                    self._channel.put(_WAKE)  # pass the wake-up on to the next idle worker
+                    if ctx is not None:  # got before the close drained the channel
+                        self._forget(ctx)
+                        self._dropped += 1
+                        lost, why = ctx, self._closed_why
+                    ctx = None
                 else:
-                    timeout = None
-                ctx = self._waiting.pop() if len(self._waiting) else None
-                if ctx is not None:
-                    self._forget(ctx)
-                    self._in_flight += 1
-                    if self._blocked_submitters:
-                        self._not_full.notify()
-            for _ in range(promoted):
-                self._tokens.put(None)
-            if ctx is not None:
-                return ctx
+                    delayed = self._delayed
+                    if delayed:
+                        now = time.monotonic()
+                        while delayed and delayed[0][0] <= now:
+                            self._channel.put(self._waiting.push(heapq.heappop(delayed)[2]))
+                        timeout = delayed[0][0] - now if delayed else None
+                    else:
+                        timeout = None
+                    if ctx is not None:
+                        self._forget(ctx)
+                        self._taken += 1
+                        if self._blocked_submitters:
+                            self._not_full.notify()
+                        return ctx
+                    continue
+            if lost is not None:
+                self._fail_dropped([lost], why)
+            return None
 
-    def _run(self, ctx: ExecuteContext) -> None:
-        completed = failed = cancelled = 0
+    def _run(self, ctx: ExecuteContext, tally: _Tally) -> None:
         try:
             if not ctx.start():
-                cancelled = 1
+                tally.cancelled += 1
                 return
             try:
                 result = self.execute(ctx.item, ctx)
             except TryLater as exc:
                 self._retry(ctx, exc.after)
             except Exception as exc:
-                if not ctx.set_exception(exc):
+                if ctx.future is None:
                     raise  # nobody can observe this item: a crash, as any worker exception
-                failed = 1
+                tally.failed += 1
+                ctx.set_exception(exc)
             except BaseException as exc:
                 ctx.set_exception(exc)
                 raise
             else:
+                tally.completed += 1
                 ctx.set_result(result)
-                completed = 1
         finally:
-            # One lock round-trip per item for all the counters: this is the hot path.
-            with self._lock:
-                self._in_flight -= 1
-                self._completed += completed
-                self._failed += failed
-                self._cancelled += cancelled
+            tally.finished += 1
 
     def _retry(self, ctx: ExecuteContext, after: float | None) -> None:
         ctx.attempt += 1
@@ -384,23 +427,19 @@ class QueueTask(Task):
                 due = time.monotonic() + after
                 heapq.heappush(self._delayed, (due, next(self._delay_seq), ctx))
                 self._remember(ctx)
-                # Only when it is the earliest must an idle worker shorten its wait.
-                wake = self._delayed[0][2] is ctx
+                if self._delayed[0][2] is ctx:
+                    self._channel.put(_WAKE)  # an idle worker must shorten its wait
             else:
-                self._waiting.push(ctx)
+                self._channel.put(self._waiting.push(ctx))
                 self._remember(ctx)
-                wake = True
         if closed:
             self._fail_dropped([ctx], why)
-        elif wake:
-            self._tokens.put(None)
 
     def _wake_all(self) -> None:
         with self._lock:
             self._not_full.notify_all()
-            workers = len(self._threads)
-        for _ in range(max(workers, 1)):
-            self._tokens.put(None)
+            for _ in range(max(len(self._threads), 1)):
+                self._channel.put(_WAKE)
 
     def _close(self, why: str) -> None:
         """Stop accepting work and fail every waiting item's future with `TaskStopped`."""
@@ -408,15 +447,14 @@ class QueueTask(Task):
             if not self._closed:
                 self._closed = True
                 self._closed_why = why
-            dropped = self._waiting.drain()
+            dropped = self._waiting.drain(self._channel)
             dropped.extend(ctx for _, _, ctx in sorted(self._delayed, key=lambda e: e[:2]))
             self._delayed.clear()
             self._forget_all()
             self._dropped += len(dropped)
             self._not_full.notify_all()
-            workers = len(self._threads)
-        for _ in range(max(workers, 1)):
-            self._tokens.put(None)  # every idle worker must see the queue closed
+            for _ in range(max(len(self._threads), 1)):
+                self._channel.put(_WAKE)  # every idle worker must see the queue closed
         if dropped:
             self._fail_dropped(dropped, why)
 
@@ -468,10 +506,9 @@ class QueueTask(Task):
                     self._not_full.wait(remaining)
                 finally:
                     self._blocked_submitters -= 1
-            self._waiting.push(ctx)
+            self._channel.put(self._waiting.push(ctx))
             self._remember(ctx)
             self._submitted += 1
-        self._tokens.put(None)
         return ctx
 
     def _waiting_len(self) -> int:
