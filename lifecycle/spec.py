@@ -144,7 +144,7 @@ def _build_table(spec: MachineSpec) -> dict[tuple[str, str], str]:
     return table
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)  # hashed on every Lifecycle creation
 class MachineSpec:
     """A state machine declared as data; validated on construction.
 
