@@ -292,8 +292,8 @@ def _open_journal(path: str | None, prog: str) -> Any:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-
     from lifecycle.errors import HelpRequested, UsageError
+    from lifecycle.options import bound_options
     from lifecycle.service import Service
 
     prog = "lifecycle run"
@@ -311,6 +311,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if not (isinstance(target, type) and issubclass(target, Service)):
         print(f"{prog}: {args.target} is {target!r}, not a Service subclass", file=sys.stderr)
+        return EXIT_USAGE
+    clash = sorted(
+        bound.flag
+        for bound in bound_options([target, *target.available_tasks()])
+        if bound.flag in _RUN_FLAGS
+    )
+    if clash:
+        print(
+            f"{prog}: {args.target} declares {', '.join(clash)}, which `lifecycle run` takes "
+            "for itself; rename the option (or run the service with its own entry point)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     service_argv = [*(["--help"] if args.help else []), *args.extra]
     try:
@@ -332,6 +344,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return _run_service(service, journal, args.quiet, prog)
 
 
+#: The flags `lifecycle run` parses itself, wherever they stand: no service option may use them.
+_RUN_FLAGS = ("--journal", "--quiet")
+
+
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "run",
@@ -349,8 +365,9 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("-h", "--help", action="store_true", help="show this help (and the service's)")
     p.add_argument("target", nargs="?", metavar="MODULE:CLASS", help="the Service subclass to run")
-    p.add_argument("--journal", metavar="FILE", help="stream the journal to FILE as it happens")
-    p.add_argument("--quiet", action="store_true", help="do not print the transitions")
+    journal_flag, quiet_flag = _RUN_FLAGS
+    p.add_argument(journal_flag, metavar="FILE", help="stream the journal to FILE as it happens")
+    p.add_argument(quiet_flag, action="store_true", help="do not print the transitions")
     p.set_defaults(command=_cmd_run, accepts_extra=True, parser=p)
 
 

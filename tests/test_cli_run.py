@@ -8,6 +8,8 @@ import pytest
 
 from lifecycle.cli import main
 from lifecycle.journal import read_journal
+from lifecycle.options import option
+from lifecycle.service import Service
 
 
 def test_run_prints_transitions_and_writes_the_journal(
@@ -83,3 +85,20 @@ def test_an_unwritable_journal_exits_2(tmp_path: Path, capsys: pytest.CaptureFix
     bad = tmp_path / "missing-dir" / "j.jsonl"
     assert main(["run", "tests.services:SelfStopping", "--journal", str(bad)]) == 2
     assert "cannot write the journal" in capsys.readouterr().err
+
+
+class JournalOptionService(Service):
+    """Declares ``--journal``, which `lifecycle run` parses for itself."""
+
+    TASKS = ()
+    journal_path = option(name="journal", help="clashes with lifecycle run's own flag")
+
+
+def test_run_refuses_a_service_option_that_run_takes_for_itself(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # --help: were the clash not caught, the command would print help and exit 0, not hang.
+    code = main(["run", f"{__name__}:JournalOptionService", "--help"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--journal" in err and "rename the option" in err
