@@ -345,7 +345,19 @@ class Tasks:
 
     @property
     def order(self) -> tuple[str, ...]:
-        """The names in dependency order (registration order until `create`)."""
+        """The names in the order tasks are created, initialized and started: dependencies
+        (DEPS and WANTS) first, registration order breaking ties.
+
+        Before `create` it is computed from what is registered now, and raises
+        `DependencyCycle` for a WANTS cycle (`create` would refuse it too).
+        """
+        with self.lifecycle.lock:
+            if self.lifecycle.state == CollectionState.REGISTERING:
+                return tuple(topological_order(list(self._classes), self._edges()))
+            return self._listing()
+
+    def _listing(self) -> tuple[str, ...]:
+        """Dependency order once computed, else registration order; never raises."""
         return tuple(self._order) if self._order else tuple(self._classes)
 
     def state_of(self, task: str | type[Task]) -> TaskState:
@@ -355,7 +367,7 @@ class Tasks:
     def by_state(self) -> dict[TaskState, list[str]]:
         """The registered task names grouped by state (only states that have some)."""
         grouped: dict[TaskState, list[str]] = {}
-        for name in self.order:
+        for name in self._listing():
             grouped.setdefault(self.state_of(name), []).append(name)
         return grouped
 

@@ -183,6 +183,27 @@ def test_a_wants_cycle_fails_the_collection_at_create() -> None:
     journal_agrees(tasks)
 
 
+def test_order_before_create_is_the_order_create_will_use() -> None:
+    b = make_named("B")
+    a = make_named("A", WANTS=(b,))
+    tasks = Tasks([a, b])
+    assert tasks.order == ("B", "A")
+    tasks.create()
+    assert tasks.order == ("B", "A")
+    assert [t.name for t in tasks] == ["B", "A"]
+    tasks.stop()
+
+
+def test_order_before_create_names_a_wants_cycle() -> None:
+    a = make_named("A")
+    b = make_named("B", WANTS=(a,))
+    a.WANTS = (b,)
+    tasks = Tasks([a, b])
+    with pytest.raises(DependencyCycle):
+        _ = tasks.order
+    assert tasks.by_state() == {T.REGISTERED: ["A", "B"]}
+
+
 def test_registration_is_closed_after_create() -> None:
     a = make_named("A")
     late = make_named("Late")
