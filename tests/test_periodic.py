@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from fractions import Fraction
 from typing import Any
 
@@ -16,34 +14,7 @@ from hypothesis import strategies as st
 from lifecycle import Tasks, TaskState, TryLater
 from lifecycle.errors import InitError, InvalidTask, TaskNotRunning, TaskStopped
 from lifecycle.tasks import PeriodicTask, next_deadline
-
-WAIT = 10.0
-
-
-class FakeService:
-    def __init__(self, options: dict[str, Any] | None = None) -> None:
-        self.options = options
-        self.reasons: list[str | None] = []
-        self.asked = threading.Event()
-
-    def shutdown(self, reason: str | None = None) -> None:
-        self.reasons.append(reason)
-        self.asked.set()
-
-
-@contextmanager
-def running(cls: type, service: Any = None) -> Iterator[Tasks]:
-    tasks = Tasks([cls])
-    tasks.create(service if service is not None else FakeService())
-    tasks.init()
-    tasks.start()
-    try:
-        yield tasks
-    finally:
-        if tasks.lifecycle.can("stop"):
-            tasks.stop()
-        assert tasks.join(WAIT) == []
-
+from tests.fakes import WAIT, FakeService, running
 
 # -- the pure schedule ---------------------------------------------------------------------
 
@@ -134,7 +105,7 @@ class FakeClock(PeriodicTask):
 def run_plan(plan: list[Any]) -> FakeClock:
     service = FakeService()
     service.plan = plan  # type: ignore[attr-defined]
-    with running(FakeClock, service) as tasks:
+    with running(FakeClock, service=service) as tasks:
         task = tasks.FakeClock
         assert task.done.wait(WAIT)
     return task  # type: ignore[return-value]
