@@ -17,6 +17,7 @@ killed at any moment leaves a valid prefix.
 from __future__ import annotations
 
 import contextlib
+import enum
 import hashlib
 import json
 import logging
@@ -106,6 +107,18 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+@attrs.frozen(slots=True)
+class _TaskInfo:
+    """One task as the header describes it (kept compact: there is one per task)."""
+
+    cls: str
+    deps: tuple[str, ...]
+    wants: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"class": self.cls, "deps": list(self.deps), "wants": list(self.wants)}
+
+
 class JournalFormatError(LifecycleError, ValueError):
     """A journal file could not be read. ``line`` is the 1-based line number, if known."""
 
@@ -113,6 +126,12 @@ class JournalFormatError(LifecycleError, ValueError):
         self.line = line
         self.reason = message
         super().__init__(f"line {line}: {message}" if line is not None else message)
+
+
+def _text(state: str) -> str:
+    """A state as a plain string. An enum member's own value is shared; ``str()`` of a
+    `StrEnum` member would copy it, for every record."""
+    return state._value_ if isinstance(state, enum.Enum) else str(state)
 
 
 def canonical(obj: Mapping[str, Any]) -> str:
@@ -148,7 +167,7 @@ class Journal:
         self._lock = threading.Lock()
         self._records: list[Transition] = []
         self._listeners: tuple[Listener, ...] = ()
-        self._tasks: dict[str, dict[str, Any]] = {}
+        self._tasks: dict[str, _TaskInfo] = {}
         self._seq = 0
         self._file: IO[str] | None = None
         self._hash = ""
@@ -182,8 +201,8 @@ class Journal:
                 kind,
                 subject,
                 trigger,
-                str(source),
-                None if dest is None else str(dest),
+                _text(source),
+                None if dest is None else _text(dest),
                 ok,
                 text,
                 thread,
@@ -213,11 +232,11 @@ class Journal:
         """Record the tasks (name → ``class``, ``deps``, ``wants``) for the header."""
         with self._lock:
             for name, info in tasks.items():
-                self._tasks[name] = {
-                    "class": str(info.get("class", name)),
-                    "deps": [str(d) for d in info.get("deps", ())],
-                    "wants": [str(w) for w in info.get("wants", ())],
-                }
+                self._tasks[name] = _TaskInfo(
+                    str(info.get("class", name)),
+                    tuple(str(d) for d in info.get("deps", ())),
+                    tuple(str(w) for w in info.get("wants", ())),
+                )
 
     def forget_task(self, name: str) -> None:
         """Drop a task description (its task was unregistered). No-op for an unknown name."""
@@ -236,7 +255,7 @@ class Journal:
     def tasks(self) -> dict[str, dict[str, Any]]:
         """A copy of the task descriptions given to `describe_tasks`."""
         with self._lock:
-            return {name: dict(info) for name, info in self._tasks.items()}
+            return {name: info.to_dict() for name, info in self._tasks.items()}
 
     def __len__(self) -> int:
         return len(self._records)
@@ -251,7 +270,7 @@ class Journal:
             "format": FORMAT,
             "version": FORMAT_VERSION,
             "specs": {name: spec.to_dict() for name, spec in SPECS.items()},
-            "tasks": {name: dict(info) for name, info in self._tasks.items()},
+            "tasks": {name: info.to_dict() for name, info in self._tasks.items()},
         }
 
     # -- files -----------------------------------------------------------------------------

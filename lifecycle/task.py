@@ -90,7 +90,7 @@ class Task:
         self.failure: BaseException | None = None
         self._lifecycle: Lifecycle | None = None
         self._stop_event: threading.Event | None = None
-        self._threads: list[threading.Thread] = []
+        self._threads: tuple[threading.Thread, ...] = ()
         self._alive = 0
         self._in_on_stop = False
 
@@ -163,7 +163,7 @@ class Task:
 
     @property
     def threads(self) -> tuple[threading.Thread, ...]:
-        return tuple(self._threads)
+        return self._threads
 
     # -- options ---------------------------------------------------------------------------
 
@@ -201,21 +201,21 @@ class Task:
                 return
             count = self.workers
             self._alive = count
-            self._threads = [
+            self._threads = tuple(
                 threading.Thread(
                     target=self._work,
                     name=self.name if count == 1 else f"{self.name}-{i}",
                     daemon=True,  # a stop deadline that passes must not keep the process alive
                 )
                 for i in range(count)
-            ]
+            )
         for index, thread in enumerate(self._threads):
             try:
                 thread.start()
             except BaseException as exc:  # e.g. "can't start new thread"
                 with lc.lock:
                     self._alive -= len(self._threads) - index
-                    del self._threads[index:]
+                    self._threads = self._threads[:index]
                 self._fail(exc)
                 break
 
@@ -253,7 +253,7 @@ class Task:
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the workers to exit, at most ``timeout`` seconds in all; True if they did."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in tuple(self._threads):
+        for thread in self._threads:
             if thread is threading.current_thread() or thread.ident is None:
                 continue  # itself, or not launched yet by a concurrent start()
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
