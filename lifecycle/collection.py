@@ -122,6 +122,10 @@ class Tasks:
 
     def register_all(self, classes: Iterable[type[Task]]) -> None:
         """Register each of ``classes`` in order (see `register`)."""
+        if isinstance(classes, type) or not isinstance(classes, Iterable):
+            raise InvalidTask(
+                classes, "expected an iterable of task classes, for example Tasks([MyTask])"
+            )
         for cls in classes:
             self.register(cls)
 

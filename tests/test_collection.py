@@ -183,6 +183,12 @@ def test_a_wants_cycle_fails_the_collection_at_create() -> None:
     journal_agrees(tasks)
 
 
+def test_a_single_class_instead_of_a_list_is_refused_with_a_hint() -> None:
+    a = make_named("A")
+    with pytest.raises(InvalidTask, match=r"iterable of task classes.*Tasks\(\[MyTask\]\)"):
+        Tasks(a)  # type: ignore[arg-type]
+
+
 def test_order_before_create_is_the_order_create_will_use() -> None:
     b = make_named("B")
     a = make_named("A", WANTS=(b,))
