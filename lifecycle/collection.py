@@ -25,7 +25,7 @@ from lifecycle.errors import (
     UnknownTask,
 )
 from lifecycle.graph import postorder, topological_order
-from lifecycle.journal import Journal
+from lifecycle.journal import Journal, journal_or_new
 from lifecycle.spec import COLLECTION, TASK, CollectionState, TaskState
 from lifecycle.task import SkipTask, Task, task_name
 
@@ -67,7 +67,7 @@ class Tasks:
         name: str = "tasks",
     ) -> None:
         self.name = name
-        self.journal = journal if journal is not None else Journal()
+        self.journal = journal_or_new(journal)
         self.lifecycle = Lifecycle(COLLECTION, name, self.journal)
         self._classes: dict[str, type[Task]] = {}
         self._lifecycles: dict[str, Lifecycle] = {}

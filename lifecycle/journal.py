@@ -42,6 +42,7 @@ __all__ = [
     "canonical",
     "chain_hash",
     "describe_cause",
+    "journal_or_new",
     "read_journal",
 ]
 
@@ -328,6 +329,17 @@ class Journal:
         self._hash = chain_hash(self._hash, body)
         self._file.write(canonical({**obj, "hash": self._hash}) + "\n")
         self._file.flush()
+
+
+def journal_or_new(journal: object) -> Journal:
+    """``journal`` if it is a `Journal`, a new one if None; raises `TypeError` otherwise."""
+    if journal is None:
+        return Journal()
+    if not isinstance(journal, Journal):
+        raise TypeError(
+            f"journal must be a lifecycle.Journal (or None for a new one), not {journal!r}"
+        )
+    return journal
 
 
 def _chained_lines(objs: Iterable[dict[str, Any]]) -> Iterable[str]:

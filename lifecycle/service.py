@@ -34,7 +34,7 @@ from lifecycle.errors import (
     UnknownTask,
     UsageError,
 )
-from lifecycle.journal import Journal, Transition
+from lifecycle.journal import Journal, Transition, journal_or_new
 from lifecycle.options import OptionParser, bound_options, build_parser, option, read_option
 from lifecycle.spec import SERVICE, TASK, CollectionState, ServiceState, TaskState
 from lifecycle.task import Task, task_name
@@ -130,7 +130,7 @@ class Service:
         timeout = self.stop_timeout
         if not isinstance(timeout, int | float) or not (0 <= timeout < math.inf):
             raise OptionError("--stop-timeout", f"must be seconds >= 0, not {timeout!r}")
-        self.journal = journal if journal is not None else Journal()
+        self.journal = journal_or_new(journal)
         self.lifecycle = Lifecycle(SERVICE, self.name, self.journal)
         self.tasks = Tasks(self.selected_task_classes(values.get("tasks")), journal=self.journal)
         self.errors: list[BaseException] = []

@@ -317,3 +317,10 @@ def test_an_unreadable_file_raises_journal_format_error(tmp_path: Path) -> None:
 
 def test_journal_format_error_is_a_value_error() -> None:
     assert issubclass(JournalFormatError, ValueError)
+
+
+def test_a_collection_refuses_a_journal_that_is_not_one() -> None:
+    from lifecycle.collection import Tasks
+
+    with pytest.raises(TypeError, match="journal must be a lifecycle.Journal"):
+        Tasks([], journal="run.jsonl")  # type: ignore[arg-type]
