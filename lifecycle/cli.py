@@ -10,9 +10,24 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-from lifecycle.errors import BadReference
+from lifecycle import diagrams
+from lifecycle import plan as planning
+from lifecycle.audit import check
+from lifecycle.demo import DemoService
+from lifecycle.errors import (
+    BadReference,
+    HelpRequested,
+    LifecycleError,
+    OptionError,
+    UsageError,
+)
+from lifecycle.journal import Journal, JournalFormatError
+from lifecycle.loading import load
+from lifecycle.options import bound_options
+from lifecycle.service import Service
 from lifecycle.spec import SPEC_SCHEMA_VERSION, SPECS, MachineSpec
 
 __all__ = ["main"]
@@ -60,8 +75,6 @@ def _diagram_fail(message: str, code: int = EXIT_USAGE) -> int:
 
 
 def _cmd_diagram(args: argparse.Namespace) -> int:
-    from lifecycle import diagrams
-    from lifecycle.errors import LifecycleError
 
     if args.all is not None:
         if args.machine or args.deps or args.journal or args.out or args.format or args.highlight:
@@ -129,7 +142,6 @@ def _cmd_diagram(args: argparse.Namespace) -> int:
 
 
 def _add_diagram(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from pathlib import Path
 
     p = sub.add_parser(
         "diagram",
@@ -151,8 +163,6 @@ def _add_diagram(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
-    from lifecycle.audit import check
-    from lifecycle.journal import JournalFormatError
 
     try:
         violations = check(args.file, partial=args.partial)
@@ -198,9 +208,6 @@ def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-
-    from lifecycle import plan as planning
-    from lifecycle.errors import LifecycleError
 
     try:
         target = _load_target(args.target)
@@ -282,7 +289,6 @@ def _run_service(service: Any, journal: Any, quiet: bool, prog: str) -> int:
 
 
 def _open_journal(path: str | None, prog: str) -> Any:
-    from lifecycle.journal import Journal
 
     try:
         return Journal(path)
@@ -292,9 +298,6 @@ def _open_journal(path: str | None, prog: str) -> Any:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from lifecycle.errors import HelpRequested, UsageError
-    from lifecycle.options import bound_options
-    from lifecycle.service import Service
 
     prog = "lifecycle run"
     if args.target is None:
@@ -390,8 +393,6 @@ def _print_summary(service: Any) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from lifecycle.demo import DemoService
-    from lifecycle.errors import OptionError
 
     prog = "lifecycle demo"
     journal = _open_journal(args.journal, prog)
@@ -435,7 +436,6 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _load_target(reference: str) -> object:
     """`lifecycle.loading.load`, with the current directory importable, as under `python -m`."""
-    from lifecycle.loading import load
 
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
