@@ -322,5 +322,5 @@ def test_journal_format_error_is_a_value_error() -> None:
 def test_a_collection_refuses_a_journal_that_is_not_one() -> None:
     from lifecycle.collection import Tasks
 
-    with pytest.raises(TypeError, match="journal must be a lifecycle.Journal"):
+    with pytest.raises(TypeError, match=r"journal must be a lifecycle\.Journal"):
         Tasks([], journal="run.jsonl")  # type: ignore[arg-type]
