@@ -93,6 +93,15 @@ class Transition:
         return cls(**values)
 
 
+#: One record as the journal keeps it: `Transition`'s fields, in order.
+_Row = tuple[int, float, int, str, str, str, str, str | None, bool, str | None, str]
+_FIELDS = tuple(f.name for f in attrs.fields(Transition))
+
+
+def _row_dict(row: _Row) -> dict[str, Any]:
+    return dict(zip(_FIELDS, row, strict=True))
+
+
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "seq": (int,),
     "time": (int, float),
@@ -166,7 +175,11 @@ class Journal:
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self._lock = threading.Lock()
-        self._records: list[Transition] = []
+        # Plain tuples, not `Transition`s: CPython's collector stops tracking a tuple of atomic
+        # values, so a journal of millions of records adds nothing to every full collection
+        # (with records as objects, per-task cost grew with the journal), and a tuple is
+        # cheaper to build. `records` makes the `Transition`s when asked.
+        self._rows: list[_Row] = []
         self._listeners: tuple[Listener, ...] = ()
         self._tasks: dict[str, _TaskInfo] = {}
         self._seq = 0
@@ -189,13 +202,13 @@ class Journal:
         dest: str | None,
         ok: bool,
         cause: BaseException | str | None = None,
-    ) -> Transition:
-        """Append one record with the next sequence number and return it. Thread-safe."""
+    ) -> None:
+        """Append one record with the next sequence number. Thread-safe."""
         text = describe_cause(cause)
         thread = threading.current_thread().name
         with self._lock:
             self._seq += 1
-            rec = Transition(
+            row: _Row = (
                 self._seq,
                 time.time(),
                 time.monotonic_ns(),
@@ -208,15 +221,16 @@ class Journal:
                 text,
                 thread,
             )
-            self._records.append(rec)
+            self._rows.append(row)
             if self._file is not None:
-                self._stream(rec)
-            for listener in self._listeners:
-                try:
-                    listener(rec)
-                except Exception:
-                    logger.exception("journal listener %r raised; ignored", listener)
-        return rec
+                self._stream(row)
+            if self._listeners:
+                rec = Transition(*row)
+                for listener in self._listeners:
+                    try:
+                        listener(rec)
+                    except Exception:
+                        logger.exception("journal listener %r raised; ignored", listener)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(record)`` for every later record; returns a function that undoes it."""
@@ -248,9 +262,10 @@ class Journal:
 
     @property
     def records(self) -> tuple[Transition, ...]:
-        """A snapshot of every record so far, in sequence order."""
+        """A snapshot of every record so far, in sequence order (made anew on each call)."""
         with self._lock:
-            return tuple(self._records)
+            rows = list(self._rows)
+        return tuple(Transition(*row) for row in rows)
 
     @property
     def tasks(self) -> dict[str, dict[str, Any]]:
@@ -259,7 +274,7 @@ class Journal:
             return {name: info.to_dict() for name, info in self._tasks.items()}
 
     def __len__(self) -> int:
-        return len(self._records)
+        return len(self._rows)
 
     def header(self) -> dict[str, Any]:
         """The header of this journal's file form."""
@@ -280,9 +295,9 @@ class Journal:
         """Write the whole journal to ``path`` in the JSONL format, replacing the file."""
         with self._lock:
             header = self._header()
-            records = list(self._records)
+            rows = list(self._rows)
         with open(path, "w", encoding="ascii") as out:
-            for line in _chained_lines([header, *(r.to_dict() for r in records)]):
+            for line in _chained_lines([header, *(_row_dict(row) for row in rows)]):
                 out.write(line)
 
     def close(self) -> None:
@@ -306,16 +321,16 @@ class Journal:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _stream(self, rec: Transition) -> None:
+    def _stream(self, row: _Row) -> None:
         try:
             if not self._header_written:
                 self._write_line(self._header())
                 self._header_written = True
-            self._write_line(rec.to_dict())
+            self._write_line(_row_dict(row))
         except OSError as exc:
             # A full or failing disk must not break the lifecycle it records: the records stay
             # in memory, streaming stops, and `stream_error` says why.
-            logger.error("journal %s: streaming stopped at seq %d: %s", self.path, rec.seq, exc)
+            logger.error("journal %s: streaming stopped at seq %d: %s", self.path, row[0], exc)
             self.stream_error = exc
             file, self._file = self._file, None
             if file is not None:
