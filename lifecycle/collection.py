@@ -87,7 +87,9 @@ class Tasks:
         cycle, `RegistrationClosed` after `create`. On error nothing is registered.
         """
         with self.lifecycle.lock:
-            self._require_registering("register " + getattr(cls, "__qualname__", repr(cls)))
+            self._require_registering("register", cls)
+            if self._classes.get(getattr(cls, "__name__", None)) is cls:  # type: ignore[arg-type]
+                return cls  # already registered: a no-op
             _check_task_class(cls)
             new = postorder(
                 [cls],
@@ -134,7 +136,7 @@ class Tasks:
         `LifecycleError` if another registered task requires it."""
         with self.lifecycle.lock:
             name = self._name(task)
-            self._require_registering(f"unregister {name!r}")
+            self._require_registering("unregister", repr(name))
             needed_by = [
                 n for n, c in self._classes.items() if name in {task_name(d) for d in c.DEPS}
             ]
@@ -147,10 +149,11 @@ class Tasks:
             # Else the journal's header still lists it and an audit sees a task that never ended.
             self.journal.forget_task(name)
 
-    def _require_registering(self, action: str) -> None:
+    def _require_registering(self, verb: str, task: object) -> None:
         state = self.lifecycle.state
         if state != CollectionState.REGISTERING:
-            raise RegistrationClosed(self.name, str(state), action)
+            what = task if isinstance(task, str) else getattr(task, "__qualname__", repr(task))
+            raise RegistrationClosed(self.name, str(state), f"{verb} {what}")
 
     # -- driving ---------------------------------------------------------------------------
 
