@@ -328,7 +328,7 @@ class QueueTask(Task):
     def pending(self) -> int:
         """Items waiting: queued now or delayed by `TryLater(after=...)`."""
         with self._lock:
-            return len(self._waiting) + len(self._delayed)
+            return self._waiting_len()
 
     @property
     def in_flight(self) -> int:
