@@ -62,3 +62,20 @@ def test_lifecycle_demo_prints_transitions_a_summary_and_writes_the_journal(
 def test_lifecycle_demo_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--duration", "-1"]) == 2
     assert "duration" in capsys.readouterr().err
+
+
+def test_the_demo_journal_audits_clean_and_a_hand_edit_is_named_by_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal = tmp_path / "run.jsonl"
+    assert main(["demo", "--duration", "0.2", "--journal", str(journal)]) == 0
+    assert main(["audit", str(journal)]) == 0
+    capsys.readouterr()
+    lines = journal.read_text(encoding="ascii").splitlines(keepends=True)
+    edited = 5  # a task's create record
+    assert '"trigger":"create"' in lines[edited - 1]
+    lines[edited - 1] = lines[edited - 1].replace('"ok":true', '"ok":false')
+    journal.write_text("".join(lines), encoding="ascii")
+    assert main(["audit", str(journal)]) == 1
+    out = capsys.readouterr().out
+    assert f"line {edited}: hash-chain" in out
