@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 from lifecycle.engine import Lifecycle
 from lifecycle.errors import (
@@ -172,7 +172,7 @@ class Tasks:
             except LifecycleError as exc:
                 lc.fire("fail", exc)
                 raise
-            failed: dict[str, BaseException] = {}
+            failed: dict[str, Exception] = {}
             for name in self._order:
                 task_lc = self._lifecycles[name]
                 try:
@@ -185,7 +185,7 @@ class Tasks:
                 self._instances[name] = instance
                 task_lc.fire("create")
             if failed:
-                self._abort(failed)
+                self._raise_init_error(failed)
             lc.fire("create")
 
     def init(self) -> None:
@@ -199,19 +199,19 @@ class Tasks:
         lc = self.lifecycle
         with lc.lock:
             self._refuse_unless("init")
-            failed: dict[str, BaseException] = {}
+            failed: dict[str, Exception] = {}
             try:
                 for name in self._order:
                     self._init_one(name, failed)
             except BaseException as exc:
                 # KeyboardInterrupt and friends: leave every task terminal, then let it through.
-                self._abort({**failed, "<interrupted>": exc}, reraise=False)
+                self._abort(exc)
                 raise
             if failed:
-                self._abort(failed)
+                self._raise_init_error(failed)
             lc.fire("init")
 
-    def _init_one(self, name: str, failed: dict[str, BaseException]) -> None:
+    def _init_one(self, name: str, failed: dict[str, Exception]) -> None:
         task = self._instances[name]
         task_lc = self._lifecycles[name]
         for dep in task.DEPS:
@@ -309,19 +309,20 @@ class Tasks:
         if not self.lifecycle.can(trigger):
             self.lifecycle.fire(trigger)  # journals the refusal and raises IllegalTransition
 
-    def _abort(self, failed: dict[str, BaseException], reraise: bool = True) -> None:
-        """Stop every task not yet terminal, fail the collection, raise `InitError`."""
+    def _abort(self, cause: BaseException) -> None:
+        """Leave every task terminal (stopped, or failed if never created); fail the collection."""
         for name in reversed(self._order):
             task_lc = self._lifecycles[name]
             if task_lc.can("stop") and name in self._instances:
                 self._instances[name].stop()
             elif not task_lc.terminal:
                 task_lc.fire("fail", "the collection failed before this task was created")
-        errors = {n: e for n, e in failed.items() if isinstance(e, Exception)}
-        error = InitError(errors or {"<collection>": LifecycleError("interrupted")})
-        self.lifecycle.fire("fail", error)
-        if reraise:
-            raise error from next(iter(failed.values()))
+        self.lifecycle.fire("fail", cause)
+
+    def _raise_init_error(self, failed: dict[str, Exception]) -> NoReturn:
+        error = InitError(failed)
+        self._abort(error)
+        raise error from next(iter(failed.values()))
 
     def _edges(self) -> dict[str, list[str]]:
         return {
