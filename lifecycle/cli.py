@@ -75,7 +75,6 @@ def _diagram_fail(message: str, code: int = EXIT_USAGE) -> int:
 
 
 def _cmd_diagram(args: argparse.Namespace) -> int:
-
     if args.all is not None:
         if args.machine or args.deps or args.journal or args.out or args.format or args.highlight:
             return _diagram_fail("--all DIR takes no machine, --deps, --journal, --format or --out")
@@ -142,7 +141,6 @@ def _cmd_diagram(args: argparse.Namespace) -> int:
 
 
 def _add_diagram(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-
     p = sub.add_parser(
         "diagram",
         help="draw a machine or a dependency graph as Mermaid, Graphviz DOT or SVG",
@@ -163,7 +161,6 @@ def _add_diagram(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
-
     try:
         violations = check(args.file, partial=args.partial)
     except JournalFormatError as exc:
@@ -208,7 +205,6 @@ def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-
     try:
         target = _load_target(args.target)
         planning.task_classes_of(target)
@@ -289,7 +285,6 @@ def _run_service(service: Any, journal: Any, quiet: bool, prog: str) -> int:
 
 
 def _open_journal(path: str | None, prog: str) -> Any:
-
     try:
         return Journal(path)
     except OSError as exc:
@@ -298,7 +293,6 @@ def _open_journal(path: str | None, prog: str) -> Any:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-
     prog = "lifecycle run"
     if args.target is None:
         if args.help:
@@ -393,7 +387,6 @@ def _print_summary(service: Any) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-
     prog = "lifecycle demo"
     journal = _open_journal(args.journal, prog)
     if journal is None:
