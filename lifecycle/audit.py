@@ -28,8 +28,13 @@ file carries):
 ``seq-order``
     Sequence numbers do not strictly increase.
 ``deps-order``
-    A task was initialized or started before one of its DEPS was, or one of its DEPS was asked
-    to stop while the task was still neither stopping nor ended.
+    A task was initialized or started before one of its DEPS was, or before one of its WANTS
+    was (unless that one had ended already).
+``stop-order``
+    A task was asked to stop before every task ordered after it (through DEPS or WANTS,
+    directly or not) had ended, and the journal does not show the collection giving up on
+    its stop first (a ``fail`` of the collection while stopping: a passed stop deadline, a
+    forced exit), after which the tasks left are still stopped, in order, without waiting.
 ``not-terminal``
     At the end of the run a collection or service is not in a terminal state, a collection that
     stopped left a task that is not, or a journal that describes tasks has no collection record.
@@ -51,10 +56,13 @@ from typing import Any
 
 import attrs
 
+from lifecycle.errors import DependencyCycle
+from lifecycle.graph import topological_order
 from lifecycle.journal import FORMAT, FORMAT_VERSION, Journal, JournalFormatError, Transition
 from lifecycle.journal import canonical as _canonical
 from lifecycle.journal import chain_hash as _chain_hash
 from lifecycle.spec import SPECS, TASK, CollectionState, MachineSpec, TaskState
+from lifecycle.stopping import StopOrder
 
 __all__ = ["RULES", "AuditInputError", "Violation", "check"]
 
@@ -68,18 +76,20 @@ RULES = (
     "continuity",
     "seq-order",
     "deps-order",
+    "stop-order",
     "not-terminal",
 )
 
 _HEADER = "<header>"
 _JOURNAL = "<journal>"
 
-# The task triggers whose order DEPS constrain (names from the task table of DESIGN.md).
+#: A task table as the audit uses it: name -> (its DEPS, its WANTS).
+_Table = dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
+
+# The task triggers whose order DEPS and WANTS constrain (names from the task table).
 _INIT, _START, _STOP = "init", "start", "stop"
-# A task whose stop was requested is in a state that "stop" leads to, or has ended.
-_STOP_REQUESTED = frozenset(
-    dest for (_, trigger), dest in TASK.table.items() if trigger == _STOP
-) | frozenset(TASK.terminal)
+# The collection's trigger and source of giving up on a stop (a passed deadline).
+_FAIL, _STOPPING = "fail", CollectionState.STOPPING.value
 
 
 @attrs.frozen
@@ -151,12 +161,12 @@ def check(
             f"cannot audit {type(source).__name__!r}: expected a journal path, a Journal, "
             "or an iterable of Transition records"
         )
-    deps: dict[str, tuple[str, ...]] = {}
+    table: _Table = {}
     if tasks is not None:
-        deps, problems = _parse_tasks(tasks)
+        table, problems = _parse_tasks(tasks)
         if problems:
             raise AuditInputError(f"bad tasks mapping: {problems[0]}")
-    run = _Run(deps, described=bool(deps))
+    run = _Run(table, described=bool(table))
     for index, rec in enumerate(records):
         if not isinstance(rec, Transition):
             raise AuditInputError(f"item {index} is a {type(rec).__name__}, not a Transition")
@@ -180,13 +190,18 @@ def check(
 class _Run:
     """The checker's state while it reads one journal's records in order."""
 
-    def __init__(self, deps: Mapping[str, tuple[str, ...]], described: bool) -> None:
-        self.deps = deps
+    def __init__(self, table: _Table, described: bool) -> None:
+        self.deps = {name: deps for name, (deps, _) in table.items()}
+        self.wants = {name: wants for name, (_, wants) in table.items()}
         self.described = described
-        self.dependents: dict[str, list[str]] = {}
-        for name, needs in deps.items():
-            for dep in needs:
-                self.dependents.setdefault(dep, []).append(name)
+        before = {name: (*deps, *wants) for name, (deps, wants) in table.items()}
+        try:
+            self.stop_order: StopOrder | None = StopOrder(
+                topological_order(list(table), before), before
+            )
+        except DependencyCycle:
+            self.stop_order = None  # reported as a header problem; no order to judge by
+        self.gave_up = False  # the collection gave up on its stop (a passed deadline)
         self.state: dict[tuple[str, str], str] = {}
         self.last_line: dict[tuple[str, str], int | None] = {}
         self.initialized: set[str] = set()
@@ -236,6 +251,8 @@ class _Run:
                 after = expected
             if rec.kind == TASK.name:
                 self._deps_order(rec, line)
+            elif rec.kind == "collection" and rec.trigger == _FAIL and rec.source == _STOPPING:
+                self.gave_up = True
         else:
             if rec.dest is not None:
                 report("format", f"expected a refused record to have no dest, not {rec.dest!r}")
@@ -264,19 +281,42 @@ class _Run:
                         f"expected its DEPS {dep!r} to be {verb} before it",
                         rec.seq,
                     )
-            done.add(name)
-        elif rec.trigger == _STOP:
-            for user in self.dependents.get(name, ()):
-                state = self.state.get((TASK.name, user), TASK.initial)
-                if state not in _STOP_REQUESTED:
+            for wanted in self.wants.get(name, ()):
+                state = self.state.get((TASK.name, wanted), TASK.initial)
+                if wanted not in done and not TASK.is_terminal(state):
                     self.report(
                         line,
                         "deps-order",
                         name,
-                        f"expected {user!r}, which requires it (DEPS), to be stopped before it; "
-                        f"{user!r} is still {state}",
+                        f"expected its WANTS {wanted!r} to be {verb} (or ended) before it; "
+                        f"{wanted!r} is still {state}",
                         rec.seq,
                     )
+            done.add(name)
+        elif rec.trigger == _STOP:
+            self._stop_order(rec, line)
+        order = self.stop_order
+        ended = rec.dest is not None and TASK.is_terminal(rec.dest)
+        if ended and order is not None and name in order:
+            order.end(name)
+
+    def _stop_order(self, rec: Transition, line: int | None) -> None:
+        order = self.stop_order
+        name = rec.subject
+        if order is None or self.gave_up or name not in order or order.may_stop(name):
+            return
+        waiting = ", ".join(
+            f"{user!r} ({self.state.get((TASK.name, user), TASK.initial)})"
+            for user in order.blockers(name)
+        )
+        self.report(
+            line,
+            "stop-order",
+            name,
+            "expected every task ordered after it (DEPS or WANTS) to have ended before it was "
+            f"asked to stop; still waiting for {waiting}",
+            rec.seq,
+        )
 
     def finish(self) -> None:
         """The end-of-run rules (skipped for a partial run)."""
@@ -338,31 +378,42 @@ def _no_edge(spec: MachineSpec, source: str, trigger: str) -> str:
     )
 
 
-def _parse_tasks(obj: object) -> tuple[dict[str, tuple[str, ...]], list[str]]:
-    """A journal's task table as ``name -> deps``, and its problems (empty when well formed)."""
+def _parse_tasks(obj: object) -> tuple[_Table, list[str]]:
+    """A journal's task table as ``name -> (deps, wants)``, and its problems (empty when well
+    formed)."""
     if not isinstance(obj, Mapping):
         return {}, ["expected 'tasks' to map task names to their class, deps and wants"]
-    deps: dict[str, tuple[str, ...]] = {}
+    table: _Table = {}
     problems: list[str] = []
     for name, info in obj.items():
         if not isinstance(name, str) or not isinstance(info, Mapping):
             problems.append(f"expected task {name!r} to map to its class, deps and wants")
             continue
-        needs: list[str] = []
-        for field in ("deps", "wants"):
+        lists: dict[str, tuple[str, ...]] = {"deps": (), "wants": ()}
+        for field in lists:
             value = info.get(field, ())
             if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
                 problems.append(f"expected the {field} of task {name!r} to be a list of names")
-            elif field == "deps":
-                needs = list(value)
-        deps[name] = tuple(needs)
-    for name, required in deps.items():
+            else:
+                lists[field] = tuple(value)
+        table[name] = (lists["deps"], lists["wants"])
+    for name, (required, _) in table.items():
         for dep in required:
-            if dep not in deps:
+            if dep not in table:
                 problems.append(
                     f"task {name!r} requires {dep!r}, which the table does not describe"
                 )
-    return deps, problems
+    if not problems:
+        # A wanted task may have been unregistered: WANTS name only what the table describes.
+        table = {
+            name: (deps, tuple(w for w in wants if w in table))
+            for name, (deps, wants) in table.items()
+        }
+        try:
+            topological_order(list(table), {n: (*d, *w) for n, (d, w) in table.items()})
+        except DependencyCycle as exc:
+            problems.append(f"expected the tasks' DEPS and WANTS to have no cycle: {exc}")
+    return table, problems
 
 
 # -- the file: lines, format, header, hash chain ----------------------------------------------
@@ -403,10 +454,10 @@ def _check_file(path: str | os.PathLike[str], partial: bool) -> list[Violation]:
             )
         report(1, "format", _HEADER, "expected the journal header first; line 1 is a record")
         header = None
-    deps: dict[str, tuple[str, ...]] = {}
+    table: _Table = {}
     if header is not None:
-        deps = _check_header(header, report)
-    run = _Run(deps, described=bool(deps))
+        table = _check_header(header, report)
+    run = _Run(table, described=bool(table))
 
     previous: str | None = ""
     for number, raw, ended in lines:
@@ -466,8 +517,9 @@ def _check_file(path: str | os.PathLike[str], partial: bool) -> list[Violation]:
     return sorted([*violations, *run.violations], key=lambda v: (v.line is None, v.line or 0))
 
 
-def _check_header(header: Mapping[str, Any], report: _Report) -> dict[str, tuple[str, ...]]:
-    """Report what is wrong with the header; return its task table as ``name -> deps``."""
+def _check_header(header: Mapping[str, Any], report: _Report) -> _Table:
+    """Report what is wrong with the header; return its task table as ``name -> (deps,
+    wants)``."""
     version = header.get("version")
     if version != FORMAT_VERSION:
         report(1, "format", _HEADER, f"expected journal version {FORMAT_VERSION}, got {version!r}")
@@ -490,10 +542,10 @@ def _check_header(header: Mapping[str, Any], report: _Report) -> dict[str, tuple
     if "tasks" not in header:
         report(1, "header", _HEADER, "expected 'tasks': the task table of the run")
         return {}
-    deps, problems = _parse_tasks(header["tasks"])
+    table, problems = _parse_tasks(header["tasks"])
     for problem in problems:
         report(1, "header", _HEADER, problem)
-    return {} if problems else deps
+    return {} if problems else table
 
 
 def _parse(raw: bytes) -> dict[str, Any] | str:

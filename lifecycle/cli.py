@@ -225,6 +225,14 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     for index, layer in enumerate(result.layers, start=1):
         print(f"  {index}: {', '.join(layer)}")
     print(f"start order: {', '.join(result.start_order) or '(none)'}")
+    print("stop layers (each task stops once the tasks it waits for have ended):")
+    by_name = {task.name: task for task in result.tasks}
+    for index, layer in enumerate(result.stop_layers, start=1):
+        described = []
+        for name in layer:
+            after = by_name[name].stops_after
+            described.append(f"{name} (after {', '.join(after)})" if after else name)
+        print(f"  {index}: {', '.join(described)}")
     print(f"stop order: {', '.join(result.stop_order) or '(none)'}")
     print("if skipped or failed, also skips:")
     for task in result.tasks:

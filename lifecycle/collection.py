@@ -1,17 +1,19 @@
 """`Tasks`: the collection a service owns, and the module-level `REGISTERED` collection.
 
-The collection registers task classes (dependencies first), then drives every task through
-its lifecycle: `create` instantiates the classes, `init` runs `init_task` in dependency order,
-`start` launches them in that order, `stop` requests a stop in the exact reverse of the start
-order, and `join` waits for the workers and completes the stop. The collection is a state
-machine of its own (`lifecycle.spec.COLLECTION`); every change of it and of its tasks goes to
-its journal.
+The collection registers task classes (what they require and want first), then drives every
+task through its lifecycle: `create` instantiates the classes, `init` runs `init_task` in
+dependency order, `start` launches them in that order, `stop` begins the staged stop (a task
+stops only once every task ordered after it has ended; see `lifecycle.stopping`), and `join`
+drives it to the end. The collection is a state machine of its own
+(`lifecycle.spec.COLLECTION`); every change of it and of its tasks goes to its journal.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NoReturn
 
 from lifecycle.engine import Lifecycle
@@ -20,18 +22,25 @@ from lifecycle.errors import (
     InitError,
     InvalidTask,
     LifecycleError,
+    LifecycleInterrupt,
     RegistrationClosed,
     StopError,
+    TaskExit,
     UnknownTask,
+    safe_str,
 )
 from lifecycle.graph import postorder, topological_order
 from lifecycle.journal import Journal, journal_or_new
 from lifecycle.spec import COLLECTION, TASK, CollectionState, TaskState
+from lifecycle.stopping import StopCoordinator
 from lifecycle.task import SkipTask, Task, task_name
 
 __all__ = ["REGISTERED", "Tasks"]
 
 _ENDED_BADLY = (TaskState.SKIPPED, TaskState.FAILED)
+_NOT_CREATED = "the collection failed before this task was created"
+#: Seconds granted to the threads of a task that has ended to finish returning.
+_THREAD_EXIT = 1.0
 
 
 def _check_task_class(cls: object) -> type[Task]:
@@ -57,6 +66,9 @@ class Tasks:
     Driver calls (`create`, `init`, `start`, `stop`, `join`) are serialized by the collection's
     lock and may come from any thread; each raises `IllegalTransition` when the collection's
     state does not allow it. Registration is only possible before `create`.
+
+    Before `create`, ``len``, iteration, indexing, `get` and attribute access see the
+    registered classes (in dependency order); from `create` on, the instances.
     """
 
     def __init__(
@@ -74,17 +86,28 @@ class Tasks:
         self._instances: dict[str, Task] = {}
         self._order: list[str] = []
         self._start_order: list[str] = []
-        self._stop_errors: dict[str, Exception] = {}
+        self._created = False
+        # Each task that reaches a terminal state posts its name here (see `_task_ended`):
+        # the stop coordinator and `join` wake on it. A SimpleQueue: put() is signal-safe.
+        self._news: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._failed: list[str] = []  # task names in the order they failed
+        self._coordinator: StopCoordinator | None = None
+        self._joining = threading.Lock()  # one thread waits on the news at a time
+        self._failure: BaseException | None = None
+        #: The name of the task whose ``init_task`` is running now, if any.
+        self.initializing: str | None = None
         self.register_all(tasks)
 
     # -- registration ----------------------------------------------------------------------
 
     def register(self, cls: type[Task]) -> type[Task]:
-        """Register ``cls`` after its DEPS (registered first, depth-first); returns ``cls``.
+        """Register ``cls`` after its DEPS and WANTS (registered first, depth-first, like
+        systemd's ``Requires=`` and ``Wants=`` pulling in their units); returns ``cls``.
 
         Registering the same class again is a no-op. Raises `InvalidTask` for a non-task,
         `DuplicateTask` when another class has the same name, `DependencyCycle` naming the
-        cycle, `RegistrationClosed` after `create`. On error nothing is registered.
+        cycle (through DEPS or WANTS), `RegistrationClosed` (an `IllegalTransition`) after
+        `create`. On error nothing is registered.
         """
         with self.lifecycle.lock:
             self._require_registering("register", cls)
@@ -93,7 +116,7 @@ class Tasks:
             _check_task_class(cls)
             new = postorder(
                 [cls],
-                lambda c: [_check_task_class(d) for d in c.DEPS],
+                lambda c: [_check_task_class(d) for d in (*c.DEPS, *c.WANTS)],
                 name=task_name,
                 known=lambda c: self._classes.get(task_name(c)) is c,
             )
@@ -109,7 +132,9 @@ class Tasks:
             for candidate in new:
                 name = task_name(candidate)
                 self._classes[name] = candidate
-                self._lifecycles[name] = Lifecycle(TASK, name, self.journal)
+                self._lifecycles[name] = Lifecycle(
+                    TASK, name, self.journal, on_terminal=self._task_ended
+                )
             self.journal.describe_tasks(
                 {
                     task_name(c): {
@@ -133,7 +158,8 @@ class Tasks:
 
     def unregister(self, task: str | type[Task]) -> None:
         """Remove a registered task. Raises `UnknownTask`, `RegistrationClosed`, or
-        `LifecycleError` if another registered task requires it."""
+        `LifecycleError` if another registered task requires it (DEPS; a task that only WANTS
+        it does without)."""
         with self.lifecycle.lock:
             name = self._name(task)
             self._require_registering("unregister", repr(name))
@@ -153,16 +179,16 @@ class Tasks:
         state = self.lifecycle.state
         if state != CollectionState.REGISTERING:
             what = task if isinstance(task, str) else getattr(task, "__qualname__", repr(task))
-            raise RegistrationClosed(self.name, str(state), f"{verb} {what}")
+            raise RegistrationClosed(self.name, str(state), f"{verb} {what}", verb)
 
     # -- driving ---------------------------------------------------------------------------
 
     def create(self, *args: Any, **kwargs: Any) -> None:
         """Instantiate every class, dependencies first, as ``cls(*args, **kwargs)``.
 
-        If a constructor raises, that task is failed, the created ones are stopped, the
-        collection is failed and `InitError` is raised (chained to the first cause). A WANTS
-        cycle raises `DependencyCycle` and fails the collection.
+        If a constructor raises (anything: a `SystemExit` is that task's failure too), that task
+        is failed, the created ones are stopped, the collection is failed and `InitError` is
+        raised (chained to the first cause).
         """
         lc = self.lifecycle
         with lc.lock:
@@ -172,14 +198,19 @@ class Tasks:
             except LifecycleError as exc:
                 lc.fire("fail", exc)
                 raise
+            self._created = True
             failed: dict[str, Exception] = {}
             for name in self._order:
                 task_lc = self._lifecycles[name]
                 try:
                     instance = self._classes[name](*args, **kwargs)
-                except Exception as exc:
+                except LifecycleInterrupt as exc:
+                    task_lc.fire("fail", exc.reason)
+                    self._abort(exc.reason)
+                    raise
+                except BaseException as exc:
                     task_lc.fire("fail", exc)
-                    failed[name] = exc
+                    failed[name] = _as_error(name, exc)
                     continue
                 instance._bind(task_lc)
                 self._instances[name] = instance
@@ -192,9 +223,11 @@ class Tasks:
         """Run every task's `init_task` in dependency order.
 
         A task whose DEPS ended skipped or failed is skipped with a reason naming the
-        dependency; `SkipTask` skips; any other exception fails the task. If any task failed,
-        the initialized ones are stopped, the collection is failed, and `InitError` (naming
-        every failed task, chained to the first root cause) is raised.
+        dependency; `SkipTask` skips; anything else raised (`SystemExit` included) fails the
+        task. If any task failed, the initialized ones are stopped, the collection is failed,
+        and `InitError` (naming every failed task, chained to the first root cause) is raised.
+        A `LifecycleInterrupt` (the engine giving up on a hung hook) leaves every task terminal,
+        fails the collection with its reason and is raised again.
         """
         lc = self.lifecycle
         with lc.lock:
@@ -203,9 +236,8 @@ class Tasks:
             try:
                 for name in self._order:
                     self._init_one(name, failed)
-            except BaseException as exc:
-                # KeyboardInterrupt and friends: leave every task terminal, then let it through.
-                self._abort(exc)
+            except LifecycleInterrupt as exc:
+                self._abort(exc.reason)
                 raise
             if failed:
                 self._raise_init_error(failed)
@@ -223,20 +255,23 @@ class Tasks:
                     SkipTask(f"required dependency {dep_name!r} ended {dep_state}"),
                 )
                 return
+        self.initializing = name
         try:
             task.init_task()
         except SkipTask as exc:
             task_lc.fire("skip", exc)
-        except Exception as exc:
-            task.failure = exc
-            task_lc.fire("fail", exc)
-            failed[name] = exc
+        except LifecycleInterrupt as exc:
+            task.failure = exc.reason
+            task_lc.fire("fail", exc.reason)
+            raise
         except BaseException as exc:
             task.failure = exc
             task_lc.fire("fail", exc)
-            raise
+            failed[name] = _as_error(name, exc)
         else:
             task_lc.fire("init")
+        finally:
+            self.initializing = None
 
     def start(self) -> None:
         """Start every initialized task in dependency order, then mark the collection running."""
@@ -250,12 +285,15 @@ class Tasks:
             lc.fire("start")
 
     def stop(self) -> None:
-        """Request every task to stop, in the exact reverse of the start order.
+        """Begin the staged stop; `join` drives it to the end.
 
-        Before start, every task and the collection go straight to stopped. While running, the
-        collection becomes stopping; every `on_stop` is called even when another raised; their
-        errors are kept for `join`, which completes the stop. Raises `IllegalTransition` in any
-        other state.
+        Before start, every task and the collection go straight to stopped, in reverse
+        dependency order. While running, the collection becomes stopping, and each task's stop
+        (its ``stop`` record, `stop_event`, `on_stop`) begins only once every task ordered after
+        it (through DEPS or WANTS, directly or not) has ended; tasks with no order between them
+        stop together. This call begins the stops allowed now and returns at once; `join` begins
+        the others as their turn comes. Every `on_stop` is called, even when another raised.
+        Raises `IllegalTransition` in any other state.
         """
         lc = self.lifecycle
         with lc.lock:
@@ -266,44 +304,138 @@ class Tasks:
                 lc.fire("stop")
                 return
             lc.fire("stop")
-            for name in reversed(self._start_order):
-                try:
-                    self._instances[name]._stop(strict=False)
-                except Exception as exc:
-                    self._stop_errors[name] = exc
+            self._coordinator = StopCoordinator(
+                self._order,
+                self._edges(),
+                is_ended=lambda name: self._lifecycles[name].terminal,
+                begin=lambda name, cause: self._instances[name]._begin_stop(cause),
+                news=self._news,
+            )
+            self._coordinator.start()
+        self._news.put(None)  # a join waiting for the tasks to end by themselves now drives
 
-    def join(self, timeout: float | None = None) -> list[Task]:
-        """Wait up to ``timeout`` seconds in all for the workers; return the tasks still running.
+    def join(
+        self, timeout: float | None = None, *, until: Callable[[], bool] | None = None
+    ) -> list[Task]:
+        """Wait up to ``timeout`` seconds in all; return the started tasks that have not ended.
 
-        When the collection is stopping and no task is left running, the stop completes:
-        the collection is stopped, or failed with `StopError` (raised) if any `on_stop` raised.
+        While stopping, this drives the staged stop: it begins each task's stop as soon as the
+        last task ordered after it ends (waking on that task's terminal record, never polling).
+        When every task has ended, the stop completes: the collection is stopped, or failed
+        with the first failure as its cause if any task failed; if an `on_stop` raised,
+        `StopError` is raised. After `fail` (the caller gave up), once ``timeout`` runs out
+        every task not yet asked to stop is asked at once, so that no `on_stop` is skipped.
+
+        ``until``: stop waiting early once it returns True (checked whenever the collection is
+        woken; `wake` wakes it). Several threads may join; one waits at a time.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        stop_early = until or (lambda: False)
+        if self._joining.acquire(timeout=-1 if deadline is None else _left(deadline)):
+            try:
+                self._wait(deadline, stop_early)
+            finally:
+                self._joining.release()
         lc = self.lifecycle
-        # Waiting happens without the lock (stop must stay possible meanwhile), so take the
-        # started tasks under it: `start` holds it until every worker thread has started, and
-        # joining a thread that has not started yet raises RuntimeError.
         with lc.lock:
-            started = [self._instances[n] for n in reversed(self._start_order)]
-        for task in started:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            task.join(remaining)
-        with lc.lock:
-            left = [self._instances[n] for n in self._start_order if self._instances[n].running]
-            if not left and lc.state == CollectionState.STOPPING:
-                if self._stop_errors:
-                    error = StopError(self._stop_errors)
-                    lc.fire("fail", error)
-                    raise error from next(iter(self._stop_errors.values()))
-                lc.fire("finish")
+            left = self._unended(self._start_order)
+            ended = [self._instances[n] for n in self._start_order if self._lifecycles[n].terminal]
+            completes = bool(self._coordinator) and not left and not self._unended(self._order)
+        for task in ended:  # a task that ended has threads that are only returning now
+            task.join(_THREAD_EXIT)
+        if completes:
+            with lc.lock:
+                if lc.state == CollectionState.STOPPING:
+                    self._complete_stop()
         return left
 
-    def fail(self, cause: BaseException) -> None:
-        """Fail the collection with ``cause`` (for example a passed stop deadline).
+    def wake(self) -> None:
+        """Wake a thread in `join` so that it checks its ``until`` again. Safe from a signal
+        handler and from any thread."""
+        self._news.put(None)
 
-        Raises `IllegalTransition` unless the collection is registering, created or stopping.
+    def _wait(self, deadline: float | None, until: Callable[[], bool]) -> None:
+        while True:
+            coordinator = self._coordinator
+            if coordinator is not None:
+                coordinator.drive(deadline, until)
+                if coordinator.gave_up and coordinator.pending():
+                    coordinator.force()
+                return
+            if not self._unended(self._start_order) or until():
+                return
+            try:
+                self._news.get(timeout=None if deadline is None else _left(deadline))
+            except queue.Empty:
+                return
+
+    def _unended(self, names: Iterable[str]) -> list[Task]:
+        return [
+            self._instances[n]
+            for n in names
+            if n in self._instances and not self._lifecycles[n].terminal
+        ]
+
+    def _complete_stop(self) -> None:
+        """Fire the collection's last transition once every task ended (lock held)."""
+        stop_errors = {
+            name: _as_error(name, task._stop_error)
+            for name in self._failed
+            if (task := self._instances.get(name)) is not None and task._stop_error is not None
+        }
+        if stop_errors:
+            error = StopError(stop_errors)
+            error.__cause__ = next(iter(stop_errors.values()))
+            self._failure = error
+            self.lifecycle.fire("fail", error)
+            raise error
+        first = self.first_failure()
+        if first is not None:
+            self._failure = first
+            self.lifecycle.fire("fail", first)
+        else:
+            self.lifecycle.fire("finish")
+
+    def fail(self, cause: BaseException) -> None:
+        """Fail the collection with ``cause`` (for example a stop deadline that passed).
+
+        While stopping, this gives up waiting for the tasks still running: the tasks not yet
+        asked to stop are still stopped, in order, without waiting for those (each stop
+        journaled with a cause naming them); `join` drives that to the end. Raises
+        `IllegalTransition` unless the collection is registering, created or stopping.
         """
-        self.lifecycle.fire("fail", cause)
+        lc = self.lifecycle
+        with lc.lock:
+            lc.fire("fail", cause)
+            self._failure = cause
+            coordinator = self._coordinator
+            if coordinator is None:
+                return
+            stragglers = [t.name for t in self._unended(self._order) if t.running]
+        coordinator.give_up(
+            stragglers, f"the collection gave up ({type(cause).__name__}: {safe_str(cause)})"
+        )
+        self._news.put(None)
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why the collection failed (None unless it did): the `InitError`, the `StopError`,
+        the cause given to `fail`, or the first task failure."""
+        return self._failure
+
+    def first_failure(self) -> BaseException | None:
+        """The failure of the task that failed first (None if none did)."""
+        for name in self._failed:
+            task = self._instances.get(name)
+            if task is not None and task.failure is not None:
+                return task.failure
+        return None
+
+    def _task_ended(self, name: str, state: Any) -> None:
+        # Called by the task's lifecycle with its lock held: only quick, lock-free work here.
+        if state == TaskState.FAILED:
+            self._failed.append(name)
+        self._news.put(name)
 
     def _refuse_unless(self, trigger: str) -> None:
         if not self.lifecycle.can(trigger):
@@ -316,13 +448,15 @@ class Tasks:
             if task_lc.can("stop") and name in self._instances:
                 self._instances[name].stop()
             elif not task_lc.terminal:
-                task_lc.fire("fail", "the collection failed before this task was created")
+                task_lc.fire("fail", _NOT_CREATED)
+        self._failure = cause
         self.lifecycle.fire("fail", cause)
 
     def _raise_init_error(self, failed: dict[str, Exception]) -> NoReturn:
         error = InitError(failed)
         self._abort(error)
-        raise error from next(iter(failed.values()))
+        first = next(iter(failed.values()))
+        raise error from (first.exception if isinstance(first, TaskExit) else first)
 
     def _edges(self) -> dict[str, list[str]]:
         return {
@@ -380,8 +514,11 @@ class Tasks:
         return grouped
 
     def get(self, task: str | type[Task], default: Any = None) -> Any:
-        """The instance of ``task``, or ``default`` if it is unknown or not created."""
+        """The instance of ``task`` (before `create`: its class), or ``default`` if it is
+        unknown or has no instance (its constructor failed)."""
         name = task if isinstance(task, str) else task_name(task)
+        if not self._created:
+            return self._classes.get(name, default)
         return self._instances.get(name, default)
 
     def require(self, task: str | type[Task]) -> Task:
@@ -404,26 +541,38 @@ class Tasks:
             raise UnknownTask(name, list(self._classes))
         return name
 
-    def __getattr__(self, name: str) -> Task:
-        if name.startswith("_"):
+    def __getattr__(self, name: str) -> Any:
+        """The task named ``name``: its instance, or before `create` its class."""
+        state = self.__dict__
+        if name.startswith("_") or "_created" not in state:
             raise AttributeError(name)
-        instances = self.__dict__.get("_instances", {})
-        if name in instances:
-            return instances[name]  # type: ignore[no-any-return]
-        raise AttributeError(
-            f"{type(self).__name__} {self.__dict__.get('name')!r} has no created task {name!r}"
-        )
+        found = (state["_instances"] if state["_created"] else state["_classes"]).get(name)
+        if found is not None:
+            return found
+        what = "created task" if self._created else "registered task"
+        raise AttributeError(f"{type(self).__name__} {self.name!r} has no {what} {name!r}")
 
-    def __getitem__(self, key: int | str | type[Task]) -> Task:
+    def __getitem__(self, key: int | str | type[Task]) -> Any:
+        """By index (in dependency order), name or class: the instance, or before `create` the
+        class. Raises `IndexError` or `UnknownTask` (a `LookupError`)."""
         if isinstance(key, int):
-            return self.tasks[key]
+            return self._members()[key]
+        if not self._created:
+            return self._classes[self._name(key)]
         return self.require(key)
 
-    def __iter__(self) -> Iterator[Task]:
-        return iter(self.tasks)
+    def __iter__(self) -> Iterator[Any]:
+        """The instances in dependency order, or before `create` the registered classes."""
+        return iter(self._members())
 
     def __len__(self) -> int:
-        return len(self._instances)
+        """How many instances there are, or before `create` how many classes are registered."""
+        return len(self._instances) if self._created else len(self._classes)
+
+    def _members(self) -> tuple[Any, ...]:
+        if not self._created:
+            return tuple(self._classes[n] for n in self.order)
+        return self.tasks
 
     def __contains__(self, task: object) -> bool:
         if isinstance(task, str):
@@ -438,6 +587,16 @@ class Tasks:
 
 def _qualname(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _as_error(name: str, exc: BaseException) -> Exception:
+    """``exc`` where an `Exception` must stand (an `ExceptionGroup` member): a `SystemExit` or
+    `KeyboardInterrupt` of a task is kept inside a `TaskExit`."""
+    return exc if isinstance(exc, Exception) else TaskExit(name, exc)
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
 
 
 #: The module-level collection that `Task.register()` adds to (as in sparts).

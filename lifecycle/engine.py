@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from transitions import Machine
@@ -73,9 +73,15 @@ class Lifecycle:
     `fire` is the only way the state changes. Thread-safe: every call holds ``lock``, a
     re-entrant lock that callers may also hold to make a check and a `fire` atomic. Each fired
     and each refused trigger is appended to ``journal``.
+
+    ``on_terminal``, if given, is called as ``on_terminal(subject, state)`` right after a
+    `fire` reaches a terminal state, with ``lock`` held: it must be quick and must neither
+    block nor fire triggers (the collection only posts the news to its stop coordinator).
     """
 
-    __slots__ = ("_state", "_table", "journal", "lock", "spec", "subject")
+    __slots__ = (
+        "_state", "_table", "_terminal", "journal", "lock", "on_terminal", "spec", "subject"
+    )
 
     def __init__(
         self,
@@ -84,12 +90,15 @@ class Lifecycle:
         journal: Journal,
         *,
         lock: threading.RLock | None = None,
+        on_terminal: Callable[[str, Any], object] | None = None,
     ) -> None:
         self.spec = spec
         self.subject = subject
         self.journal = journal
         self.lock = lock if lock is not None else threading.RLock()
+        self.on_terminal = on_terminal
         self._table = dispatch_table(spec)
+        self._terminal = spec.terminal
         self._state: Any = spec.state(spec.initial)
 
     @property
@@ -127,6 +136,8 @@ class Lifecycle:
                 )
             self._state = dest
             self.journal.record(self.spec.name, self.subject, trigger, source, dest, True, cause)
+            if self.on_terminal is not None and dest in self._terminal:
+                self.on_terminal(self.subject, dest)
         return dest
 
     def __repr__(self) -> str:

@@ -8,6 +8,7 @@ handlers keep working.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping, Sequence
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "InvalidSpec",
     "InvalidTask",
     "LifecycleError",
+    "LifecycleInterrupt",
     "OptionConflict",
     "OptionError",
     "QueueFull",
@@ -29,12 +31,47 @@ __all__ = [
     "StopError",
     "StopTimeout",
     "TaskErrorGroup",
+    "TaskExit",
     "TaskNotRunning",
     "TaskStopped",
     "UnknownOption",
     "UnknownTask",
     "UsageError",
+    "safe_repr",
+    "safe_str",
 ]
+
+#: Messages quote user objects through this: a huge item must not make a huge message.
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = 200
+_SHORT.maxother = 200
+
+
+def safe_repr(obj: object) -> str:
+    """``repr(obj)``, shortened, or a placeholder naming its type if that raises.
+
+    Messages quote user objects (queued items, exceptions, names) through this, so that an
+    object whose ``__repr__`` raises or never ends cannot break a stop or lose an error.
+    """
+    try:
+        return _SHORT.repr(obj)
+    except BaseException:  # user code: any failure gets the placeholder
+        return f"<{_type_name(obj)} object (repr() raised)>"
+
+
+def safe_str(obj: object) -> str:
+    """``str(obj)``, or a placeholder naming its type if that raises (see `safe_repr`)."""
+    try:
+        return str(obj)
+    except BaseException:  # user code: any failure gets the placeholder
+        return f"<{_type_name(obj)} object (str() raised)>"
+
+
+def _type_name(obj: object) -> str:
+    try:
+        return type(obj).__qualname__
+    except BaseException:  # a metaclass can make even this raise
+        return "unknown"
 
 
 class LifecycleError(Exception):
@@ -86,7 +123,7 @@ class InvalidTask(LifecycleError, TypeError):
     def __init__(self, task: object, problem: str) -> None:
         self.task = task
         self.problem = problem
-        super().__init__(f"{task!r}: {problem}")
+        super().__init__(f"{safe_repr(task)}: {problem}")
 
 
 class DuplicateTask(LifecycleError, ValueError):
@@ -149,19 +186,28 @@ class BadReference(LifecycleError, LookupError):
         return str(self.args[0])
 
 
-class RegistrationClosed(LifecycleError):
+class RegistrationClosed(IllegalTransition):
     """A collection's task set was changed after its tasks were created.
 
-    Attributes: ``collection`` and ``state``.
+    An `IllegalTransition` like every call made in the wrong state: ``trigger`` is
+    ``"register"`` or ``"unregister"``, ``state`` the collection's state and ``allowed`` is
+    empty. Also ``collection`` (its name) and ``action`` (what was refused).
     """
 
-    def __init__(self, collection: str, state: str, action: str) -> None:
+    def __init__(self, collection: str, state: str, action: str, trigger: str = "register") -> None:
         self.collection = collection
-        self.state = state
-        super().__init__(
+        self.action = action
+        super().__init__(collection, "collection", state, trigger, ())
+        self.args = (
             f"cannot {action}: collection {collection!r} is {state}; "
-            "tasks can only be registered or unregistered before create()"
+            "tasks can only be registered or unregistered before create()",
         )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.collection, self.state, self.action, self.trigger))
 
 
 class TaskErrorGroup(ExceptionGroup[Exception], LifecycleError):
@@ -219,6 +265,35 @@ class StopTimeout(LifecycleError, TimeoutError):
 
 
 
+class TaskExit(LifecycleError):
+    """A task's code raised a `BaseException` that is not an `Exception` (`SystemExit`,
+    `KeyboardInterrupt`, ...). It is that task's failure, not the program's exit.
+
+    Stands for it where only an `Exception` fits (inside `InitError`). Attributes: ``task``
+    (its name) and ``exception`` (what was raised, also the ``__cause__``).
+    """
+
+    def __init__(self, task: str, exception: BaseException) -> None:
+        self.task = task
+        self.exception = exception
+        super().__init__(
+            f"task {task!r} raised {type(exception).__name__}({safe_str(exception)})"
+        )
+        self.__cause__ = exception
+
+
+class LifecycleInterrupt(BaseException):
+    """Raised by the engine into user code it stops waiting for (a stop deadline that passed
+    during init, a second signal). Not an `Exception`, and never a task's own failure: the
+    collection leaves every task terminal and lets it through. ``reason`` is the error that
+    ends the run (`StopTimeout` or `ForcedShutdown`).
+    """
+
+    def __init__(self, reason: LifecycleError) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class TaskNotRunning(LifecycleError):
     """Work was handed to a task that is not running (not started yet, stopping or ended).
 
@@ -248,7 +323,7 @@ class TaskStopped(LifecycleError):
         self.task = task
         self.item = item
         self.attempt = attempt
-        what = "the next run" if item is None else f"item {item!r} (attempt {attempt})"
+        what = "the next run" if item is None else f"item {safe_repr(item)} (attempt {attempt})"
         super().__init__(f"task {task!r} {why} before {what} ran")
 
 
@@ -262,7 +337,7 @@ class InvalidItem(LifecycleError, TypeError):
         self.task = task
         self.item = item
         self.problem = problem
-        super().__init__(f"task {task!r} cannot queue {item!r}: {problem}")
+        super().__init__(f"task {task!r} cannot queue {safe_repr(item)}: {problem}")
 
 class QueueFull(LifecycleError):
     """A bounded queue task stayed full for the whole time a submitter could wait.

@@ -7,8 +7,11 @@ initializes and starts nothing, and runs no task code.
 
 * ``layers``: `lifecycle.graph.layers` over DEPS and WANTS: each layer's tasks can start
   together once the earlier layers have.
-* ``start_order`` / ``stop_order``: the order the collection starts the tasks in
-  (`lifecycle.graph.topological_order`, registration order breaking ties), and its reverse.
+* ``start_order``: the order the collection starts the tasks in
+  (`lifecycle.graph.topological_order`, registration order breaking ties).
+* ``stop_layers`` / ``stop_order``: the staged stop (`lifecycle.stopping.stop_layers`): each
+  layer's tasks stop together once every task ordered after them has ended (per task,
+  ``stops_after`` names those directly); the order is the layers one after the other.
 * per task, ``skips``: the tasks that would be skipped if it were skipped or failed
   (`lifecycle.graph.dependents` over DEPS only: WANTS never skips).
 
@@ -28,6 +31,7 @@ import attrs
 from lifecycle.collection import Tasks
 from lifecycle.errors import LifecycleError
 from lifecycle.graph import dependents, layers, topological_order
+from lifecycle.stopping import stop_layers
 from lifecycle.task import Task, task_name
 
 __all__ = ["Plan", "PlanTargetError", "TaskPlan", "plan", "task_classes_of"]
@@ -60,9 +64,13 @@ class TaskPlan:
     workers: int
     layer: int
     skips: tuple[str, ...]
+    stop_layer: int
+    stops_after: tuple[str, ...]
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "stop_layer": self.stop_layer,
+            "stops_after": list(self.stops_after),
             "name": self.name,
             "class": self.qualname,
             "deps": list(self.deps),
@@ -82,11 +90,13 @@ class Plan:
     start_order: tuple[str, ...]
     stop_order: tuple[str, ...]
     tasks: tuple[TaskPlan, ...]
+    stop_layers: tuple[tuple[str, ...], ...]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (the schema of ``lifecycle plan --json``)."""
         return {
             "layers": [list(layer) for layer in self.layers],
+            "stop_layers": [list(layer) for layer in self.stop_layers],
             "start_order": list(self.start_order),
             "stop_order": list(self.stop_order),
             "tasks": [task.to_dict() for task in self.tasks],
@@ -114,6 +124,9 @@ def plan(target: object) -> Plan:
     requires = {task_name(cls): [task_name(d) for d in cls.DEPS] for cls in registered}
     grouped = layers(names, edges)
     start = topological_order(names, edges)
+    stopping = stop_layers(start, edges)
+    stop_layer_of = {name: index for index, layer in enumerate(stopping) for name in layer}
+    after = {name: [n for n in start if name in edges[n]] for name in start}
     position = {name: index for index, name in enumerate(start)}
     layer_of = {name: index for index, layer in enumerate(grouped) for name in layer}
     by_name = {task_name(cls): cls for cls in registered}
@@ -127,14 +140,17 @@ def plan(target: object) -> Plan:
             workers=0 if by_name[name].LOOPLESS else int(by_name[name].workers),
             layer=layer_of[name],
             skips=tuple(sorted(dependents(name, requires), key=position.__getitem__)),
+            stop_layer=stop_layer_of[name],
+            stops_after=tuple(after[name]),
         )
         for name in start
     )
     return Plan(
         layers=tuple(tuple(layer) for layer in grouped),
         start_order=tuple(start),
-        stop_order=tuple(reversed(start)),
+        stop_order=tuple(name for layer in stopping for name in layer),
         tasks=tasks,
+        stop_layers=tuple(tuple(layer) for layer in stopping),
     )
 
 

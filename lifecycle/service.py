@@ -11,12 +11,11 @@ import argparse
 import contextlib
 import logging
 import math
-import signal
 import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from types import FrameType, MappingProxyType
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import attrs
@@ -24,18 +23,19 @@ import attrs
 from lifecycle.collection import Tasks
 from lifecycle.engine import Lifecycle
 from lifecycle.errors import (
-    ForcedShutdown,
     HelpRequested,
     InitError,
     LifecycleError,
+    LifecycleInterrupt,
     OptionError,
     StopError,
-    StopTimeout,
     UnknownTask,
     UsageError,
+    safe_str,
 )
 from lifecycle.journal import Journal, Transition, journal_or_new
 from lifecycle.options import OptionParser, bound_options, build_parser, option, read_option
+from lifecycle.shutdown import ShutdownRequests
 from lifecycle.spec import SERVICE, TASK, CollectionState, ServiceState, TaskState
 from lifecycle.task import Task, task_name
 
@@ -49,22 +49,11 @@ EXIT_FAILED = 1
 
 #: The built-in flag that selects tasks; no declared option may take it.
 TASKS_FLAG = "--tasks"
-_STOP_SIGNALS = tuple(
-    s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s is not None
-)
 _TERMINAL_TASK = TASK.terminal
 
-
-class _Interrupted(BaseException):
-    """Raised from the signal handler into a start() that a second signal gave up on.
-
-    A `BaseException` so that the collection treats it as an interruption (every task is left
-    terminal) rather than as one task's error.
-    """
-
-    def __init__(self, signal_name: str) -> None:
-        super().__init__(signal_name)
-        self.signal_name = signal_name
+#: Seconds granted, once the stop deadline passed, to stop the tasks left in order before
+#: every remaining stop is begun at once (the process still exits within about a second).
+LATE_STOP_GRACE = 0.5
 
 
 class Service:
@@ -135,20 +124,14 @@ class Service:
         self.tasks = Tasks(self.selected_task_classes(values.get("tasks")), journal=self.journal)
         self.errors: list[BaseException] = []
         self._failure: BaseException | None = None
-        # Shutdown requests: written lock-free (signal handlers may write them).
-        self._reasons: list[str] = []
-        self._signals: list[str] = []
-        self._forced = False
-        self._on_main = False  # run() installed our signal handlers
-        self._in_init = False  # start() is running init_task hooks
-        self._stopping = False
+        self._requests = ShutdownRequests(float(timeout), self._wake, self._busy_names)
+        self._signals_handled = False  # run() installed our signal handlers
         # A one-permit semaphore: release() is lock-free and signal-safe, unlike Event.set().
         self._wake_permit = threading.Lock()
         self._wake_permit.acquire()
         self._stopper = threading.Lock()  # the one thread carrying out the stop holds it
         self._drive = threading.RLock()  # serializes start() and the stop
         self._done = threading.Event()
-        self._unsubscribe: Any = None
 
     # -- options and tasks -----------------------------------------------------------------
 
@@ -277,12 +260,12 @@ class Service:
 
     @property
     def shutdown_requested(self) -> bool:
-        return bool(self._reasons)
+        return self._requests.requested
 
     @property
     def shutdown_reason(self) -> str | None:
         """The reason given by the first shutdown request, if any."""
-        return self._reasons[0] if self._reasons else None
+        return self._requests.reason
 
     def summary(self) -> list[TaskSummary]:
         """One `TaskSummary` per registered task, in dependency order, from the journal."""
@@ -301,27 +284,26 @@ class Service:
         On an init error the service ends ``failed`` and `InitError` (chaining the first root
         cause) is raised; `failure` is that root cause. Raises `IllegalTransition` unless the
         service is new. A shutdown requested during init stops the service before any worker
-        starts (the stop itself is left to `wait` or `run`).
+        starts (the stop itself is left to `wait` or `run`); its deadline counts from that
+        request, and under `run` on the main thread an ``init_task`` still running when it
+        passes (or at a second signal) is interrupted with `LifecycleInterrupt`, which is
+        raised after the service ended ``failed``.
         """
         with self._drive:
             self.lifecycle.fire("start")
-            self._unsubscribe = self.journal.subscribe(self._on_record)
             try:
                 self.tasks.create(self)
-                self._in_init = True
-                try:
+                with self._requests.guard_init(self._signals_handled):
                     self.tasks.init()
-                finally:
-                    self._in_init = False
-                if self._reasons:
+                if self._requests.requested:
                     return  # asked to stop while starting: never launch the workers
                 self.tasks.start()
                 self.lifecycle.fire("started")
+            except LifecycleInterrupt as exc:
+                self._end(exc.reason, [exc.reason])
+                raise
             except BaseException as exc:
                 root = exc.__cause__ if isinstance(exc, InitError) and exc.__cause__ else exc
-                if isinstance(exc, _Interrupted):
-                    exc = ForcedShutdown(self.still_running(), exc.signal_name)
-                    root = exc
                 self._end(root, [exc])
                 raise
 
@@ -329,18 +311,20 @@ class Service:
         """Request a graceful stop; the thread in `run` or `wait` carries it out.
 
         Lock-free and idempotent: safe from any thread, from a signal handler, from a task's
-        own worker, and before or after the service ended. The first reason is kept.
+        own worker, and before or after the service ended. The first reason is kept, and the
+        first request arms the stop deadline (``stop_timeout``).
         """
-        self._reasons.append(reason or "shutdown requested")  # list.append is atomic
-        self._wake()
+        self._requests.request(reason or "shutdown requested")
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until a shutdown is requested, then carry out the stop; True once ended.
 
-        ``timeout`` bounds the wait for a shutdown request (None: no bound); once the stop has
-        begun it is bounded by ``stop_timeout`` instead. Returns False if the timeout passed
-        with no request. Any number of threads may wait; one of them performs the stop.
-        Raises `LifecycleError` on a service that was never started.
+        ``timeout`` bounds the wait for a shutdown request (None: no bound); once a stop was
+        requested the wait is bounded by the stop deadline instead (``stop_timeout`` after the
+        first request, plus a short grace in which the tasks left are still stopped in order).
+        Returns False if the timeout passed with no request. Any number of threads may wait;
+        one of them performs the stop. Raises `LifecycleError` on a service that was never
+        started.
         """
         if self.state == ServiceState.NEW:
             raise LifecycleError(f"service {self.name!r} was never started; call start() or run()")
@@ -348,7 +332,7 @@ class Service:
         if not self._stopper.acquire(timeout=_remaining(deadline, -1)):
             return self._done.is_set()
         try:
-            while not self._reasons and not self.lifecycle.terminal:
+            while not self._requests.requested and not self.lifecycle.terminal:
                 left = _remaining(deadline, -1)
                 if left == 0:
                     return False
@@ -362,29 +346,26 @@ class Service:
     def run(self) -> int:
         """Start, run until a shutdown is requested, stop; return the exit code (0 or 1).
 
-        On the main thread, SIGINT and SIGTERM request a shutdown; a second one while stopping
-        gives up waiting (`ForcedShutdown` naming the tasks still running; exit code 1). The
-        previous handlers are restored on return. An init error returns 1 (see `failure`).
+        On the main thread, SIGINT and SIGTERM request a shutdown; a second one gives up
+        waiting (`ForcedShutdown` naming the tasks still running; exit code 1), at any moment,
+        init included. The previous handlers are restored on return. An init error returns 1
+        (see `failure`).
         """
-        previous: dict[int, Any] = {}
-        on_main = threading.current_thread() is threading.main_thread()
-        if on_main:
-            for signum in _STOP_SIGNALS:
-                previous[signum] = signal.signal(signum, self._on_signal)
-        try:
-            self._on_main = on_main
+        with self._requests.handling_signals() as handled:
+            self._signals_handled = handled
             try:
-                self.start()
-            except (LifecycleError, _Interrupted):
-                if self.state != ServiceState.FAILED:
-                    raise
-                logger.error("service %r failed to start: %s", self.name, self._failure)
-                return EXIT_FAILED
-            self.wait()
-        finally:
-            self._on_main = False
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+                try:
+                    self.start()
+                except (LifecycleError, LifecycleInterrupt):
+                    if self.state != ServiceState.FAILED:
+                        raise
+                    logger.error(
+                        "service %r failed to start: %s", self.name, safe_str(self._failure)
+                    )
+                    return EXIT_FAILED
+                self.wait()
+            finally:
+                self._signals_handled = False
         code = self.exit_code
         return EXIT_FAILED if code is None else code
 
@@ -410,52 +391,49 @@ class Service:
     # -- the stop --------------------------------------------------------------------------
 
     def _stop(self) -> None:
+        """Carry out the stop: the collection's staged stop, bounded by the deadline."""
         with self._drive:
             lc = self.lifecycle
             if lc.terminal:
                 return
-            reason = self.shutdown_reason or "shutdown requested"
-            self._stopping = True
-            lc.fire("stop", reason)
+            lc.fire("stop", self.shutdown_reason or "shutdown requested")
+            requests = self._requests
+            tasks = self.tasks
             errors: list[BaseException] = []
-            try:
-                self.tasks.stop()
-            except LifecycleError as exc:
-                errors.append(exc)
-            deadline = time.monotonic() + float(self.stop_timeout)
-            while not self._forced and self.still_running():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._wake_permit.acquire(timeout=left)
-            # Forced with every task ended (their threads just exiting): finish the join.
-            forced = self._forced and bool(self.still_running())
-            try:
-                left_running = self.tasks.join(0 if forced else _remaining(deadline, 0))
-            except StopError as exc:
-                errors.append(exc)
-                left_running = []
-            if left_running:
-                # Name the tasks that have not ended, not those whose threads are just exiting.
-                names = self.still_running() or [t.name for t in left_running]
-                error: LifecycleError = (
-                    ForcedShutdown(names, self._signals[-1] if self._signals else "signal")
-                    if forced
-                    else StopTimeout(names, float(self.stop_timeout))
-                )
+            if tasks.lifecycle.can("stop"):
+                tasks.stop()
+            left = self._join(requests.deadline, errors)
+            if left and tasks.lifecycle.can("fail"):
+                error = requests.gave_up_error(self._busy_names())
                 logger.error("service %r: %s", self.name, error)
-                if self.tasks.lifecycle.can("fail"):
-                    self.tasks.fail(error)
+                tasks.fail(error)
                 errors.append(error)
-            self._end(self._first_task_failure(), errors)
+                # The tasks left still stop in order, within a short grace (none if forced).
+                grace = 0.0 if requests.forced else LATE_STOP_GRACE
+                self._join(time.monotonic() + grace, errors)
+            self._end(self.tasks.first_failure(), errors)
+
+    def _join(self, deadline: float | None, errors: list[BaseException]) -> list[Task]:
+        try:
+            return self.tasks.join(
+                None if deadline is None else max(0.0, deadline - time.monotonic()),
+                until=lambda: self._requests.forced,
+            )
+        except StopError as exc:
+            errors.append(exc)
+            return []
 
     def _end(self, failure: BaseException | None, errors: Sequence[BaseException]) -> None:
         """Fire the service's last transition: fail if anything failed, else finish."""
+        errors = list(errors)
+        stream_error = self.journal.stream_error
+        if stream_error is not None:
+            errors.append(stream_error)
         self.errors.extend(errors)
         if failure is None and errors:
             failure = errors[0]
         if failure is None and self.tasks.state == CollectionState.FAILED:
-            failure = LifecycleError(f"collection of {self.name!r} failed")
+            failure = self.tasks.failure or LifecycleError(f"collection of {self.name!r} failed")
         lc = self.lifecycle
         if failure is not None:
             self._failure = failure
@@ -463,44 +441,20 @@ class Service:
                 lc.fire("fail", failure)
         elif lc.can("finish"):
             lc.fire("finish")
-        if self._unsubscribe is not None:
-            self._unsubscribe()
         self._done.set()
         self._wake()
 
-    def _first_task_failure(self) -> BaseException | None:
-        """The exception of the task whose failure was journaled first."""
-        failed = {t.name: t for t in self.tasks if t.state == TaskState.FAILED}
-        if not failed:
-            return None
-        for rec in self.journal.records:
-            if rec.kind == "task" and rec.ok and rec.dest == TaskState.FAILED:
-                task = failed.get(rec.subject)
-                if task is not None and task.failure is not None:
-                    return task.failure
-        return next((t.failure for t in failed.values() if t.failure is not None), None)
-
-    def _on_record(self, rec: Transition) -> None:
-        # A task ending while we stop wakes the stopper, which re-checks what is left.
-        if self._stopping and rec.kind == "task":
-            self._wake()
+    def _busy_names(self) -> list[str]:
+        """The tasks at work: started and not ended, or the one whose ``init_task`` runs."""
+        running = self.still_running()
+        initializing = self.tasks.initializing
+        return running if running or initializing is None else [initializing]
 
     def _wake(self) -> None:
+        # Signal-safe: a lock release and a SimpleQueue put.
         with contextlib.suppress(RuntimeError):  # a wake-up is already pending
             self._wake_permit.release()
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        self._signals.append(name)
-        if len(self._signals) == 1:
-            self.shutdown(f"received {name}")
-            return
-        self._forced = True
-        self._wake()
-        if self._on_main and self._in_init:
-            # start() is busy in an init_task (maybe hung): break out; the collection leaves
-            # every task terminal when init is interrupted.
-            raise _Interrupted(name)
+        self.tasks.wake()
 
     def __repr__(self) -> str:
         return f"<{type(self).__qualname__} {self.name!r} {self.lifecycle.state}>"

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from lifecycle.engine import Lifecycle
-from lifecycle.errors import LifecycleError
+from lifecycle.errors import LifecycleError, safe_str
 from lifecycle.options import option, read_option, write_option
 from lifecycle.spec import TASK, TaskState
 
@@ -34,6 +34,12 @@ _ENGINE_DRIVEN = {
 
 #: The states in which `stop_event` is set: stop was requested, or the task ended.
 _WINDING_DOWN = frozenset({TaskState.STOPPING, *TASK.terminal})
+
+#: The states in which a task's code may run.
+_LIVE = frozenset({TaskState.RUNNING, TaskState.STOPPING})
+
+#: The cause of the finish record of a task whose workers all returned unasked.
+RETURNED_EARLY = "the run loop returned before any stop request"
 
 
 class SkipTask(Exception):
@@ -91,8 +97,9 @@ class Task:
         self._lifecycle: Lifecycle | None = None
         self._stop_event: threading.Event | None = None
         self._threads: tuple[threading.Thread, ...] = ()
-        self._alive = 0
-        self._in_on_stop = False
+        self._hook: threading.Thread | None = None
+        self._busy = 0  # workers alive, plus one while the stop hook runs
+        self._stop_error: BaseException | None = None
 
     # -- hooks -----------------------------------------------------------------------------
 
@@ -132,10 +139,11 @@ class Task:
 
     @property
     def stop_event(self) -> threading.Event:
-        """Set once stop is requested or the task ended; `run_loop` waits on it, never sleeps.
+        """Set once stop is requested, a worker failed, or the task ended; `run_loop` waits on
+        it, never sleeps.
 
-        Made on first use (most LOOPLESS tasks never need one), already set if by then the
-        task is stopping or ended.
+        Made on first use (most LOOPLESS tasks never need one), already set if by then it
+        would have been.
         """
         event = self._stop_event
         if event is None:
@@ -143,7 +151,7 @@ class Task:
             with lc.lock:
                 if self._stop_event is None:
                     self._stop_event = threading.Event()
-                    if lc.state in _WINDING_DOWN:
+                    if lc.state in _WINDING_DOWN or self.failure is not None:
                         self._stop_event.set()
                 event = self._stop_event
         return event
@@ -156,10 +164,9 @@ class Task:
 
     @property
     def running(self) -> bool:
-        """True while the task does work: a worker is alive (LOOPLESS: state is running)."""
-        if self.LOOPLESS:
-            return self._lifecycle is not None and self._lifecycle.state == TaskState.RUNNING
-        return any(t.is_alive() for t in self._threads)
+        """True from `start` until the task ended: while it is running or stopping, some of
+        its code (a worker, `on_stop`) may still run."""
+        return self._lifecycle is not None and self._lifecycle.state in _LIVE
 
     @property
     def threads(self) -> tuple[threading.Thread, ...]:
@@ -188,11 +195,17 @@ class Task:
         self._lifecycle = lifecycle
 
     # -- engine-driven ---------------------------------------------------------------------
+    #
+    # A task's code runs on its workers and, when `on_stop` is overridden, on a stop-hook
+    # thread of its own, so that a hook that blocks can be abandoned at a deadline. ``_busy``
+    # counts both; the task reaches its terminal state (`_settle`) only once it drops to zero,
+    # so "ended" always means "none of its code is running", which the staged stop relies on.
 
     def start(self) -> None:
         """Move initialized → running and launch the workers.
 
-        Raises `IllegalTransition` unless the task is initialized. Driven by the collection.
+        Raises `IllegalTransition` unless the task is initialized. A worker thread that cannot
+        be started fails the task and asks the service to shut down. Driven by the collection.
         """
         lc = self.lifecycle
         with lc.lock:
@@ -200,7 +213,7 @@ class Task:
             if self.LOOPLESS:
                 return
             count = self.workers
-            self._alive = count
+            self._busy = count
             self._threads = tuple(
                 threading.Thread(
                     target=self._work,
@@ -209,72 +222,122 @@ class Task:
                 )
                 for i in range(count)
             )
-        for index, thread in enumerate(self._threads):
-            try:
-                thread.start()
-            except BaseException as exc:  # e.g. "can't start new thread"
-                with lc.lock:
-                    self._alive -= len(self._threads) - index
+            for index, thread in enumerate(self._threads):
+                try:
+                    thread.start()
+                except BaseException as exc:  # e.g. "can't start new thread"
+                    self._busy -= len(self._threads) - index
                     self._threads = self._threads[:index]
-                self._fail(exc)
-                break
+                    self._record_failure(exc)
+                    self._request_shutdown(exc)
+                    self._settle()
+                    break
 
     def stop(self) -> None:
-        """Request a stop: set `stop_event`, call `on_stop`, finish when the workers are gone.
+        """Request a stop: set `stop_event`, start `on_stop`, finish once all code returned.
 
-        Created or initialized tasks go straight to stopped. Raises `IllegalTransition` from a
-        terminal state, and re-raises what `on_stop` raised (the task is then failed).
+        Created or initialized tasks go straight to stopped (no hook runs). A running task
+        becomes stopping; an overridden `on_stop` runs on a thread of its own (what it raises
+        fails the task); the task ends when its workers and `on_stop` have returned. Raises
+        `IllegalTransition` from a terminal state. Driven by the collection, which calls it
+        only once every task ordered after this one has ended.
         """
-        self._stop(strict=True)
+        self._begin_stop(None, strict=True)
 
-    def _stop(self, strict: bool) -> None:
-        """`stop`; unless ``strict``, a task that already ended is left alone, atomically."""
+    def _begin_stop(self, cause: str | None, strict: bool = False) -> None:
+        """`stop`, journaling ``cause``; unless ``strict``, a task that ended is left alone."""
         lc = self.lifecycle
         with lc.lock:
             if not strict and not lc.can("stop"):
-                return  # a worker ended it (failed or finished) after the caller looked
-            lc.fire("stop")
+                return  # it ended (failed or finished) after the caller looked
+            lc.fire("stop", cause)
             if lc.state != TaskState.STOPPING:
                 return
-            self._in_on_stop = True
+            hooked = type(self).on_stop is not Task.on_stop
+            if hooked:
+                self._busy += 1
+                hook = threading.Thread(
+                    target=self._run_on_stop, name=f"{self.name}.on_stop", daemon=True
+                )
+                self._hook = hook
         self._wake_stop_event()
-        try:
-            self.on_stop()
-        except BaseException as exc:
+        if not hooked:
             with lc.lock:
-                self._in_on_stop = False
-            self._fail(exc)
-            raise
-        with lc.lock:
-            self._in_on_stop = False
-            if self._alive == 0 and lc.can("finish"):
-                lc.fire("finish", self._finish_cause())
+                self._settle()
+            return
+        try:
+            hook.start()
+        except BaseException as exc:  # e.g. "can't start new thread"
+            with lc.lock:
+                self._hook = None
+                self._stop_error = exc
+                self._record_failure(exc)
+                self._busy -= 1
+                self._settle()
 
     def join(self, timeout: float | None = None) -> bool:
-        """Wait for the workers to exit, at most ``timeout`` seconds in all; True if they did."""
+        """Wait for the workers and the stop hook to exit, at most ``timeout`` seconds in all;
+        True if they did."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in self._threads:
+        threads = [*self._threads, *((self._hook,) if self._hook is not None else ())]
+        for thread in threads:
             if thread is threading.current_thread() or thread.ident is None:
                 continue  # itself, or not launched yet by a concurrent start()
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             thread.join(remaining)
-        return not any(t.is_alive() for t in self._threads)
+        return not any(t.is_alive() for t in threads)
 
-    # -- workers ---------------------------------------------------------------------------
+    # -- the task's own threads ------------------------------------------------------------
 
     def _work(self) -> None:
+        failure: BaseException | None = None
         try:
             self.init_thread()
             self.run_loop()
         except BaseException as exc:
-            self._fail(exc)
-            self._request_shutdown(exc)
+            failure = exc
+            self._record_failure(exc)
         finally:
-            lc = self.lifecycle
-            with lc.lock:
-                self._alive -= 1
-                if self._alive == 0 and not self._in_on_stop and lc.can("finish"):
-                    lc.fire("finish", self._finish_cause())
+            self._leave()
+        if failure is not None:
+            # After `_leave`: the journal shows the failure (or, with sibling workers still
+            # returning, its cause kept) before the service's stop that it asks for.
+            self._request_shutdown(failure)
+
+    def _run_on_stop(self) -> None:
+        try:
+            self.on_stop()
+        except BaseException as exc:
+            with self.lifecycle.lock:
+                self._stop_error = exc
+                self._record_failure(exc)
+        finally:
+            self._leave()
+
+    def _leave(self) -> None:
+        """One worker or the stop hook returned."""
+        with self.lifecycle.lock:
+            self._busy -= 1
+            self._settle()
+
+    def _settle(self) -> None:
+        """End the task once none of its code runs: failed if anything raised, else stopped.
+
+        Called with the lifecycle lock held.
+        """
+        lc = self.lifecycle
+        if self._busy or lc.state not in _LIVE:
+            return
+        if self.failure is not None:
+            lc.fire("fail", self.failure)
+            return
+        notes = []
+        if lc.state == TaskState.RUNNING:
+            notes.append(RETURNED_EARLY)
+        finished = self._finish_cause()
+        if finished:
+            notes.append(finished)
+        lc.fire("finish", "; ".join(notes) or None)
 
     def _finish_cause(self) -> str | None:
         """What the journal's finish record should say about how the stop went (None: clean).
@@ -284,17 +347,17 @@ class Task:
         """
         return None
 
-    def _fail(self, exc: BaseException) -> None:
-        """Fail the task with ``exc`` unless it already ended; wake the other workers."""
+    def _record_failure(self, exc: BaseException) -> None:
+        """Keep ``exc`` as the task's failure (the first one wins) and wake every worker; the
+        task fails once all its code has returned."""
         lc = self.lifecycle
         with lc.lock:
-            if lc.can("fail"):
+            if self.failure is None and not lc.terminal:
                 self.failure = exc
-                lc.fire("fail", exc)
         self._wake_stop_event()
 
     def _request_shutdown(self, exc: BaseException) -> None:
-        reason = f"task {self.name!r} failed: {type(exc).__name__}: {exc}"
+        reason = f"task {self.name!r} failed: {type(exc).__name__}: {safe_str(exc)}"
         shutdown = getattr(self.service, "shutdown", None)
         if callable(shutdown):
             try:

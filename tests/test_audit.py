@@ -509,8 +509,44 @@ def test_deps_stopped_before_their_dependent_is_reported() -> None:
     a, b = task_run("A"), task_run("B", first_seq=10)
     records = renumber([*a[:3], *b[:3], a[3], b[3], a[4], b[4]])
     [found] = check(records, tasks=DEPS, partial=True)
-    assert (found.rule, found.subject) == ("deps-order", "A")
-    assert "'B'" in found.message and "running" in found.message
+    assert (found.rule, found.subject) == ("stop-order", "A")
+    assert "'B' (running)" in found.message
+
+
+def test_a_dependency_asked_to_stop_before_its_dependent_ended_is_reported() -> None:
+    # B was asked to stop, but A's stop must wait for B's terminal record, not its request.
+    a, b = task_run("A"), task_run("B", first_seq=10)
+    records = renumber([*a[:3], *b[:3], b[3], a[3], b[4], a[4]])
+    [found] = check(records, tasks=DEPS, partial=True)
+    assert (found.rule, found.subject) == ("stop-order", "A")
+    assert "'B' (stopping)" in found.message
+
+
+def test_stop_order_is_transitive_through_a_task_that_ended_early() -> None:
+    # C requires B requires A; B crashed while C still ran: A must still wait for C.
+    table = {"A": {"deps": []}, "B": {"deps": ["A"]}, "C": {"deps": ["B"]}}
+    a, b, c = task_run("A"), task_run("B", first_seq=10), task_run("C", first_seq=20)
+    b_failed = rec(0, "B", "fail", "running", "failed")
+    records = renumber([*a[:3], *b[:3], *c[:3], b_failed, a[3], c[3], c[4], a[4]])
+    [found] = check(records, tasks=table, partial=True)
+    assert (found.rule, found.subject) == ("stop-order", "A")
+    assert "'B' (failed)" in found.message
+
+
+def test_wants_orders_the_stop_too() -> None:
+    table = {"A": {"deps": []}, "B": {"deps": [], "wants": ["A"]}}
+    a, b = task_run("A"), task_run("B", first_seq=10)
+    records = renumber([*a[:3], *b[:3], a[3], a[4], b[3], b[4]])
+    [found] = check(records, tasks=table, partial=True)
+    assert (found.rule, found.subject) == ("stop-order", "A")
+
+
+def test_stops_after_the_collection_gave_up_are_not_held_to_the_order() -> None:
+    a, b = task_run("A"), task_run("B", first_seq=10)
+    coll = collection_run(100, end=4)
+    gave_up = rec(0, "tasks", "fail", "stopping", "failed", kind="collection")
+    records = renumber([*coll[:3], *a[:3], *b[:3], coll[3], b[3], gave_up, a[3], a[4]])
+    assert [v.rule for v in check(records, tasks=DEPS, partial=True)] == []
 
 
 def test_deps_order_obeyed_is_clean() -> None:

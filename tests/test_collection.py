@@ -171,16 +171,16 @@ def test_a_deps_cycle_raises_dependency_cycle_with_the_full_path() -> None:
     assert tasks.task_classes == (free,)
 
 
-def test_a_wants_cycle_fails_the_collection_at_create() -> None:
+def test_a_wants_cycle_raises_dependency_cycle_at_registration() -> None:
     a = make_named("A")
     b = make_named("B", WANTS=(a,))
     a.WANTS = (b,)
-    tasks = Tasks([a, b])
+    tasks = Tasks()
     with pytest.raises(DependencyCycle) as info:
-        tasks.create()
-    assert set(info.value.cycle) == {"A", "B"}
-    assert tasks.state == C.FAILED
-    journal_agrees(tasks)
+        tasks.register(a)
+    assert info.value.cycle == ("A", "B", "A")
+    assert tasks.task_classes == ()
+    assert tasks.state == C.REGISTERING
 
 
 def test_a_single_class_instead_of_a_list_is_refused_with_a_hint() -> None:
@@ -198,16 +198,6 @@ def test_order_before_create_is_the_order_create_will_use() -> None:
     assert tasks.order == ("B", "A")
     assert [t.name for t in tasks] == ["B", "A"]
     tasks.stop()
-
-
-def test_order_before_create_names_a_wants_cycle() -> None:
-    a = make_named("A")
-    b = make_named("B", WANTS=(a,))
-    a.WANTS = (b,)
-    tasks = Tasks([a, b])
-    with pytest.raises(DependencyCycle):
-        _ = tasks.order
-    assert tasks.by_state() == {T.REGISTERED: ["A", "B"]}
 
 
 def test_registration_is_closed_after_create() -> None:
@@ -292,18 +282,18 @@ def test_init_and_start_follow_deps_with_registration_order_breaking_ties() -> N
     journal_agrees(tasks)
 
 
-def test_wants_orders_without_registering() -> None:
+def test_wants_pulls_the_wanted_task_in_and_orders_after_it() -> None:
     b = make_named("B")
     a = make_named("A", WANTS=(b,))
     alone = Tasks([a])
-    assert alone.task_classes == (a,)
-    both = Tasks([a, b])
-    run_through_start(both)
-    assert both.start_order == ("B", "A")
-    assert ok_records(both, "init") == ["B", "A"]
-    both.stop()
-    alone.create()
+    assert alone.task_classes == (b, a)
+    run_through_start(alone)
+    assert alone.start_order == ("B", "A")
+    assert ok_records(alone, "init") == ["B", "A"]
     alone.stop()
+    assert alone.join(0) == []
+    assert ok_records(alone, "stop") == ["A", "B"]
+    assert alone.journal.tasks["A"]["wants"] == ["B"]
 
 
 def test_a_wanted_task_that_is_skipped_does_not_skip_the_wanting_one() -> None:
@@ -318,7 +308,9 @@ def test_a_wanted_task_that_is_skipped_does_not_skip_the_wanting_one() -> None:
     tasks.stop()
 
 
-def test_stop_is_the_exact_reverse_of_start_order(stopper: list[Tasks]) -> None:
+def test_stop_is_staged_each_task_after_the_tasks_ordered_after_it_ended(
+    stopper: list[Tasks],
+) -> None:
     db = make_named("Db")
     cache = type("Cache", (Idle,), {"DEPS": (db,)})
     web = type("Web", (Idle,), {"DEPS": (cache,)})
@@ -328,8 +320,13 @@ def test_stop_is_the_exact_reverse_of_start_order(stopper: list[Tasks]) -> None:
     run_through_start(tasks)
     assert tasks.start_order == ("Log", "Db", "Cache", "Web")
     tasks.stop()
+    # Web and Log have nothing ordered after them: they stop at once, together.
+    assert ok_records(tasks, "stop") == ["Web", "Log"]
     assert tasks.join(WORKER_DEADLINE) == []
-    assert ok_records(tasks, "stop") == ["Web", "Cache", "Db", "Log"]
+    assert ok_records(tasks, "stop") == ["Web", "Log", "Cache", "Db"]
+    seq = {r.subject: r.seq for r in tasks.journal.records if r.ok and r.trigger == "finish"}
+    stops = {r.subject: r.seq for r in tasks.journal.records if r.ok and r.trigger == "stop"}
+    assert seq["Web"] < stops["Cache"] and seq["Cache"] < stops["Db"]
     assert tasks.state == C.STOPPED
     assert set(tasks.by_state()) == {T.STOPPED}
     journal_agrees(tasks)
@@ -585,8 +582,11 @@ def test_a_worker_that_raises_fails_its_task_and_asks_the_service_to_shut_down(
     assert tasks.state_of(Idle) == T.RUNNING
     tasks.stop()
     assert tasks.join(WORKER_DEADLINE) == []
-    assert tasks.state == C.STOPPED
+    # A collection in which a task failed ends failed, with that failure as its cause.
+    assert tasks.state == C.FAILED
+    assert tasks.failure is error
     assert ok_records(tasks, "stop") == ["Idle"]
+    assert type(error).__name__ in (record_of(tasks, "tasks", "fail").cause or "")
     journal_agrees(tasks)
 
 
@@ -695,8 +695,12 @@ def test_lookups_by_name_class_index_attribute_and_iteration() -> None:
     b = make_named("Beta", DEPS=(a,))
     stranger = make_named("Alpha")
     tasks = Tasks([b])
-    assert len(tasks) == 0
-    assert tasks.get("Alpha") is None and tasks.get(a, "none") == "none"
+    # Before create: the registered classes, in dependency order (as the seed describes).
+    assert len(tasks) == 2
+    assert list(tasks) == [a, b]
+    assert tasks[0] is a and tasks[-1] is b and tasks["Beta"] is b and tasks[a] is a
+    assert tasks.get("Alpha") is a and tasks.get("Gamma", "none") == "none"
+    assert tasks.Alpha is a
     assert tasks.state_of("Alpha") == T.REGISTERED
     with pytest.raises(LifecycleError, match="no instance"):
         tasks.require("Alpha")
@@ -707,8 +711,10 @@ def test_lookups_by_name_class_index_attribute_and_iteration() -> None:
     assert str(info.value) == "no task named 'Gamma'; registered: Alpha, Beta"
     with pytest.raises(UnknownTask):
         tasks.state_of(stranger)  # same name, different class
-    with pytest.raises(AttributeError, match="no created task 'Alpha'"):
-        _ = tasks.Alpha
+    with pytest.raises(UnknownTask):
+        _ = tasks[stranger]
+    with pytest.raises(AttributeError, match="no registered task 'Gamma'"):
+        _ = tasks.Gamma
 
     tasks.create()
     alpha, beta = tasks.require(a), tasks.require("Beta")
@@ -723,7 +729,7 @@ def test_lookups_by_name_class_index_attribute_and_iteration() -> None:
     assert stranger not in tasks and "Gamma" not in tasks
     with pytest.raises(UnknownTask):
         _ = tasks["Gamma"]
-    with pytest.raises(AttributeError):
+    with pytest.raises(AttributeError, match="no created task 'Gamma'"):
         _ = tasks.Gamma
     assert tasks.by_state() == {T.CREATED: ["Alpha", "Beta"]}
     assert tasks.start_order == ()

@@ -24,6 +24,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from lifecycle import audit
 from lifecycle.collection import Tasks
 from lifecycle.errors import (
     IllegalTransition,
@@ -189,7 +190,6 @@ class CollectionMachine(RuleBasedStateMachine):
         #: Tasks that were journaled as finished while one of their run_loops still ran.
         self.early_finishes: list[str] = []
         self.tasks.journal.subscribe(self.watch_finish)
-        self.stopped_with_errors: set[str] = set()
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -361,14 +361,20 @@ class CollectionMachine(RuleBasedStateMachine):
             assert names == [n for n in reversed(self.tasks.order) if n in names]
             return
         assert self.tasks.state == C.STOPPING
-        names = [r.subject for r in stops]
-        # Stop is the exact reverse of start (for the tasks still running when it came).
-        assert names == [n for n in reversed(self.tasks.start_order) if n in names]
-        for name in self.tasks.start_order:
-            assert self.task_state(name) != T.RUNNING, name
-            if name not in names:
-                assert self.task_state(name) in (T.FAILED, T.STOPPED), name
-        self.stopped_with_errors = {n for n in names if self.plans[n].stop == "raise"}
+        # What stop() began at once is checked by the audit invariant (the staged order);
+        # that the rest follows is checked by join.
+
+    def stopped_with_errors(self) -> set[str]:
+        """The tasks whose raising on_stop was called: stop took them from running."""
+        return {
+            r.subject
+            for r in self.journal_records
+            if r.ok
+            and r.kind == "task"
+            and r.trigger == "stop"
+            and r.dest == T.STOPPING
+            and self.plans[r.subject].stop == "raise"
+        }
 
     @rule(timeout=st.sampled_from([0, 0.01]))
     def join(self, timeout: float) -> None:
@@ -377,7 +383,7 @@ class CollectionMachine(RuleBasedStateMachine):
             left = self.tasks.join(timeout)
         except StopError as err:
             assert state == C.STOPPING
-            assert set(err.failed) == self.stopped_with_errors
+            assert set(err.failed) == self.stopped_with_errors()
             assert self.tasks.state == C.FAILED
             assert self.no_worker_alive()
             return
@@ -394,9 +400,15 @@ class CollectionMachine(RuleBasedStateMachine):
         # Nothing reported running: no worker thread may be alive.
         assert self.no_worker_alive()
         if state == C.STOPPING:
-            assert not self.stopped_with_errors
-            assert self.tasks.state == C.STOPPED
-            assert {self.task_state(n) for n in self.plans} <= {T.STOPPED, T.SKIPPED, T.FAILED}
+            assert not self.stopped_with_errors()
+            ends = {self.task_state(n) for n in self.plans}
+            assert ends <= {T.STOPPED, T.SKIPPED, T.FAILED}
+            # Any failed task fails the collection, with the first failure as its cause.
+            if T.FAILED in ends:
+                assert self.tasks.state == C.FAILED
+                assert self.tasks.failure is self.tasks.first_failure() is not None
+            else:
+                assert self.tasks.state == C.STOPPED
         else:
             assert self.tasks.state == state
 
@@ -470,9 +482,10 @@ class CollectionMachine(RuleBasedStateMachine):
             states, problems = replay(self.journal_records)
         assert problems == []
         assert states.get(("collection", "machine"), COLLECTION.initial) == live
+        instances = {task.name: task for task in self.tasks.tasks}
         for cls in self.tasks.task_classes:
             name = cls.__name__
-            task = self.tasks.get(name)
+            task = instances.get(name)
             if task is None:  # never created: no worker can touch it
                 live_task = self.task_state(name)
                 states, problems = replay(self.journal_records)
@@ -483,6 +496,11 @@ class CollectionMachine(RuleBasedStateMachine):
                     states, problems = replay(self.journal_records)
             assert problems == []
             assert states.get(("task", name), TASK.initial) == live_task, name
+
+    @invariant()
+    def the_journal_audits_clean_so_far(self) -> None:
+        # Every rule of the audit, the staged stop order included, holds at every step.
+        assert audit.check(self.tasks.journal, partial=True) == []
 
     @invariant()
     def finish_comes_after_every_worker_exited(self) -> None:
@@ -562,6 +580,7 @@ class CollectionMachine(RuleBasedStateMachine):
                 self.init_and_start_come_after_every_dependency,
                 self.every_skip_and_failure_has_its_cause,
                 self.finish_comes_after_every_worker_exited,
+                self.the_journal_audits_clean_so_far,
                 self.only_crashed_workers_ask_for_shutdown,
             ):
                 check()

@@ -452,7 +452,8 @@ def test_graph_of_a_service_object_class_or_task_class() -> None:
     from_class = dependency_diagram(FakeService)
     assert from_class.title == "dependencies of shop"
     assert {state for _, state in from_class.states} == {"registered"}
-    assert [name for name, _ in dependency_diagram(Api).states] == ["Api", "Store"]
+    # A task class brings what it requires and what it wants.
+    assert [name for name, _ in dependency_diagram(Api).states] == ["Api", "Cache", "Store"]
 
 
 def test_graph_of_a_real_service_is_titled_with_its_name() -> None:

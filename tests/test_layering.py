@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"spec", "graph", "loading", "options", "context"},
     {"journal"},
     {"engine"},
-    {"task"},
+    {"task", "stopping", "shutdown"},
     {"collection"},
     {"tasks.periodic", "tasks.queue"},
     {"tasks"},

@@ -42,7 +42,11 @@ def test_plan_of_a_service_class_gives_layers_orders_and_skips() -> None:
     result = plan(Service)
     assert result.layers == (("A", "E"), ("B",), ("C",), ("D",))
     assert result.start_order == ("A", "B", "C", "D", "E")
-    assert result.stop_order == tuple(reversed(result.start_order))
+    # E and D have nothing ordered after them; C waits for D, B for C (WANTS), A for B and C.
+    assert result.stop_layers == (("E", "D"), ("C",), ("B",), ("A",))
+    assert result.stop_order == ("E", "D", "C", "B", "A")
+    stops_after = {t.name: t.stops_after for t in result.tasks}
+    assert stops_after == {"A": ("B", "C"), "B": ("C",), "C": ("D",), "D": (), "E": ()}
     skips = {t.name: t.skips for t in result.tasks}
     assert skips == {"A": ("B", "C", "D"), "B": (), "C": ("D",), "D": (), "E": ()}
 
@@ -53,8 +57,8 @@ def test_wants_orders_but_never_skips() -> None:
     assert plan(Service).layers[1:3] == (("B",), ("C",))
 
 
-def test_plan_of_a_task_class_includes_its_deps() -> None:
-    assert plan(D).start_order == ("A", "C", "D")
+def test_plan_of_a_task_class_includes_its_deps_and_wants() -> None:
+    assert plan(D).start_order == ("A", "B", "C", "D")
 
 
 def test_plan_of_a_collection_matches_the_order_the_collection_uses() -> None:
@@ -94,6 +98,8 @@ def test_plan_data_renders_as_json() -> None:
         "workers": 0,
         "layer": 0,
         "skips": ["B", "C", "D"],
+        "stop_layer": 3,
+        "stops_after": ["B", "C"],
     }
 
 
@@ -157,7 +163,14 @@ def test_plan_orders_every_dependency_first_and_skips_what_deps_reach(
             assert position[dep.__name__] < position[cls.__name__]
     for task in result.tasks:
         assert set(task.skips) == dependents(task.name, requires)
-    assert result.stop_order == tuple(reversed(result.start_order))
+    # The staged stop: whatever is ordered after a task stops in an earlier stop layer.
+    stop_layer = {name: i for i, names in enumerate(result.stop_layers) for name in names}
+    stop_position = {name: i for i, name in enumerate(result.stop_order)}
+    assert sorted(result.stop_order) == sorted(requires)
+    for cls in classes:
+        for dep in (*cls.DEPS, *cls.WANTS):
+            assert stop_layer[cls.__name__] < stop_layer[dep.__name__]
+            assert stop_position[cls.__name__] < stop_position[dep.__name__]
 
 
 # -- the command -------------------------------------------------------------------------------
@@ -211,6 +224,7 @@ def test_cli_prints_layers_stop_order_and_skips(
     assert main(["plan", f"{module}:Service"]) == 0
     out = capsys.readouterr().out
     assert "  1: A\n  2: B\n" in out
+    assert "stop layers" in out and "  1: B\n  2: A (after B)\n" in out
     assert "stop order: B, A" in out
     assert "  A: B\n" in out and "  B: (nothing)\n" in out
 
@@ -219,9 +233,11 @@ def test_cli_json_is_the_plan(module: str, capsys: pytest.CaptureFixture[str]) -
     assert main(["plan", "--json", f"{module}:Service"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["layers"] == [["A"], ["B"]] and doc["stop_order"] == ["B", "A"]
+    assert doc["stop_layers"] == [["B"], ["A"]]
+    assert [t["stops_after"] for t in doc["tasks"]] == [["B"], []]
 
 
-@pytest.mark.parametrize(("name", "message"), [("Y", "X -> Y -> X"), ("Twins", "'Twin'")])
+@pytest.mark.parametrize(("name", "message"), [("Y", "Y -> X -> Y"), ("Twins", "'Twin'")])
 def test_cli_exits_1_for_cycles_and_duplicates(
     module: str, capsys: pytest.CaptureFixture[str], name: str, message: str
 ) -> None:

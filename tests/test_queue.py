@@ -133,6 +133,7 @@ def test_an_exception_on_an_item_nobody_observes_is_a_crash() -> None:
         task = tasks.Fragile
         task.put("boom")
         assert service.asked.wait(WAIT)
+        assert task.join(WAIT)
         assert task.state == TaskState.FAILED
         assert isinstance(task.failure, RuntimeError)
         assert service.reasons == ["task 'Fragile' failed: RuntimeError: unobserved"]

@@ -1,0 +1,163 @@
+"""Stop requests, the stop deadline and signals: when a service must stop, and by when.
+
+A `ShutdownRequests` object records requests lock-free (a signal handler may make them), arms
+the stop deadline at the first request whatever the phase (init included), turns SIGINT and
+SIGTERM into requests and a second one into a forced exit, and, while an ``init_task`` runs on
+the main thread, interrupts that hook once the deadline passes or the exit is forced (a hook
+that never returns must not hang the process). What the stop then does is the collection's
+and its coordinator's business (`lifecycle.collection`, `lifecycle.stopping`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from types import FrameType
+from typing import Any
+
+from lifecycle.errors import ForcedShutdown, LifecycleError, LifecycleInterrupt, StopTimeout
+
+__all__ = ["STOP_SIGNALS", "ShutdownRequests"]
+
+#: The signals that request a graceful stop (a second one forces the exit).
+STOP_SIGNALS = tuple(
+    s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s is not None
+)
+_ALARM = getattr(signal, "SIGALRM", None)
+
+
+class ShutdownRequests:
+    """The stop requests of one service, its stop deadline and its signal handling.
+
+    ``timeout``: seconds from the first request to the stop deadline. ``wake``: called (from
+    any thread, or a signal handler: it must be signal-safe) after every request and when the
+    exit is forced. ``busy``: the names of the tasks still at work, for the errors that name
+    them.
+
+    `request` is lock-free and idempotent; the first reason is kept. Thread-safe.
+    """
+
+    def __init__(
+        self, timeout: float, wake: Callable[[], None], busy: Callable[[], Sequence[str]]
+    ) -> None:
+        self.timeout = timeout
+        self._wake = wake
+        self._busy = busy
+        self._reasons: list[str] = []
+        self._signals: list[str] = []
+        self._deadline: float | None = None
+        self._forced = False
+        self._guarding_init = False  # an init_task runs on the main thread under `guard_init`
+
+    # -- requests --------------------------------------------------------------------------
+
+    def request(self, reason: str) -> None:
+        """Ask for a stop and arm the deadline if this is the first request. Signal-safe."""
+        self._reasons.append(reason)  # list.append is atomic
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self.timeout
+            if self._guarding_init:
+                _arm_alarm(self.timeout)
+                if not self._guarding_init:  # init ended meanwhile: no stray alarm later
+                    _arm_alarm(None)
+        self._wake()
+
+    @property
+    def requested(self) -> bool:
+        return bool(self._reasons)
+
+    @property
+    def reason(self) -> str | None:
+        """The first request's reason, if any."""
+        return self._reasons[0] if self._reasons else None
+
+    @property
+    def forced(self) -> bool:
+        """Whether a second signal gave up waiting."""
+        return self._forced
+
+    @property
+    def deadline(self) -> float | None:
+        """The stop deadline (a `time.monotonic` value), once a stop was requested."""
+        return self._deadline
+
+    def left(self) -> float:
+        """Seconds until the deadline (never negative; the whole timeout before a request)."""
+        if self._deadline is None:
+            return self.timeout
+        return max(0.0, self._deadline - time.monotonic())
+
+    def gave_up_error(self, names: Sequence[str]) -> LifecycleError:
+        """The error that ends a stop that did not finish: `ForcedShutdown` after a second
+        signal, else `StopTimeout`, naming ``names``."""
+        if self._forced:
+            return ForcedShutdown(names, self._signals[-1] if self._signals else "signal")
+        return StopTimeout(names, self.timeout)
+
+    # -- signals ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def handling_signals(self) -> Iterator[bool]:
+        """Turn SIGINT/SIGTERM into requests while inside; yields whether it could (only the
+        main thread can). The previous handlers are restored on exit."""
+        if threading.current_thread() is not threading.main_thread():
+            yield False
+            return
+        previous: dict[int, Any] = {}
+        try:
+            for signum in STOP_SIGNALS:
+                previous[signum] = signal.signal(signum, self._on_signal)
+            if _ALARM is not None:
+                previous[_ALARM] = signal.signal(_ALARM, self._on_alarm)
+            yield True
+        finally:
+            _arm_alarm(None)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    @contextlib.contextmanager
+    def guard_init(self, active: bool) -> Iterator[None]:
+        """While inside (and ``active``: our handlers are installed on this, the main thread),
+        a passed deadline or a forced exit raises `LifecycleInterrupt` into the running hook."""
+        if not active or _ALARM is None:
+            yield
+            return
+        self._guarding_init = True
+        try:
+            if self._deadline is not None:
+                _arm_alarm(self.left())
+            yield
+        finally:
+            self._guarding_init = False
+            _arm_alarm(None)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        self._signals.append(name)
+        if len(self._signals) == 1:
+            self.request(f"received {name}")
+            return
+        self._forced = True
+        self._wake()
+        if self._guarding_init:
+            raise LifecycleInterrupt(self.gave_up_error(self._busy()))
+
+    def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
+        if self._guarding_init:
+            self._interrupt_if_due()
+
+    def _interrupt_if_due(self) -> None:
+        if self._forced or (self._deadline is not None and self.left() <= 0):
+            raise LifecycleInterrupt(self.gave_up_error(self._busy()))
+
+
+def _arm_alarm(seconds: float | None) -> None:
+    """Deliver SIGALRM after ``seconds`` (at once if none are left; None disarms). A no-op
+    where there is no SIGALRM."""
+    if _ALARM is None:
+        return
+    # A zero interval would disarm the timer: a deadline already passed fires in 1 ms instead.
+    signal.setitimer(signal.ITIMER_REAL, 0 if seconds is None else max(seconds, 1e-3))
