@@ -161,8 +161,8 @@ class Tasks:
         `LifecycleError` if another registered task requires it (DEPS; a task that only WANTS
         it does without)."""
         with self.lifecycle.lock:
+            self._require_registering("unregister", task)
             name = self._name(task)
-            self._require_registering("unregister", repr(name))
             needed_by = [
                 n for n, c in self._classes.items() if name in {task_name(d) for d in c.DEPS}
             ]
@@ -411,11 +411,14 @@ class Tasks:
             coordinator = self._coordinator
             if coordinator is None:
                 return
-            stragglers = [t.name for t in self._unended(self._order) if t.running]
-        coordinator.give_up(
-            stragglers, f"the collection gave up ({type(cause).__name__}: {safe_str(cause)})"
-        )
+        coordinator.give_up(f"the collection gave up ({type(cause).__name__}: {safe_str(cause)})")
         self._news.put(None)
+
+    def stragglers(self) -> list[str]:
+        """The names of the tasks asked to stop whose code still runs (workers, `on_stop`),
+        in dependency order: what a stop deadline names. Empty unless stopping."""
+        coordinator = self._coordinator
+        return coordinator.stragglers() if coordinator is not None else []
 
     @property
     def failure(self) -> BaseException | None:

@@ -445,10 +445,13 @@ class Service:
         self._wake()
 
     def _busy_names(self) -> list[str]:
-        """The tasks at work: started and not ended, or the one whose ``init_task`` runs."""
-        running = self.still_running()
+        """The tasks a stop is waiting for: those asked to stop that have not ended, else the
+        one whose ``init_task`` runs, else every task that has not ended."""
+        stragglers = self.tasks.stragglers()
+        if stragglers:
+            return stragglers
         initializing = self.tasks.initializing
-        return running if running or initializing is None else [initializing]
+        return [initializing] if initializing is not None else self.still_running()
 
     def _wake(self) -> None:
         # Signal-safe: a lock release and a SimpleQueue put.

@@ -204,18 +204,24 @@ class StopCoordinator:
         finally:
             self._lock.release()
 
-    def give_up(self, stragglers: Sequence[str], why: str) -> None:
-        """Stop waiting for ``stragglers``: the rest still stop in order, as if they had ended.
-
-        Each stop begun from now on is journaled with a cause saying ``why`` and naming them.
-        """
+    def stragglers(self) -> list[str]:
+        """The tasks asked to stop that have not ended (their code still runs), in order."""
         with self._lock:
+            return [n for n in self._order.names if n in self._begun and not self._is_ended(n)]
+
+    def give_up(self, why: str) -> list[str]:
+        """Stop waiting for the `stragglers`; return them. The rest still stop in order, as if
+        the stragglers had ended; each stop begun from now on is journaled with a cause saying
+        ``why`` and naming them."""
+        with self._lock:
+            stragglers = self.stragglers()
             named = ", ".join(stragglers) if stragglers else "none"
             self._late_cause = f"stopped after {why}; still running then: {named}"
             freed: list[str] = []
             for name in stragglers:
                 freed += self._order.end(name)
             self._begin_all(sorted({*freed, *self._order.free()}, key=self._rank))
+            return stragglers
 
     def force(self) -> None:
         """Begin the stop of every task not asked yet, at once, last in order first."""
