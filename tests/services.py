@@ -6,7 +6,9 @@ happens, so a line with ``starting -> running`` on the service means every task 
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 
 from lifecycle.service import Service
 from lifecycle.task import Task
@@ -78,3 +80,101 @@ class Finisher(Task):
 
 class SelfStopping(Service):
     TASKS = (Finisher,)
+
+
+# -- the staged stop: a dependency closed under its user fails a graceful stop -------------------
+
+
+class SqliteDb(Task):
+    """An in-memory sqlite database, closed in `on_stop`."""
+
+    LOOPLESS = True
+
+    def init_task(self) -> None:
+        self.conn = sqlite3.connect(":memory:", check_same_thread=False)
+        self.conn.execute("create table notes (text)")
+
+    def on_stop(self) -> None:
+        self.conn.close()
+
+
+class SqliteWriter(Task):
+    """After stop is requested, still writes its in-flight work to the database."""
+
+    DEPS = (SqliteDb,)
+
+    def run_loop(self) -> None:
+        db = self.service.tasks.require(SqliteDb)
+        self.stop_event.wait()
+        time.sleep(0.2)  # in-flight work, finishing after the stop request
+        with db.conn:
+            db.conn.execute("insert into notes values ('written after stop')")
+
+
+class SqliteService(Service):
+    TASKS = (SqliteWriter,)
+
+
+# -- hooks that hang or raise what they should not -----------------------------------------------
+
+
+class HangsInInit(Task):
+    """Its init_task never returns."""
+
+    LOOPLESS = True
+
+    def init_task(self) -> None:
+        _NEVER.wait()
+
+
+class HungInit(Service):
+    TASKS = (HangsInInit,)
+
+
+class HangsInOnStop(Task):
+    def run_loop(self) -> None:
+        self.stop_event.wait()
+
+    def on_stop(self) -> None:
+        _NEVER.wait()
+
+
+class HungOnStop(Service):
+    TASKS = (Waiter, HangsInOnStop)
+
+
+class ExitsInOnStop(Task):
+    DEPS = (Waiter,)
+
+    def run_loop(self) -> None:
+        self.stop_event.wait()
+
+    def on_stop(self) -> None:
+        raise SystemExit(0)
+
+
+class StopExits(Service):
+    TASKS = (ExitsInOnStop,)
+
+
+class InterruptsInOnStop(Task):
+    DEPS = (Waiter,)
+    LOOPLESS = True
+
+    def on_stop(self) -> None:
+        raise KeyboardInterrupt
+
+
+class StopInterrupts(Service):
+    TASKS = (InterruptsInOnStop,)
+
+
+class ExitsInInit(Task):
+    LOOPLESS = True
+
+    def init_task(self) -> None:
+        raise SystemExit(0)
+
+
+class InitExits(Service):
+    TASKS = (Waiter, ExitsInInit)

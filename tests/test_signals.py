@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from lifecycle.audit import check
 from lifecycle.journal import read_journal
 
 pytestmark = [
@@ -172,3 +173,90 @@ def test_the_stop_deadline_lets_the_process_exit_past_a_task_that_never_stops(
     collection = [r for r in records if r.kind == "collection"][-1]
     assert (collection.trigger, collection.dest) == ("fail", "failed")
     assert "Stubborn" in (collection.cause or "")
+
+
+def _audits_clean(journal: Path) -> None:
+    assert check(journal) == [], [str(v) for v in check(journal)]
+
+
+def test_sigterm_with_a_dependency_closed_in_on_stop_exits_0_and_audits_clean(
+    tmp_path: Path,
+) -> None:
+    # The writer still writes after the stop request: the database must outlive it.
+    journal = tmp_path / "run.jsonl"
+    child = Child("tests.services:SqliteService", "--journal", str(journal))
+    _ready(child)
+    child.signal(signal.SIGTERM)
+    _, err = child.finish()
+    assert child.proc.returncode == 0, err
+    _audits_clean(journal)
+
+
+def test_sigterm_while_init_task_hangs_exits_1_at_the_deadline_naming_it(tmp_path: Path) -> None:
+    journal = tmp_path / "run.jsonl"
+    child = Child("tests.services:HungInit", "--journal", str(journal), "--stop-timeout", "0.3")
+    child.wait_for("HangsInInit", "registered -> created")
+    child.signal(signal.SIGTERM)
+    _, err = child.finish()
+    assert child.proc.returncode == 1
+    assert "StopTimeout" in err and "HangsInInit" in err
+    _audits_clean(journal)
+
+
+def test_a_second_signal_while_init_task_hangs_forces_exit_1(tmp_path: Path) -> None:
+    journal = tmp_path / "run.jsonl"
+    child = Child("tests.services:HungInit", "--journal", str(journal), "--stop-timeout", "60")
+    child.wait_for("HangsInInit", "registered -> created")
+    child.signal(signal.SIGTERM)
+    child.signal(signal.SIGINT)
+    _, err = child.finish()
+    assert child.proc.returncode == 1
+    assert "ForcedShutdown" in err and "HangsInInit" in err
+    _audits_clean(journal)
+
+
+def test_an_on_stop_that_never_returns_ends_at_the_deadline_with_exit_1(tmp_path: Path) -> None:
+    journal = tmp_path / "run.jsonl"
+    child = Child("tests.services:HungOnStop", "--journal", str(journal), "--stop-timeout", "0.3")
+    _ready(child)
+    child.signal(signal.SIGTERM)
+    _, err = child.finish()
+    assert child.proc.returncode == 1
+    assert "StopTimeout" in err and "HangsInOnStop" in err
+    _audits_clean(journal)
+
+
+@pytest.mark.parametrize(
+    ("service", "task", "raised"),
+    [
+        ("StopExits", "ExitsInOnStop", "SystemExit"),
+        ("StopInterrupts", "InterruptsInOnStop", "KeyboardInterrupt"),
+    ],
+)
+def test_system_exit_or_keyboard_interrupt_from_on_stop_fails_the_run_with_exit_1(
+    tmp_path: Path, service: str, task: str, raised: str
+) -> None:
+    journal = tmp_path / "run.jsonl"
+    child = Child(f"tests.services:{service}", "--journal", str(journal))
+    _ready(child)
+    child.signal(signal.SIGTERM)
+    _, err = child.finish()
+    assert child.proc.returncode == 1, err
+    _, records = read_journal(journal)
+    fail = next(r for r in records if r.subject == task and r.trigger == "fail")
+    assert raised in (fail.cause or "")
+    # Every other task was still stopped, after it.
+    assert [r.dest for r in records if r.subject == "Waiter"][-1] == "stopped"
+    _audits_clean(journal)
+
+
+def test_system_exit_0_in_init_task_is_a_failed_start_with_exit_1(tmp_path: Path) -> None:
+    journal = tmp_path / "run.jsonl"
+    child = Child("tests.services:InitExits", "--journal", str(journal))
+    _, err = child.finish()
+    assert child.proc.returncode == 1, err
+    assert "InitError" in err or "ExitsInInit" in err
+    _, records = read_journal(journal)
+    fail = next(r for r in records if r.subject == "ExitsInInit" and r.trigger == "fail")
+    assert "SystemExit" in (fail.cause or "")
+    _audits_clean(journal)
