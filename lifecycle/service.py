@@ -285,15 +285,15 @@ class Service:
         cause) is raised; `failure` is that root cause. Raises `IllegalTransition` unless the
         service is new. A shutdown requested during init stops the service before any worker
         starts (the stop itself is left to `wait` or `run`); its deadline counts from that
-        request, and under `run` on the main thread an ``init_task`` still running when it
-        passes (or at a second signal) is interrupted with `LifecycleInterrupt`, which is
-        raised after the service ended ``failed``.
+        request, and under `run` on the main thread a constructor or ``init_task`` still
+        running when it passes (or at a second signal) is interrupted with
+        `LifecycleInterrupt`, which is raised after the service ended ``failed``.
         """
         with self._drive:
             self.lifecycle.fire("start")
             try:
-                self.tasks.create(self)
-                with self._requests.guard_init(self._signals_handled):
+                with self._requests.guard_hooks(self._signals_handled):
+                    self.tasks.create(self)
                     self.tasks.init()
                 if self._requests.requested:
                     return  # asked to stop while starting: never launch the workers

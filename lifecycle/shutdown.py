@@ -2,10 +2,11 @@
 
 A `ShutdownRequests` object records requests lock-free (a signal handler may make them), arms
 the stop deadline at the first request whatever the phase (init included), turns SIGINT and
-SIGTERM into requests and a second one into a forced exit, and, while an ``init_task`` runs on
-the main thread, interrupts that hook once the deadline passes or the exit is forced (a hook
-that never returns must not hang the process). What the stop then does is the collection's
-and its coordinator's business (`lifecycle.collection`, `lifecycle.stopping`).
+SIGTERM into requests and a second one into a forced exit, and, while a constructor or an
+``init_task`` runs on the main thread, interrupts that hook once the deadline passes or the
+exit is forced (a hook that never returns must not hang the process). What the stop then does
+is the collection's and its coordinator's business (`lifecycle.collection`,
+`lifecycle.stopping`).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class ShutdownRequests:
         self._signals: list[str] = []
         self._deadline: float | None = None
         self._forced = False
-        self._guarding_init = False  # an init_task runs on the main thread under `guard_init`
+        self._guarding = False  # task code runs on the main thread under `guard_hooks`
 
     # -- requests --------------------------------------------------------------------------
 
@@ -59,9 +60,9 @@ class ShutdownRequests:
         self._reasons.append(reason)  # list.append is atomic
         if self._deadline is None:
             self._deadline = time.monotonic() + self.timeout
-            if self._guarding_init:
+            if self._guarding:
                 _arm_alarm(self.timeout)
-                if not self._guarding_init:  # init ended meanwhile: no stray alarm later
+                if not self._guarding:  # the hooks ended meanwhile: no stray alarm later
                     _arm_alarm(None)
         self._wake()
 
@@ -119,19 +120,20 @@ class ShutdownRequests:
                 signal.signal(signum, handler)
 
     @contextlib.contextmanager
-    def guard_init(self, active: bool) -> Iterator[None]:
+    def guard_hooks(self, active: bool) -> Iterator[None]:
         """While inside (and ``active``: our handlers are installed on this, the main thread),
-        a passed deadline or a forced exit raises `LifecycleInterrupt` into the running hook."""
+        a passed deadline or a forced exit raises `LifecycleInterrupt` into the hook running
+        on it (a constructor, an ``init_task``)."""
         if not active or _ALARM is None:
             yield
             return
-        self._guarding_init = True
+        self._guarding = True
         try:
             if self._deadline is not None:
                 _arm_alarm(self.left())
             yield
         finally:
-            self._guarding_init = False
+            self._guarding = False
             _arm_alarm(None)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -142,11 +144,11 @@ class ShutdownRequests:
             return
         self._forced = True
         self._wake()
-        if self._guarding_init:
+        if self._guarding:
             raise LifecycleInterrupt(self.gave_up_error(self._busy()))
 
     def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
-        if self._guarding_init:
+        if self._guarding:
             self._interrupt_if_due()
 
     def _interrupt_if_due(self) -> None:
