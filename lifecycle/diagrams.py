@@ -43,6 +43,7 @@ fails or times out; `write_all` writes files.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
 import re
@@ -50,7 +51,7 @@ import shutil
 import subprocess
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,7 @@ __all__ = [
     "mermaid",
     "printable",
     "render",
+    "shorten",
     "svg",
     "write_all",
 ]
@@ -109,6 +111,19 @@ DEMO_SERVICE = "lifecycle.demo:DemoService"
 
 #: Seconds `svg` lets ``dot`` run before giving up.
 DOT_TIMEOUT = 30.0
+
+#: The longest Mermaid text that Mermaid draws with its default configuration: its
+#: ``maxTextSize`` setting (50,000 characters), which ``mermaid.render`` checks before drawing
+#: and, past it, draws "Maximum text size in diagram exceeded" instead of the diagram.
+#: `mermaid` never returns a longer text.
+MERMAID_MAX_TEXT_SIZE = 50_000
+#: Labels longer than this (in characters as shown, see `printable`) are shortened in Mermaid
+#: text: cut, with an ellipsis and the start of their SHA-256 after it (`shorten`).
+MERMAID_LABEL_LIMIT = 60
+#: How short labels get when a diagram does not fit `MERMAID_MAX_TEXT_SIZE` with the usual ones.
+MERMAID_MIN_LABEL_LIMIT = 20
+#: Marks a shortened label: the text before it is the start of the full one.
+ELLIPSIS = "\N{HORIZONTAL ELLIPSIS}"
 
 
 class DiagramError(LifecycleError, ValueError):
@@ -448,6 +463,48 @@ def _ids(values: Iterable[str], prefix: str) -> dict[str, str]:
     }
 
 
+# How many hex digits of a text's SHA-256 follow the ellipsis of its shortened label: the first
+# count, then more for texts whose labels would still be alike (the whole digest at most).
+_DIGEST_DIGITS = (8, 16, 64)
+
+
+def _digest(text: str, digits: int) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:digits]
+
+
+def _cut(text: str, limit: int, digits: int | None = None) -> str:
+    """``text`` as shown (`printable`), shortened to ``limit`` characters if it is longer: its
+    start, `ELLIPSIS` and the first ``digits`` (default 8) hex digits of the SHA-256 of the
+    full ``text``. With ``digits`` given, a short text is marked so too (to tell it apart)."""
+    shown = printable(text)
+    if digits is None:
+        if len(shown) <= limit:
+            return shown
+        digits = _DIGEST_DIGITS[0]
+    keep = max(limit - len(ELLIPSIS) - digits, 1)
+    return shown[:keep] + ELLIPSIS + _digest(text, digits)
+
+
+def shorten(texts: Iterable[str], limit: int = MERMAID_LABEL_LIMIT) -> dict[str, str]:
+    """Each of ``texts`` -> its label: as shown (`printable`) if at most ``limit`` characters
+    long, else its start, `ELLIPSIS` and the first hex digits of the SHA-256 of the full text
+    (``"aaaa…3f1c9b2e"``), at most ``limit`` characters in all. Distinct texts get distinct
+    labels: texts whose labels would be alike (long texts with a common start, or texts shown
+    alike, such as ``"\\x00"`` and ``"\x00"``) are marked with longer digests, up to the whole
+    SHA-256, so two labels can only be alike if SHA-256 collides. Pure and deterministic."""
+    labels = {text: _cut(text, limit) for text in texts}
+    for digits in _DIGEST_DIGITS:
+        groups: dict[str, list[str]] = {}
+        for text, label in labels.items():
+            groups.setdefault(label, []).append(text)
+        alike = [text for group in groups.values() if len(group) > 1 for text in group]
+        if not alike:
+            break
+        for text in alike:
+            labels[text] = _cut(text, limit, digits)
+    return labels
+
+
 def _dot_string(text: str) -> str:
     """``text`` as a quoted DOT string whose label shows exactly ``printable(text)``."""
     out = []
@@ -475,34 +532,94 @@ def _dot_lines(lines: Sequence[str]) -> str:
 
 
 def mermaid(diagram: Diagram) -> str:
-    """The Mermaid text of ``diagram`` (ASCII, ends with a newline)."""
+    """The Mermaid text of ``diagram`` (ASCII, ends with a newline), never longer than
+    `MERMAID_MAX_TEXT_SIZE`, whatever the names.
+
+    A label longer than `MERMAID_LABEL_LIMIT` characters is shortened visibly, and distinct
+    names keep distinct labels (see `shorten`). A diagram too large even so is drawn with labels
+    of `MERMAID_MIN_LABEL_LIMIT` characters and, if that is not enough, degrades visibly rather
+    than failing in the browser: a dependency graph draws as many tasks as fit (by name) and a
+    box saying how many tasks and arrows are not drawn; a machine diagram lists as many refused
+    triggers as fit and says how many more there were. A machine is the contract and is drawn
+    whole or not at all: raises `DiagramError` when its states and edges alone do not fit
+    (the dot and svg formats have no such limit).
+    """
     if isinstance(diagram, MachineDiagram):
-        return _mermaid_machine(diagram)
-    return _mermaid_dependencies(diagram)
+        text = _fit(lambda limit: _state_diagram(diagram, limit), len(diagram.aside))
+        if text is None:
+            raise DiagramError(
+                f"the {diagram.spec.name} machine ({len(diagram.spec.states)} states, "
+                f"{len(diagram.arrows)} arrows) does not fit Mermaid's limit of "
+                f"{MERMAID_MAX_TEXT_SIZE:,} characters even with labels shortened to "
+                f"{MERMAID_MIN_LABEL_LIMIT} characters; use the dot or svg format"
+            )
+        return text
+    text = _fit(lambda limit: _flowchart(diagram, limit), len(diagram.states))
+    if text is None:  # pragma: no cover - a flowchart of no task always fits
+        raise DiagramError("a dependency graph of no task does not fit Mermaid's limit")
+    return text
 
 
-def _mermaid_machine(d: MachineDiagram) -> str:
+def _fit(draw: Callable[[int], Callable[[int], str]], items: int) -> str | None:
+    """The longest text within `MERMAID_MAX_TEXT_SIZE` that ``draw`` makes, or None.
+
+    ``draw(limit)`` shortens labels to ``limit`` characters and returns a function that draws
+    the first ``n`` of the diagram's ``items`` droppable items (tasks, refused triggers) with a
+    note saying how many were left out (no note when ``n == items``). Tries every item with the
+    usual, then with the shortest labels, then the most items that fit with the shortest labels
+    (the text grows with ``n``, so a binary search finds it).
+    """
+    for limit in (MERMAID_LABEL_LIMIT, MERMAID_MIN_LABEL_LIMIT):
+        drawing = draw(limit)
+        text = drawing(items)
+        if len(text) <= MERMAID_MAX_TEXT_SIZE:
+            return text
+    if items == 0 or len(drawing(0)) > MERMAID_MAX_TEXT_SIZE:
+        return None
+    fits, too_many = 0, items
+    while too_many - fits > 1:
+        middle = (fits + too_many) // 2
+        if len(drawing(middle)) <= MERMAID_MAX_TEXT_SIZE:
+            fits = middle
+        else:
+            too_many = middle
+    return drawing(fits)
+
+
+def _not_drawn(count: int, what: str) -> str:
+    return f"{count:,} more {what}{'' if count == 1 else 's'}"
+
+
+_TOO_LARGE = (
+    f"not drawn: Mermaid draws at most {MERMAID_MAX_TEXT_SIZE:,} characters; "
+    "the dot and svg formats show everything"
+)
+
+
+def _state_diagram(d: MachineDiagram, limit: int) -> Callable[[int], str]:
     spec = d.spec
     ids = _ids((s.value for s in spec.states), "s")
-    out = ["stateDiagram-v2"]
-    out.append("    classDef terminal stroke-width:3px")
-    out.append(f"    classDef current fill:{CURRENT_COLOUR},stroke-width:3px,font-weight:bold")
-    out.append("    classDef unvisited fill:#f3f3f3,color:#999999,stroke:#bbbbbb")
+    states = shorten((s.value for s in spec.states), limit)
+    asides = shorten(d.aside, limit)
+    head = ["stateDiagram-v2"]
+    head.append("    classDef terminal stroke-width:3px")
+    head.append(f"    classDef current fill:{CURRENT_COLOUR},stroke-width:3px,font-weight:bold")
+    head.append("    classDef unvisited fill:#f3f3f3,color:#999999,stroke:#bbbbbb")
     for state in spec.states:
-        out.append(f'    state "{_mermaid_text(state.value, " ")}" as {ids[state.value]}')
-    out.append(f"    [*] --> {ids[spec.initial]}")
+        head.append(f'    state "{_mermaid_text(states[state.value], " ")}" as {ids[state.value]}')
+    head.append(f"    [*] --> {ids[spec.initial]}")
     for arrow in d.arrows:
-        label = f" : {_mermaid_text(arrow.label, ' ')}" if arrow.label else ""
-        out.append(f"    {ids[arrow.source]} --> {ids[arrow.dest]}{label}")
+        label = f" : {_mermaid_text(_cut(arrow.label, limit), ' ')}" if arrow.label else ""
+        head.append(f"    {ids[arrow.source]} --> {ids[arrow.dest]}{label}")
     for state in spec.states:
         if state.value in spec.terminal:
-            out.append(f"    {ids[state.value]} --> [*]")
+            head.append(f"    {ids[state.value]} --> [*]")
     for state in spec.states:
         for line in d.notes.get(state.value, ()):
-            out.append(f"    {ids[state.value]} : {_mermaid_text(line, ' ')}")
+            head.append(f"    {ids[state.value]} : {_mermaid_text(_cut(line, limit), ' ')}")
     if d.aside:
-        out.append(f'    state "{_mermaid_text(d.aside_title, " ")}" as aside')
-        out.extend(f"    aside : {_mermaid_text(line, ' ')}" for line in d.aside)
+        head.append(f'    state "{_mermaid_text(d.aside_title, " ")}" as aside')
+    tail = []
     classes = {
         "terminal": [s.value for s in spec.states if s.value in spec.terminal],
         "unvisited": [s.value for s in spec.states if s.value in d.unvisited],
@@ -510,29 +627,56 @@ def _mermaid_machine(d: MachineDiagram) -> str:
     }
     for name, members in classes.items():
         if members:
-            out.append(f"    class {','.join(ids[m] for m in members)} {name}")
-    return "\n".join(out) + "\n"
+            tail.append(f"    class {','.join(ids[m] for m in members)} {name}")
+    lines = [f"    aside : {_mermaid_text(asides[line], ' ')}" for line in d.aside]
+
+    def drawing(n: int) -> str:
+        out = head + lines[:n]
+        if n < len(lines):
+            note = f"{ELLIPSIS} {_not_drawn(len(lines) - n, 'refused trigger')} {_TOO_LARGE}"
+            out.append(f"    aside : {_mermaid_text(note, ' ')}")
+        return "\n".join(out + tail) + "\n"
+
+    return drawing
 
 
-def _mermaid_dependencies(d: DependencyDiagram) -> str:
+def _flowchart(d: DependencyDiagram, limit: int) -> Callable[[int], str]:
     ids = _ids((name for name, _ in d.states), "t")
-    out = ["flowchart TD"]
+    names = shorten((name for name, _ in d.states), limit)
+    head = ["flowchart TD"]
     for member in TaskState:
-        out.append(f"    classDef {member.value} fill:{STATE_COLOURS[member]},stroke:#666666")
-    out.append(f"    classDef unknown fill:{UNKNOWN_COLOUR},stroke:#666666,stroke-dasharray:3 3")
-    members: dict[str, list[str]] = {}
+        head.append(f"    classDef {member.value} fill:{STATE_COLOURS[member]},stroke:#666666")
+    head.append(f"    classDef unknown fill:{UNKNOWN_COLOUR},stroke:#666666,stroke-dasharray:3 3")
+    boxes = []
     for name, state in d.states:
-        shown = state if state is not None else "(not registered)"
-        label = _mermaid_text(name, "<br/>") + "<br/>" + _mermaid_text(shown, "<br/>")
-        out.append(f'    {ids[name]}["{label}"]')
-        members.setdefault(_colour_class(state), []).append(ids[name])
-    for arrow in d.arrows:
-        link = "-.->" if arrow.label == "wants" else "-->"
-        out.append(f"    {ids[arrow.source]} {link} {ids[arrow.dest]}")
-    for name in [*(s.value for s in TaskState), "unknown"]:
-        if name in members:
-            out.append(f"    class {','.join(members[name])} {name}")
-    return "\n".join(out) + "\n"
+        shown = _cut(state if state is not None else "(not registered)", limit)
+        label = _mermaid_text(names[name], "<br/>") + "<br/>" + _mermaid_text(shown, "<br/>")
+        boxes.append(f'    {ids[name]}["{label}"]')
+
+    def drawing(n: int) -> str:
+        drawn = d.states[:n]
+        shown = {name for name, _ in drawn}
+        out = head + boxes[:n]
+        members: dict[str, list[str]] = {}
+        for name, state in drawn:
+            members.setdefault(_colour_class(state), []).append(ids[name])
+        arrows = [a for a in d.arrows if a.source in shown and a.dest in shown]
+        for arrow in arrows:
+            link = "-.->" if arrow.label == "wants" else "-->"
+            out.append(f"    {ids[arrow.source]} {link} {ids[arrow.dest]}")
+        if n < len(d.states):
+            note = (
+                f"{ELLIPSIS} {_not_drawn(len(d.states) - n, 'task')} and "
+                f"{_not_drawn(len(d.arrows) - len(arrows), 'arrow')} {_TOO_LARGE}"
+            )
+            out.append(f'    omitted["{_mermaid_text(note, "<br/>")}"]')
+            members.setdefault("unknown", []).append("omitted")
+        for name in [*(s.value for s in TaskState), "unknown"]:
+            if name in members:
+                out.append(f"    class {','.join(members[name])} {name}")
+        return "\n".join(out) + "\n"
+
+    return drawing
 
 
 def _colour_class(state: str | None) -> str:

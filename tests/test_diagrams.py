@@ -41,6 +41,7 @@ from lifecycle.diagrams import (
     machine_diagram,
     mermaid,
     printable,
+    shorten,
 )
 from lifecycle.errors import InvalidSpec
 from lifecycle.journal import Journal, JournalFormatError, Transition
@@ -116,6 +117,11 @@ _FLOW_LINE = [
 
 def decode_mermaid(text: str) -> str:
     return _ENTITY.sub(lambda m: chr(int(m.group(1))), text.replace("<br/>", "\n"))
+
+
+def _shortened(text: str) -> str:
+    """``text`` as a Mermaid label shows it."""
+    return shorten([text])[text]
 
 
 def mermaid_problems(text: str, grammar: Sequence[re.Pattern[str]]) -> list[str]:
@@ -330,8 +336,9 @@ def test_mermaid_of_any_names_is_well_formed_and_round_trips(
         text = mermaid(diagram)
         assert mermaid_problems(text, _FLOW_LINE) == []
         shown = sorted(declared_labels(text).values())
+        names = shorten(name for name, _ in diagram.states)
         expected = sorted(
-            printable(name) + "\n" + printable(state if state is not None else "(not registered)")
+            names[name] + "\n" + _shortened(state if state is not None else "(not registered)")
             for name, state in diagram.states
         )
         assert shown == expected
@@ -346,16 +353,16 @@ def test_mermaid_of_any_machine_is_well_formed_and_round_trips(
         assert mermaid_problems(text, _MACHINE_LINE) == []
         labels = declared_labels(text)
         # a state diagram's labels are one line: newlines are shown as spaces
+        states = shorten(s.value for s in spec.states)
         assert sorted(labels.values()) == sorted(
-            [printable(s.value).replace("\n", " ") for s in spec.states]
+            [states[s.value].replace("\n", " ") for s in spec.states]
             + (["refused triggers"] if diagram.aside else [])
         )
         described = [decode_mermaid(t) for t in re.findall(r"^    aside : (.*)$", text, re.M)]
         if diagram.aside:
-            refusals = Counter(junk)
-            assert sorted(described) == sorted(
-                printable(f"{s}: {t} ({n})").replace("\n", " ") for (s, t), n in refusals.items()
-            )
+            refusals = [f"{s}: {t} ({n})" for (s, t), n in Counter(junk).items()]
+            asides = shorten(refusals)
+            assert sorted(described) == sorted(asides[r].replace("\n", " ") for r in refusals)
 
 
 @needs_dot
@@ -732,3 +739,16 @@ def test_cli_all_without_graphviz_writes_text_and_fails(
         _expected_stems()
     )
     assert os.environ["PATH"] == str(tmp_path / "empty")
+
+
+# -- Mermaid's text limit ----------------------------------------------------------------------
+
+
+def test_two_5000_character_task_names_stay_within_mermaids_text_limit() -> None:
+    long_a, long_b = "é" * 4999 + "a", "é" * 4999 + "b"
+    graph = dependency_graph({long_a: {"deps": [long_b]}, long_b: {}})
+    text = mermaid(graph)
+    assert len(text) <= diagrams.MERMAID_MAX_TEXT_SIZE
+    names = sorted(label.split("\n")[0] for label in declared_labels(text).values())
+    assert len(set(names)) == 2
+    assert all(name.startswith("é" * 10) and "…" in name for name in names)
