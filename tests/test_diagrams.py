@@ -752,3 +752,116 @@ def test_two_5000_character_task_names_stay_within_mermaids_text_limit() -> None
     names = sorted(label.split("\n")[0] for label in declared_labels(text).values())
     assert len(set(names)) == 2
     assert all(name.startswith("é" * 10) and "…" in name for name in names)
+
+
+def test_shorten_keeps_short_labels_and_cuts_long_ones_visibly() -> None:
+    long = "x" * 100
+    labels = shorten(["short", long, "a\x00"])
+    assert labels["short"] == "short"
+    assert labels["a\x00"] == "a\\x00"
+    assert len(labels[long]) == diagrams.MERMAID_LABEL_LIMIT
+    assert re.fullmatch(r"x+…[0-9a-f]{8}", labels[long])
+    assert shorten([long]) == {long: labels[long]}, "a label does not depend on its neighbours"
+
+
+def test_shorten_tells_apart_texts_that_would_be_shown_alike() -> None:
+    long_a, long_b = "x" * 100 + "a", "x" * 100 + "b"
+    imitation = shorten([long_a])[long_a]  # a short name spelled like another's label
+    for group in (["\x00", "\\x00"], [long_a, long_b, imitation]):
+        labels = shorten(group)
+        assert len(set(labels.values())) == len(group), labels
+        assert all("…" in labels[text] for text in group if len(printable(text)) > 60)
+
+
+# What a name may repeat: Mermaid's quotes, brackets, comments, arrows and entities, a newline,
+# characters written as entity codes or escapes.
+hostile_units = st.sampled_from(
+    ["\n", " a", "\x00", "\u202e", "\"'", "[](){}", "%%", "é😀", "-->#;", "<br/>&", "\\"]
+)
+hostile_names = st.one_of(
+    st.text(min_size=1, max_size=20),
+    st.builds(lambda unit, n, tail: unit * n + tail, hostile_units, st.integers(1, 5000), names),
+)
+
+
+@given(st.lists(hostile_names, min_size=1, max_size=8, unique=True), st.data())
+def test_mermaid_of_hostile_task_names_fits_mermaids_limit_with_distinct_labels(
+    tasks: list[str], data: st.DataObject
+) -> None:
+    info = {
+        name: {"deps": data.draw(st.lists(st.sampled_from(tasks), max_size=3))} for name in tasks
+    }
+    states = {name: data.draw(st.sampled_from([s.value for s in TaskState])) for name in tasks}
+    text = mermaid(dependency_graph(info, states))
+    assert len(text) <= diagrams.MERMAID_MAX_TEXT_SIZE
+    assert mermaid_problems(text, _FLOW_LINE) == []
+    shown = [label.rsplit("\n", 1)[0] for label in declared_labels(text).values()]
+    assert len(shown) == len(set(shown)) == len(tasks)
+
+
+@given(st.lists(hostile_names, min_size=2, max_size=6, unique=True), st.data())
+def test_mermaid_of_hostile_machines_and_journals_fits_mermaids_limit(
+    values: list[str], data: st.DataObject
+) -> None:
+    states = enum.StrEnum("States", [(f"S{i}", v) for i, v in enumerate(values)])  # type: ignore[misc]
+    # triggers are identifiers (the spec checks), but may be long and not ASCII
+    trigger = st.builds(
+        lambda unit, n: "t" + unit * n, st.sampled_from(["é", "_", "x1"]), st.integers(0, 5000)
+    )
+    triggers = data.draw(st.lists(trigger, min_size=len(values) - 1, max_size=len(values) - 1))
+    spec = MachineSpec(
+        "hostile",
+        states,
+        values[0],
+        {values[-1]},
+        [Edge(t, (values[i],), values[i + 1]) for i, t in enumerate(triggers)],
+    )
+    junk = data.draw(st.lists(st.tuples(hostile_names, hostile_names), max_size=4))
+    for diagram in (machine_diagram(spec, current=values[-1]), annotated(spec, junk)):
+        text = mermaid(diagram)
+        assert len(text) <= diagrams.MERMAID_MAX_TEXT_SIZE
+        assert mermaid_problems(text, _MACHINE_LINE) == []
+        labels = [label for i, label in declared_labels(text).items() if i != "aside"]
+        assert len(set(labels)) == len(values)
+
+
+def test_ten_thousand_tasks_degrade_visibly_within_mermaids_limit() -> None:
+    names = [f"task-{i:05d}-" + "é" * 40 for i in range(10_000)]
+    info = {name: {"deps": [names[i - 1]] if i else []} for i, name in enumerate(names)}
+    text = mermaid(dependency_graph(info))
+    assert len(text) <= diagrams.MERMAID_MAX_TEXT_SIZE
+    assert mermaid_problems(text, _FLOW_LINE) == []
+    labels = declared_labels(text)
+    note = labels.pop("omitted")
+    drawn = len(labels)
+    assert 0 < drawn < 10_000
+    assert note.startswith(f"… {10_000 - drawn:,} more tasks and {10_000 - drawn:,} more arrows")
+    assert "the dot and svg formats show everything" in note
+    # the tasks drawn are the first by name, with labels of the shortest kind
+    assert all(label.startswith(f"task-{i:05d}-") for i, label in enumerate(labels.values()))
+    assert max(len(label.split("\n")[0]) for label in labels.values()) == (
+        diagrams.MERMAID_MIN_LABEL_LIMIT
+    )
+    assert mermaid(dependency_graph(info)) == text, "byte-stable"
+
+
+def test_many_refused_triggers_degrade_visibly_within_mermaids_limit() -> None:
+    junk = [("running", f"trigger-{i:05d}-" + "x" * 50) for i in range(5_000)]
+    diagram = annotated(TASK, junk)
+    text = mermaid(diagram)
+    assert len(text) <= diagrams.MERMAID_MAX_TEXT_SIZE
+    assert mermaid_problems(text, _MACHINE_LINE) == []
+    described = [decode_mermaid(t) for t in re.findall(r"^    aside : (.*)$", text, re.M)]
+    drawn = len(described) - 1
+    assert 0 < drawn < 5_000
+    assert described[-1].startswith(f"… {5_000 - drawn:,} more refused triggers not drawn")
+
+
+def test_a_machine_too_large_for_mermaid_raises_diagram_error() -> None:
+    values = [f"state-{i:04d}" for i in range(3_000)]
+    states = enum.StrEnum("States", [(f"S{i}", v) for i, v in enumerate(values)])  # type: ignore[misc]
+    edges = [Edge(f"go{i}", (v,), values[i + 1]) for i, v in enumerate(values[:-1])]
+    spec = MachineSpec("huge", states, values[0], {values[-1]}, edges)
+    with pytest.raises(DiagramError, match=r"the huge machine \(3000 states.*use the dot or svg"):
+        mermaid(machine_diagram(spec))
+    assert "state-2999" in diagrams.dot(machine_diagram(spec)), "DOT has no such limit"
