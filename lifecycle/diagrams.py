@@ -117,6 +117,10 @@ DOT_TIMEOUT = 30.0
 #: and, past it, draws "Maximum text size in diagram exceeded" instead of the diagram.
 #: `mermaid` never returns a longer text.
 MERMAID_MAX_TEXT_SIZE = 50_000
+#: The most arrows Mermaid accepts in a flowchart with its default configuration: its
+#: ``maxEdges`` setting (500); its parser refuses a flowchart with more ("Edge limit exceeded").
+#: State diagrams have no such limit.
+MERMAID_MAX_EDGES = 500
 #: Labels longer than this (in characters as shown, see `printable`) are shortened in Mermaid
 #: text: cut, with an ellipsis and the start of their SHA-256 after it (`shorten`).
 MERMAID_LABEL_LIMIT = 60
@@ -273,10 +277,7 @@ def journal_machine_diagram(spec: MachineSpec, journal: JournalSource) -> Machin
         if value in longest:
             lines.append(f"total {_duration(total[value])}, longest {_duration(longest[value])}")
         notes[value] = tuple(lines)
-    aside = [
-        f"{state}: {trigger} ({n})"
-        for (state, trigger), n in sorted(refused.items(), key=lambda kv: _state_key(spec, kv[0]))
-    ]
+    aside = [f"{state}: {trigger} ({n})" for (state, trigger), n in _in_state_order(spec, refused)]
     aside += [
         f"not in spec: {source} -{trigger}-> {dest} ({n})"
         for (source, trigger, dest), n in sorted(off_spec.items())
@@ -300,14 +301,20 @@ def journal_machine_diagram(spec: MachineSpec, journal: JournalSource) -> Machin
 def _in_state_order(
     spec: MachineSpec, grouped: Mapping[tuple[str, str], Any]
 ) -> list[tuple[tuple[str, str], Any]]:
-    return sorted(grouped.items(), key=lambda kv: _state_key(spec, kv[0]))
+    key = _state_key(spec)
+    return sorted(grouped.items(), key=lambda kv: key(kv[0]))
 
 
-def _state_key(spec: MachineSpec, pair: tuple[str, str]) -> tuple[int, str, int, str]:
-    """Declaration order of a (state, state-or-trigger) pair; unknown values sort last."""
+def _state_key(spec: MachineSpec) -> Callable[[tuple[str, str]], tuple[int, str, int, str]]:
+    """The sort key of a (state, state-or-trigger) pair: declaration order, unknown values
+    last. The order is looked up once, so sorting stays linearithmic for a large spec."""
     order = {s.value: i for i, s in enumerate(spec.states)}
-    first, second = pair
-    return (order.get(first, len(order)), first, order.get(second, len(order)), second)
+
+    def key(pair: tuple[str, str]) -> tuple[int, str, int, str]:
+        first, second = pair
+        return (order.get(first, len(order)), first, order.get(second, len(order)), second)
+
+    return key
 
 
 def _duration(ns: int) -> str:
@@ -532,17 +539,18 @@ def _dot_lines(lines: Sequence[str]) -> str:
 
 
 def mermaid(diagram: Diagram) -> str:
-    """The Mermaid text of ``diagram`` (ASCII, ends with a newline), never longer than
-    `MERMAID_MAX_TEXT_SIZE`, whatever the names.
+    """The Mermaid text of ``diagram`` (ASCII, ends with a newline), within what Mermaid draws
+    with its default configuration whatever the names: never longer than
+    `MERMAID_MAX_TEXT_SIZE`, and a flowchart has at most `MERMAID_MAX_EDGES` arrows.
 
     A label longer than `MERMAID_LABEL_LIMIT` characters is shortened visibly, and distinct
     names keep distinct labels (see `shorten`). A diagram too large even so is drawn with labels
     of `MERMAID_MIN_LABEL_LIMIT` characters and, if that is not enough, degrades visibly rather
-    than failing in the browser: a dependency graph draws as many tasks as fit (by name) and a
-    box saying how many tasks and arrows are not drawn; a machine diagram lists as many refused
-    triggers as fit and says how many more there were. A machine is the contract and is drawn
-    whole or not at all: raises `DiagramError` when its states and edges alone do not fit
-    (the dot and svg formats have no such limit).
+    than failing in the browser: a dependency graph draws the first tasks by name that fit,
+    with every arrow between them, and a box saying how many tasks and arrows are not drawn; a
+    machine diagram lists as many refused triggers as fit and says how many more there were.
+    A machine is the contract and is drawn whole or not at all: raises `DiagramError` when its
+    states and edges alone do not fit (the dot and svg formats have no such limits).
     """
     if isinstance(diagram, MachineDiagram):
         text = _fit(lambda limit: _state_diagram(diagram, limit), len(diagram.aside))
@@ -560,30 +568,35 @@ def mermaid(diagram: Diagram) -> str:
     return text
 
 
-def _fit(draw: Callable[[int], Callable[[int], str]], items: int) -> str | None:
-    """The longest text within `MERMAID_MAX_TEXT_SIZE` that ``draw`` makes, or None.
+def _fit(draw: Callable[[int], Callable[[int], tuple[str, int]]], items: int) -> str | None:
+    """The largest drawing by ``draw`` within Mermaid's limits, or None if none is.
 
     ``draw(limit)`` shortens labels to ``limit`` characters and returns a function that draws
     the first ``n`` of the diagram's ``items`` droppable items (tasks, refused triggers) with a
-    note saying how many were left out (no note when ``n == items``). Tries every item with the
-    usual, then with the shortest labels, then the most items that fit with the shortest labels
-    (the text grows with ``n``, so a binary search finds it).
+    note saying how many were left out (no note when ``n == items``), and returns the text and
+    its count of flowchart arrows. Tries every item with the usual, then with the shortest
+    labels, then the most items that fit with the shortest labels (text and arrows grow with
+    ``n``, so a binary search finds it).
     """
     for limit in (MERMAID_LABEL_LIMIT, MERMAID_MIN_LABEL_LIMIT):
         drawing = draw(limit)
-        text = drawing(items)
-        if len(text) <= MERMAID_MAX_TEXT_SIZE:
-            return text
-    if items == 0 or len(drawing(0)) > MERMAID_MAX_TEXT_SIZE:
+        if _within_limits(whole := drawing(items)):
+            return whole[0]
+    if items == 0 or not _within_limits(drawing(0)):
         return None
     fits, too_many = 0, items
     while too_many - fits > 1:
         middle = (fits + too_many) // 2
-        if len(drawing(middle)) <= MERMAID_MAX_TEXT_SIZE:
+        if _within_limits(drawing(middle)):
             fits = middle
         else:
             too_many = middle
-    return drawing(fits)
+    return drawing(fits)[0]
+
+
+def _within_limits(drawn: tuple[str, int]) -> bool:
+    text, arrows = drawn
+    return len(text) <= MERMAID_MAX_TEXT_SIZE and arrows <= MERMAID_MAX_EDGES
 
 
 def _not_drawn(count: int, what: str) -> str:
@@ -591,12 +604,12 @@ def _not_drawn(count: int, what: str) -> str:
 
 
 _TOO_LARGE = (
-    f"not drawn: Mermaid draws at most {MERMAID_MAX_TEXT_SIZE:,} characters; "
-    "the dot and svg formats show everything"
+    f"not drawn: Mermaid draws at most {MERMAID_MAX_TEXT_SIZE:,} characters "
+    f"and {MERMAID_MAX_EDGES} arrows; the dot and svg formats show everything"
 )
 
 
-def _state_diagram(d: MachineDiagram, limit: int) -> Callable[[int], str]:
+def _state_diagram(d: MachineDiagram, limit: int) -> Callable[[int], tuple[str, int]]:
     spec = d.spec
     ids = _ids((s.value for s in spec.states), "s")
     states = shorten((s.value for s in spec.states), limit)
@@ -630,17 +643,17 @@ def _state_diagram(d: MachineDiagram, limit: int) -> Callable[[int], str]:
             tail.append(f"    class {','.join(ids[m] for m in members)} {name}")
     lines = [f"    aside : {_mermaid_text(asides[line], ' ')}" for line in d.aside]
 
-    def drawing(n: int) -> str:
+    def drawing(n: int) -> tuple[str, int]:
         out = head + lines[:n]
         if n < len(lines):
             note = f"{ELLIPSIS} {_not_drawn(len(lines) - n, 'refused trigger')} {_TOO_LARGE}"
             out.append(f"    aside : {_mermaid_text(note, ' ')}")
-        return "\n".join(out + tail) + "\n"
+        return "\n".join(out + tail) + "\n", 0  # Mermaid limits no state diagram's arrows
 
     return drawing
 
 
-def _flowchart(d: DependencyDiagram, limit: int) -> Callable[[int], str]:
+def _flowchart(d: DependencyDiagram, limit: int) -> Callable[[int], tuple[str, int]]:
     ids = _ids((name for name, _ in d.states), "t")
     names = shorten((name for name, _ in d.states), limit)
     head = ["flowchart TD"]
@@ -653,7 +666,7 @@ def _flowchart(d: DependencyDiagram, limit: int) -> Callable[[int], str]:
         label = _mermaid_text(names[name], "<br/>") + "<br/>" + _mermaid_text(shown, "<br/>")
         boxes.append(f'    {ids[name]}["{label}"]')
 
-    def drawing(n: int) -> str:
+    def drawing(n: int) -> tuple[str, int]:
         drawn = d.states[:n]
         shown = {name for name, _ in drawn}
         out = head + boxes[:n]
@@ -674,7 +687,7 @@ def _flowchart(d: DependencyDiagram, limit: int) -> Callable[[int], str]:
         for name in [*(s.value for s in TaskState), "unknown"]:
             if name in members:
                 out.append(f"    class {','.join(members[name])} {name}")
-        return "\n".join(out) + "\n"
+        return "\n".join(out) + "\n", len(arrows)
 
     return drawing
 

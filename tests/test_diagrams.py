@@ -1,8 +1,9 @@
 """Diagrams: machines, annotated machines and dependency graphs as Mermaid, DOT and SVG.
 
 DOT output is checked by Graphviz itself (``dot`` parses it and the SVG shows the names);
-Mermaid output by a structural check of the grammar this module emits. Tests that need ``dot``
-are skipped when it is not installed (CI installs it).
+Mermaid output here by a structural check of the grammar this module emits, and by Mermaid's
+own parser in ``test_mermaid_parser.py``. Tests that need ``dot`` are skipped when it is not
+installed, and fail in CI, which installs it (`tests.external`).
 """
 
 from __future__ import annotations
@@ -47,9 +48,18 @@ from lifecycle.errors import InvalidSpec
 from lifecycle.journal import Journal, JournalFormatError, Transition
 from lifecycle.spec import SPECS, TASK, Edge, MachineSpec, TaskState
 from lifecycle.task import SkipTask, Task
+from tests.external import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
-needs_dot = pytest.mark.skipif(not diagrams.has_graphviz(), reason="Graphviz's dot is missing")
+
+
+@pytest.fixture(scope="session")
+def graphviz() -> None:
+    if not diagrams.has_graphviz():
+        unavailable("Graphviz's dot is not installed (apt-get install graphviz)")
+
+
+needs_dot = pytest.mark.usefixtures("graphviz")
 SVG = "{http://www.w3.org/2000/svg}"
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -865,3 +875,22 @@ def test_a_machine_too_large_for_mermaid_raises_diagram_error() -> None:
     with pytest.raises(DiagramError, match=r"the huge machine \(3000 states.*use the dot or svg"):
         mermaid(machine_diagram(spec))
     assert "state-2999" in diagrams.dot(machine_diagram(spec)), "DOT has no such limit"
+
+
+def test_a_flowchart_keeps_within_mermaids_arrow_limit() -> None:
+    names = [f"t{i:03d}" for i in range(100)]
+    crowded = dependency_graph({n: {"deps": names[i + 1 : i + 7]} for i, n in enumerate(names)})
+    assert len(crowded.arrows) > diagrams.MERMAID_MAX_EDGES
+    text = mermaid(crowded)
+    assert mermaid_problems(text, _FLOW_LINE) == []
+    drawn = len(re.findall(r"^    \S+ (?:-->|-\.->) ", text, re.M))
+    assert drawn <= diagrams.MERMAID_MAX_EDGES
+    labels = declared_labels(text)
+    assert labels.pop("omitted").startswith(
+        f"… {100 - len(labels)} more tasks and {len(crowded.arrows) - drawn} more arrows not drawn"
+    )
+    chain = [f"t{i:03d}" for i in range(diagrams.MERMAID_MAX_EDGES + 1)]
+    whole = mermaid(
+        dependency_graph({n: {"deps": chain[i + 1 : i + 2]} for i, n in enumerate(chain)})
+    )
+    assert "omitted" not in whole, "exactly the limit is drawn whole"
