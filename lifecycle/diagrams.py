@@ -32,9 +32,12 @@ newlines, any Unicode). Names are first made printable: control, format and sepa
 characters other than a newline are shown as Python escapes (``\\x00``, ``\\u202e``). Mermaid
 text is ASCII, every other character written as a Mermaid entity code (``#35;``), and a newline
 shown as a space in a state diagram (a line break, ``<br/>``, in a flowchart); identifiers are
-generated (``s_<state>``, ``t_<name>`` or ``t<index>``), never taken raw. DOT text is UTF-8,
+generated (``s_<state>``, ``t_<name>`` or ``t<index>``), never taken raw. Mermaid text also
+stays within what Mermaid draws with its default configuration (`MERMAID_MAX_TEXT_SIZE`,
+`MERMAID_MAX_EDGES`): long labels are shortened visibly and stay distinct (`shorten`), and a
+diagram too large even so degrades visibly (see `mermaid`). DOT text is UTF-8,
 every identifier and label a quoted, escaped string (non-ASCII characters are written as
-themselves: Graphviz 2.43 mis-decodes numeric entities above U+FFFF).
+themselves: Graphviz 2.43 mis-decodes numeric entities above U+FFFF); it has no size limit.
 
 Building and rendering to text are pure and thread-safe; nothing here prints or touches global
 state. `svg` raises `GraphvizNotFound` when ``dot`` is not installed and `DiagramError` when it
