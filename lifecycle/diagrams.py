@@ -134,7 +134,8 @@ ELLIPSIS = "\N{HORIZONTAL ELLIPSIS}"
 
 
 class DiagramError(LifecycleError, ValueError):
-    """A diagram could not be made: a bad source, an unknown format, or ``dot`` failed."""
+    """A diagram could not be made: a bad source, an unknown format, ``dot`` failed, or a
+    machine too large for Mermaid's limits."""
 
 
 class GraphvizNotFound(DiagramError, FileNotFoundError):
@@ -497,11 +498,15 @@ def _cut(text: str, limit: int, digits: int | None = None) -> str:
 
 def shorten(texts: Iterable[str], limit: int = MERMAID_LABEL_LIMIT) -> dict[str, str]:
     """Each of ``texts`` -> its label: as shown (`printable`) if at most ``limit`` characters
-    long, else its start, `ELLIPSIS` and the first hex digits of the SHA-256 of the full text
-    (``"aaaa…3f1c9b2e"``), at most ``limit`` characters in all. Distinct texts get distinct
-    labels: texts whose labels would be alike (long texts with a common start, or texts shown
-    alike, such as ``"\\x00"`` and ``"\x00"``) are marked with longer digests, up to the whole
-    SHA-256, so two labels can only be alike if SHA-256 collides. Pure and deterministic."""
+    long, else cut to ``limit`` characters: its start, `ELLIPSIS` and the first 8 hex digits of
+    the SHA-256 of the full text (``"aaaa…3f1c9b2e"``), so that the cut shows.
+
+    Distinct texts get distinct labels: texts whose labels would be alike (long texts with a
+    common start and digest prefix, or texts shown alike, such as a NUL character and the four
+    characters backslash, x, 0, 0) are all marked with longer digests, up to the whole SHA-256
+    (such a label may be longer than ``limit``), so two labels are alike only if SHA-256
+    collides. Pure and deterministic: a text's label depends on its neighbours only when they
+    would be alike."""
     labels = {text: _cut(text, limit) for text in texts}
     for digits in _DIGEST_DIGITS:
         groups: dict[str, list[str]] = {}

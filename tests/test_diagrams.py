@@ -794,6 +794,23 @@ hostile_names = st.one_of(
 )
 
 
+@given(st.lists(hostile_names, max_size=12, unique=True), st.sampled_from([20, 60]))
+def test_shorten_gives_distinct_labels_that_show_where_they_were_cut(
+    texts: list[str], limit: int
+) -> None:
+    labels = shorten(texts, limit)
+    assert sorted(labels) == sorted(texts)
+    assert len(set(labels.values())) == len(texts)
+    for text, label in labels.items():
+        shown = printable(text)
+        if label != shown:
+            head, ellipsis, digest = label.rpartition("…")
+            assert ellipsis and re.fullmatch(r"[0-9a-f]{8,64}", digest), label
+            assert shown.startswith(head) and head
+        if len(shown) > limit:
+            assert label != shown and len(label) <= limit + 56
+
+
 @given(st.lists(hostile_names, min_size=1, max_size=8, unique=True), st.data())
 def test_mermaid_of_hostile_task_names_fits_mermaids_limit_with_distinct_labels(
     tasks: list[str], data: st.DataObject
