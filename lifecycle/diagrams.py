@@ -611,7 +611,12 @@ def _not_drawn(count: int, what: str) -> str:
     return f"{count:,} more {what}{'' if count == 1 else 's'}"
 
 
-_TOO_LARGE = (
+# What the note of a diagram cut to fit says after the counts of what is missing.
+_TOO_LARGE_TEXT = (
+    f"not drawn: Mermaid draws at most {MERMAID_MAX_TEXT_SIZE:,} characters; "
+    "the dot and svg formats show everything"
+)
+_TOO_LARGE_FLOWCHART = (
     f"not drawn: Mermaid draws at most {MERMAID_MAX_TEXT_SIZE:,} characters "
     f"and {MERMAID_MAX_EDGES} arrows; the dot and svg formats show everything"
 )
@@ -654,7 +659,7 @@ def _state_diagram(d: MachineDiagram, limit: int) -> Callable[[int], tuple[str, 
     def drawing(n: int) -> tuple[str, int]:
         out = head + lines[:n]
         if n < len(lines):
-            note = f"{ELLIPSIS} {_not_drawn(len(lines) - n, 'refused trigger')} {_TOO_LARGE}"
+            note = f"{ELLIPSIS} {_not_drawn(len(lines) - n, 'refused trigger')} {_TOO_LARGE_TEXT}"
             out.append(f"    aside : {_mermaid_text(note, ' ')}")
         return "\n".join(out + tail) + "\n", 0  # Mermaid limits no state diagram's arrows
 
@@ -688,7 +693,7 @@ def _flowchart(d: DependencyDiagram, limit: int) -> Callable[[int], tuple[str, i
         if n < len(d.states):
             note = (
                 f"{ELLIPSIS} {_not_drawn(len(d.states) - n, 'task')} and "
-                f"{_not_drawn(len(d.arrows) - len(arrows), 'arrow')} {_TOO_LARGE}"
+                f"{_not_drawn(len(d.arrows) - len(arrows), 'arrow')} {_TOO_LARGE_FLOWCHART}"
             )
             out.append(f'    omitted["{_mermaid_text(note, "<br/>")}"]')
             members.setdefault("unknown", []).append("omitted")
