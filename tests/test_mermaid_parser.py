@@ -1,7 +1,7 @@
 """Every kind of Mermaid text this project writes is accepted by Mermaid's own parser.
 
 The parser is the ``mermaid`` package under Node.js, driven by ``tests/mermaid/parse.mjs``: one
-Node process for the whole session answers batches of diagrams (see that script for the
+Node process for the whole test run answers batches of diagrams (see that script for the
 protocol). ``npm ci --prefix tests/mermaid`` installs it; without Node or the packages these
 tests are skipped locally and fail in CI (`tests.external`).
 

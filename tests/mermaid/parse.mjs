@@ -1,7 +1,7 @@
 // Checks Mermaid text with Mermaid's own parser, for the test suite (tests/test_mermaid_parser.py).
 //
 // Protocol: one JSON request per line on stdin, one JSON answer per line on stdout, so that one
-// Node process serves a whole test session. The first line written, before any request, is
+// Node process serves a whole test run. The first line written, before any request, is
 //   {"ready": true, "mermaid": VERSION, "maxTextSize": N}
 // (N: the maxTextSize of Mermaid's default configuration). A request is
 //   {"diagrams": [TEXT, ...], "render": false}
