@@ -32,9 +32,12 @@ newlines, any Unicode). Names are first made printable: control, format and sepa
 characters other than a newline are shown as Python escapes (``\\x00``, ``\\u202e``). Mermaid
 text is ASCII, every other character written as a Mermaid entity code (``#35;``), and a newline
 shown as a space in a state diagram (a line break, ``<br/>``, in a flowchart); identifiers are
-generated (``s_<state>``, ``t_<name>`` or ``t<index>``), never taken raw. DOT text is UTF-8,
+generated (``s_<state>``, ``t_<name>`` or ``t<index>``), never taken raw. Mermaid text also
+stays within what Mermaid draws with its default configuration (`MERMAID_MAX_TEXT_SIZE`,
+`MERMAID_MAX_EDGES`): long labels are shortened visibly and stay distinct (`shorten`), and a
+diagram too large even so degrades visibly (see `mermaid`). DOT text is UTF-8,
 every identifier and label a quoted, escaped string (non-ASCII characters are written as
-themselves: Graphviz 2.43 mis-decodes numeric entities above U+FFFF).
+themselves: Graphviz 2.43 mis-decodes numeric entities above U+FFFF); it has no size limit.
 
 Building and rendering to text are pure and thread-safe; nothing here prints or touches global
 state. `svg` raises `GraphvizNotFound` when ``dot`` is not installed and `DiagramError` when it
@@ -43,6 +46,7 @@ fails or times out; `write_all` writes files.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
 import re
@@ -50,7 +54,7 @@ import shutil
 import subprocess
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +85,7 @@ __all__ = [
     "mermaid",
     "printable",
     "render",
+    "shorten",
     "svg",
     "write_all",
 ]
@@ -110,9 +115,27 @@ DEMO_SERVICE = "lifecycle.demo:DemoService"
 #: Seconds `svg` lets ``dot`` run before giving up.
 DOT_TIMEOUT = 30.0
 
+#: The longest Mermaid text that Mermaid draws with its default configuration: its
+#: ``maxTextSize`` setting (50,000 characters), which ``mermaid.render`` checks before drawing
+#: and, past it, draws "Maximum text size in diagram exceeded" instead of the diagram.
+#: `mermaid` never returns a longer text.
+MERMAID_MAX_TEXT_SIZE = 50_000
+#: The most arrows Mermaid accepts in a flowchart with its default configuration: its
+#: ``maxEdges`` setting (500); its parser refuses a flowchart with more ("Edge limit exceeded").
+#: State diagrams have no such limit.
+MERMAID_MAX_EDGES = 500
+#: Labels longer than this (in characters as shown, see `printable`) are shortened in Mermaid
+#: text: cut, with an ellipsis and the start of their SHA-256 after it (`shorten`).
+MERMAID_LABEL_LIMIT = 60
+#: How short labels get when a diagram does not fit `MERMAID_MAX_TEXT_SIZE` with the usual ones.
+MERMAID_MIN_LABEL_LIMIT = 20
+#: Marks a shortened label: the text before it is the start of the full one.
+ELLIPSIS = "\N{HORIZONTAL ELLIPSIS}"
+
 
 class DiagramError(LifecycleError, ValueError):
-    """A diagram could not be made: a bad source, an unknown format, or ``dot`` failed."""
+    """A diagram could not be made: a bad source, an unknown format, ``dot`` failed, or a
+    machine too large for Mermaid's limits."""
 
 
 class GraphvizNotFound(DiagramError, FileNotFoundError):
@@ -258,10 +281,7 @@ def journal_machine_diagram(spec: MachineSpec, journal: JournalSource) -> Machin
         if value in longest:
             lines.append(f"total {_duration(total[value])}, longest {_duration(longest[value])}")
         notes[value] = tuple(lines)
-    aside = [
-        f"{state}: {trigger} ({n})"
-        for (state, trigger), n in sorted(refused.items(), key=lambda kv: _state_key(spec, kv[0]))
-    ]
+    aside = [f"{state}: {trigger} ({n})" for (state, trigger), n in _in_state_order(spec, refused)]
     aside += [
         f"not in spec: {source} -{trigger}-> {dest} ({n})"
         for (source, trigger, dest), n in sorted(off_spec.items())
@@ -285,14 +305,20 @@ def journal_machine_diagram(spec: MachineSpec, journal: JournalSource) -> Machin
 def _in_state_order(
     spec: MachineSpec, grouped: Mapping[tuple[str, str], Any]
 ) -> list[tuple[tuple[str, str], Any]]:
-    return sorted(grouped.items(), key=lambda kv: _state_key(spec, kv[0]))
+    key = _state_key(spec)
+    return sorted(grouped.items(), key=lambda kv: key(kv[0]))
 
 
-def _state_key(spec: MachineSpec, pair: tuple[str, str]) -> tuple[int, str, int, str]:
-    """Declaration order of a (state, state-or-trigger) pair; unknown values sort last."""
+def _state_key(spec: MachineSpec) -> Callable[[tuple[str, str]], tuple[int, str, int, str]]:
+    """The sort key of a (state, state-or-trigger) pair: declaration order, unknown values
+    last. The order is looked up once, so sorting stays linearithmic for a large spec."""
     order = {s.value: i for i, s in enumerate(spec.states)}
-    first, second = pair
-    return (order.get(first, len(order)), first, order.get(second, len(order)), second)
+
+    def key(pair: tuple[str, str]) -> tuple[int, str, int, str]:
+        first, second = pair
+        return (order.get(first, len(order)), first, order.get(second, len(order)), second)
+
+    return key
 
 
 def _duration(ns: int) -> str:
@@ -448,6 +474,52 @@ def _ids(values: Iterable[str], prefix: str) -> dict[str, str]:
     }
 
 
+# How many hex digits of a text's SHA-256 follow the ellipsis of its shortened label: the first
+# count, then more for texts whose labels would still be alike (the whole digest at most).
+_DIGEST_DIGITS = (8, 16, 64)
+
+
+def _digest(text: str, digits: int) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:digits]
+
+
+def _cut(text: str, limit: int, digits: int | None = None) -> str:
+    """``text`` as shown (`printable`), shortened to ``limit`` characters if it is longer: its
+    start, `ELLIPSIS` and the first ``digits`` (default 8) hex digits of the SHA-256 of the
+    full ``text``. With ``digits`` given, a short text is marked so too (to tell it apart)."""
+    shown = printable(text)
+    if digits is None:
+        if len(shown) <= limit:
+            return shown
+        digits = _DIGEST_DIGITS[0]
+    keep = max(limit - len(ELLIPSIS) - digits, 1)
+    return shown[:keep] + ELLIPSIS + _digest(text, digits)
+
+
+def shorten(texts: Iterable[str], limit: int = MERMAID_LABEL_LIMIT) -> dict[str, str]:
+    """Each of ``texts`` -> its label: as shown (`printable`) if at most ``limit`` characters
+    long, else cut to ``limit`` characters: its start, `ELLIPSIS` and the first 8 hex digits of
+    the SHA-256 of the full text (``"aaaa…3f1c9b2e"``), so that the cut shows.
+
+    Distinct texts get distinct labels: texts whose labels would be alike (long texts with a
+    common start and digest prefix, or texts shown alike, such as a NUL character and the four
+    characters backslash, x, 0, 0) are all marked with longer digests, up to the whole SHA-256
+    (such a label may be longer than ``limit``), so two labels are alike only if SHA-256
+    collides. Pure and deterministic: a text's label depends on its neighbours only when they
+    would be alike."""
+    labels = {text: _cut(text, limit) for text in texts}
+    for digits in _DIGEST_DIGITS:
+        groups: dict[str, list[str]] = {}
+        for text, label in labels.items():
+            groups.setdefault(label, []).append(text)
+        alike = [text for group in groups.values() if len(group) > 1 for text in group]
+        if not alike:
+            break
+        for text in alike:
+            labels[text] = _cut(text, limit, digits)
+    return labels
+
+
 def _dot_string(text: str) -> str:
     """``text`` as a quoted DOT string whose label shows exactly ``printable(text)``."""
     out = []
@@ -475,34 +547,105 @@ def _dot_lines(lines: Sequence[str]) -> str:
 
 
 def mermaid(diagram: Diagram) -> str:
-    """The Mermaid text of ``diagram`` (ASCII, ends with a newline)."""
+    """The Mermaid text of ``diagram`` (ASCII, ends with a newline), within what Mermaid draws
+    with its default configuration whatever the names: never longer than
+    `MERMAID_MAX_TEXT_SIZE`, and a flowchart has at most `MERMAID_MAX_EDGES` arrows.
+
+    A label longer than `MERMAID_LABEL_LIMIT` characters is shortened visibly, and distinct
+    names keep distinct labels (see `shorten`). A diagram too large even so is drawn with labels
+    of `MERMAID_MIN_LABEL_LIMIT` characters and, if that is not enough, degrades visibly rather
+    than failing in the browser: a dependency graph draws the first tasks by name that fit,
+    with every arrow between them, and a box saying how many tasks and arrows are not drawn; a
+    machine diagram lists as many refused triggers as fit and says how many more there were.
+    A machine is the contract and is drawn whole or not at all: raises `DiagramError` when its
+    states and edges alone do not fit (the dot and svg formats have no such limits).
+    """
     if isinstance(diagram, MachineDiagram):
-        return _mermaid_machine(diagram)
-    return _mermaid_dependencies(diagram)
+        text = _fit(lambda limit: _state_diagram(diagram, limit), len(diagram.aside))
+        if text is None:
+            raise DiagramError(
+                f"the {diagram.spec.name} machine ({len(diagram.spec.states)} states, "
+                f"{len(diagram.arrows)} arrows) does not fit Mermaid's limit of "
+                f"{MERMAID_MAX_TEXT_SIZE:,} characters even with labels shortened to "
+                f"{MERMAID_MIN_LABEL_LIMIT} characters; use the dot or svg format"
+            )
+        return text
+    text = _fit(lambda limit: _flowchart(diagram, limit), len(diagram.states))
+    if text is None:  # pragma: no cover - a flowchart of no task always fits
+        raise DiagramError("a dependency graph of no task does not fit Mermaid's limit")
+    return text
 
 
-def _mermaid_machine(d: MachineDiagram) -> str:
+def _fit(draw: Callable[[int], Callable[[int], tuple[str, int]]], items: int) -> str | None:
+    """The largest drawing by ``draw`` within Mermaid's limits, or None if none is.
+
+    ``draw(limit)`` shortens labels to ``limit`` characters and returns a function that draws
+    the first ``n`` of the diagram's ``items`` droppable items (tasks, refused triggers) with a
+    note saying how many were left out (no note when ``n == items``), and returns the text and
+    its count of flowchart arrows. Tries every item with the usual, then with the shortest
+    labels, then the most items that fit with the shortest labels (text and arrows grow with
+    ``n``, so a binary search finds it).
+    """
+    for limit in (MERMAID_LABEL_LIMIT, MERMAID_MIN_LABEL_LIMIT):
+        drawing = draw(limit)
+        if _within_limits(whole := drawing(items)):
+            return whole[0]
+    if items == 0 or not _within_limits(drawing(0)):
+        return None
+    fits, too_many = 0, items
+    while too_many - fits > 1:
+        middle = (fits + too_many) // 2
+        if _within_limits(drawing(middle)):
+            fits = middle
+        else:
+            too_many = middle
+    return drawing(fits)[0]
+
+
+def _within_limits(drawn: tuple[str, int]) -> bool:
+    text, arrows = drawn
+    return len(text) <= MERMAID_MAX_TEXT_SIZE and arrows <= MERMAID_MAX_EDGES
+
+
+def _not_drawn(count: int, what: str) -> str:
+    return f"{count:,} more {what}{'' if count == 1 else 's'}"
+
+
+# What the note of a diagram cut to fit says after the counts of what is missing.
+_TOO_LARGE_TEXT = (
+    f"not drawn: Mermaid draws at most {MERMAID_MAX_TEXT_SIZE:,} characters; "
+    "the dot and svg formats show everything"
+)
+_TOO_LARGE_FLOWCHART = (
+    f"not drawn: Mermaid draws at most {MERMAID_MAX_TEXT_SIZE:,} characters "
+    f"and {MERMAID_MAX_EDGES} arrows; the dot and svg formats show everything"
+)
+
+
+def _state_diagram(d: MachineDiagram, limit: int) -> Callable[[int], tuple[str, int]]:
     spec = d.spec
     ids = _ids((s.value for s in spec.states), "s")
-    out = ["stateDiagram-v2"]
-    out.append("    classDef terminal stroke-width:3px")
-    out.append(f"    classDef current fill:{CURRENT_COLOUR},stroke-width:3px,font-weight:bold")
-    out.append("    classDef unvisited fill:#f3f3f3,color:#999999,stroke:#bbbbbb")
+    states = shorten((s.value for s in spec.states), limit)
+    asides = shorten(d.aside, limit)
+    head = ["stateDiagram-v2"]
+    head.append("    classDef terminal stroke-width:3px")
+    head.append(f"    classDef current fill:{CURRENT_COLOUR},stroke-width:3px,font-weight:bold")
+    head.append("    classDef unvisited fill:#f3f3f3,color:#999999,stroke:#bbbbbb")
     for state in spec.states:
-        out.append(f'    state "{_mermaid_text(state.value, " ")}" as {ids[state.value]}')
-    out.append(f"    [*] --> {ids[spec.initial]}")
+        head.append(f'    state "{_mermaid_text(states[state.value], " ")}" as {ids[state.value]}')
+    head.append(f"    [*] --> {ids[spec.initial]}")
     for arrow in d.arrows:
-        label = f" : {_mermaid_text(arrow.label, ' ')}" if arrow.label else ""
-        out.append(f"    {ids[arrow.source]} --> {ids[arrow.dest]}{label}")
+        label = f" : {_mermaid_text(_cut(arrow.label, limit), ' ')}" if arrow.label else ""
+        head.append(f"    {ids[arrow.source]} --> {ids[arrow.dest]}{label}")
     for state in spec.states:
         if state.value in spec.terminal:
-            out.append(f"    {ids[state.value]} --> [*]")
+            head.append(f"    {ids[state.value]} --> [*]")
     for state in spec.states:
         for line in d.notes.get(state.value, ()):
-            out.append(f"    {ids[state.value]} : {_mermaid_text(line, ' ')}")
+            head.append(f"    {ids[state.value]} : {_mermaid_text(_cut(line, limit), ' ')}")
     if d.aside:
-        out.append(f'    state "{_mermaid_text(d.aside_title, " ")}" as aside')
-        out.extend(f"    aside : {_mermaid_text(line, ' ')}" for line in d.aside)
+        head.append(f'    state "{_mermaid_text(d.aside_title, " ")}" as aside')
+    tail = []
     classes = {
         "terminal": [s.value for s in spec.states if s.value in spec.terminal],
         "unvisited": [s.value for s in spec.states if s.value in d.unvisited],
@@ -510,29 +653,56 @@ def _mermaid_machine(d: MachineDiagram) -> str:
     }
     for name, members in classes.items():
         if members:
-            out.append(f"    class {','.join(ids[m] for m in members)} {name}")
-    return "\n".join(out) + "\n"
+            tail.append(f"    class {','.join(ids[m] for m in members)} {name}")
+    lines = [f"    aside : {_mermaid_text(asides[line], ' ')}" for line in d.aside]
+
+    def drawing(n: int) -> tuple[str, int]:
+        out = head + lines[:n]
+        if n < len(lines):
+            note = f"{ELLIPSIS} {_not_drawn(len(lines) - n, 'refused trigger')} {_TOO_LARGE_TEXT}"
+            out.append(f"    aside : {_mermaid_text(note, ' ')}")
+        return "\n".join(out + tail) + "\n", 0  # Mermaid limits no state diagram's arrows
+
+    return drawing
 
 
-def _mermaid_dependencies(d: DependencyDiagram) -> str:
+def _flowchart(d: DependencyDiagram, limit: int) -> Callable[[int], tuple[str, int]]:
     ids = _ids((name for name, _ in d.states), "t")
-    out = ["flowchart TD"]
+    names = shorten((name for name, _ in d.states), limit)
+    head = ["flowchart TD"]
     for member in TaskState:
-        out.append(f"    classDef {member.value} fill:{STATE_COLOURS[member]},stroke:#666666")
-    out.append(f"    classDef unknown fill:{UNKNOWN_COLOUR},stroke:#666666,stroke-dasharray:3 3")
-    members: dict[str, list[str]] = {}
+        head.append(f"    classDef {member.value} fill:{STATE_COLOURS[member]},stroke:#666666")
+    head.append(f"    classDef unknown fill:{UNKNOWN_COLOUR},stroke:#666666,stroke-dasharray:3 3")
+    boxes = []
     for name, state in d.states:
-        shown = state if state is not None else "(not registered)"
-        label = _mermaid_text(name, "<br/>") + "<br/>" + _mermaid_text(shown, "<br/>")
-        out.append(f'    {ids[name]}["{label}"]')
-        members.setdefault(_colour_class(state), []).append(ids[name])
-    for arrow in d.arrows:
-        link = "-.->" if arrow.label == "wants" else "-->"
-        out.append(f"    {ids[arrow.source]} {link} {ids[arrow.dest]}")
-    for name in [*(s.value for s in TaskState), "unknown"]:
-        if name in members:
-            out.append(f"    class {','.join(members[name])} {name}")
-    return "\n".join(out) + "\n"
+        shown = _cut(state if state is not None else "(not registered)", limit)
+        label = _mermaid_text(names[name], "<br/>") + "<br/>" + _mermaid_text(shown, "<br/>")
+        boxes.append(f'    {ids[name]}["{label}"]')
+
+    def drawing(n: int) -> tuple[str, int]:
+        drawn = d.states[:n]
+        shown = {name for name, _ in drawn}
+        out = head + boxes[:n]
+        members: dict[str, list[str]] = {}
+        for name, state in drawn:
+            members.setdefault(_colour_class(state), []).append(ids[name])
+        arrows = [a for a in d.arrows if a.source in shown and a.dest in shown]
+        for arrow in arrows:
+            link = "-.->" if arrow.label == "wants" else "-->"
+            out.append(f"    {ids[arrow.source]} {link} {ids[arrow.dest]}")
+        if n < len(d.states):
+            note = (
+                f"{ELLIPSIS} {_not_drawn(len(d.states) - n, 'task')} and "
+                f"{_not_drawn(len(d.arrows) - len(arrows), 'arrow')} {_TOO_LARGE_FLOWCHART}"
+            )
+            out.append(f'    omitted["{_mermaid_text(note, "<br/>")}"]')
+            members.setdefault("unknown", []).append("omitted")
+        for name in [*(s.value for s in TaskState), "unknown"]:
+            if name in members:
+                out.append(f"    class {','.join(members[name])} {name}")
+        return "\n".join(out) + "\n", len(arrows)
+
+    return drawing
 
 
 def _colour_class(state: str | None) -> str:

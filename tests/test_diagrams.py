@@ -1,8 +1,9 @@
 """Diagrams: machines, annotated machines and dependency graphs as Mermaid, DOT and SVG.
 
 DOT output is checked by Graphviz itself (``dot`` parses it and the SVG shows the names);
-Mermaid output by a structural check of the grammar this module emits. Tests that need ``dot``
-are skipped when it is not installed (CI installs it).
+Mermaid output here by a structural check of the grammar this module emits, and by Mermaid's
+own parser in ``test_mermaid_parser.py``. Tests that need ``dot`` are skipped when it is not
+installed, and fail in CI, which installs it (`tests.external`).
 """
 
 from __future__ import annotations
@@ -41,14 +42,24 @@ from lifecycle.diagrams import (
     machine_diagram,
     mermaid,
     printable,
+    shorten,
 )
 from lifecycle.errors import InvalidSpec
 from lifecycle.journal import Journal, JournalFormatError, Transition
 from lifecycle.spec import SPECS, TASK, Edge, MachineSpec, TaskState
 from lifecycle.task import SkipTask, Task
+from tests.external import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
-needs_dot = pytest.mark.skipif(not diagrams.has_graphviz(), reason="Graphviz's dot is missing")
+
+
+@pytest.fixture(scope="session")
+def graphviz() -> None:
+    if not diagrams.has_graphviz():
+        unavailable("Graphviz's dot is not installed (apt-get install graphviz)")
+
+
+needs_dot = pytest.mark.usefixtures("graphviz")
 SVG = "{http://www.w3.org/2000/svg}"
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -116,6 +127,11 @@ _FLOW_LINE = [
 
 def decode_mermaid(text: str) -> str:
     return _ENTITY.sub(lambda m: chr(int(m.group(1))), text.replace("<br/>", "\n"))
+
+
+def _shortened(text: str) -> str:
+    """``text`` as a Mermaid label shows it."""
+    return shorten([text])[text]
 
 
 def mermaid_problems(text: str, grammar: Sequence[re.Pattern[str]]) -> list[str]:
@@ -330,8 +346,9 @@ def test_mermaid_of_any_names_is_well_formed_and_round_trips(
         text = mermaid(diagram)
         assert mermaid_problems(text, _FLOW_LINE) == []
         shown = sorted(declared_labels(text).values())
+        names = shorten(name for name, _ in diagram.states)
         expected = sorted(
-            printable(name) + "\n" + printable(state if state is not None else "(not registered)")
+            names[name] + "\n" + _shortened(state if state is not None else "(not registered)")
             for name, state in diagram.states
         )
         assert shown == expected
@@ -346,16 +363,16 @@ def test_mermaid_of_any_machine_is_well_formed_and_round_trips(
         assert mermaid_problems(text, _MACHINE_LINE) == []
         labels = declared_labels(text)
         # a state diagram's labels are one line: newlines are shown as spaces
+        states = shorten(s.value for s in spec.states)
         assert sorted(labels.values()) == sorted(
-            [printable(s.value).replace("\n", " ") for s in spec.states]
+            [states[s.value].replace("\n", " ") for s in spec.states]
             + (["refused triggers"] if diagram.aside else [])
         )
         described = [decode_mermaid(t) for t in re.findall(r"^    aside : (.*)$", text, re.M)]
         if diagram.aside:
-            refusals = Counter(junk)
-            assert sorted(described) == sorted(
-                printable(f"{s}: {t} ({n})").replace("\n", " ") for (s, t), n in refusals.items()
-            )
+            refusals = [f"{s}: {t} ({n})" for (s, t), n in Counter(junk).items()]
+            asides = shorten(refusals)
+            assert sorted(described) == sorted(asides[r].replace("\n", " ") for r in refusals)
 
 
 @needs_dot
@@ -733,3 +750,165 @@ def test_cli_all_without_graphviz_writes_text_and_fails(
         _expected_stems()
     )
     assert os.environ["PATH"] == str(tmp_path / "empty")
+
+
+# -- Mermaid's text limit ----------------------------------------------------------------------
+
+
+def test_two_5000_character_task_names_stay_within_mermaids_text_limit() -> None:
+    long_a, long_b = "é" * 4999 + "a", "é" * 4999 + "b"
+    graph = dependency_graph({long_a: {"deps": [long_b]}, long_b: {}})
+    text = mermaid(graph)
+    assert len(text) <= diagrams.MERMAID_MAX_TEXT_SIZE
+    names = sorted(label.split("\n")[0] for label in declared_labels(text).values())
+    assert len(set(names)) == 2
+    assert all(name.startswith("é" * 10) and "…" in name for name in names)
+
+
+def test_shorten_keeps_short_labels_and_cuts_long_ones_visibly() -> None:
+    long = "x" * 100
+    labels = shorten(["short", long, "a\x00"])
+    assert labels["short"] == "short"
+    assert labels["a\x00"] == "a\\x00"
+    assert len(labels[long]) == diagrams.MERMAID_LABEL_LIMIT
+    assert re.fullmatch(r"x+…[0-9a-f]{8}", labels[long])
+    assert shorten([long]) == {long: labels[long]}, "a label does not depend on its neighbours"
+
+
+def test_shorten_tells_apart_texts_that_would_be_shown_alike() -> None:
+    long_a, long_b = "x" * 100 + "a", "x" * 100 + "b"
+    imitation = shorten([long_a])[long_a]  # a short name spelled like another's label
+    for group in (["\x00", "\\x00"], [long_a, long_b, imitation]):
+        labels = shorten(group)
+        assert len(set(labels.values())) == len(group), labels
+        assert all("…" in labels[text] for text in group if len(printable(text)) > 60)
+
+
+# What a name may repeat: Mermaid's quotes, brackets, comments, arrows and entities, a newline,
+# characters written as entity codes or escapes.
+hostile_units = st.sampled_from(
+    ["\n", " a", "\x00", "\u202e", "\"'", "[](){}", "%%", "é😀", "-->#;", "<br/>&", "\\"]
+)
+hostile_names = st.one_of(
+    st.text(min_size=1, max_size=20),
+    st.builds(lambda unit, n, tail: unit * n + tail, hostile_units, st.integers(1, 5000), names),
+)
+
+
+@given(st.lists(hostile_names, max_size=12, unique=True), st.sampled_from([20, 60]))
+def test_shorten_gives_distinct_labels_that_show_where_they_were_cut(
+    texts: list[str], limit: int
+) -> None:
+    labels = shorten(texts, limit)
+    assert sorted(labels) == sorted(texts)
+    assert len(set(labels.values())) == len(texts)
+    for text, label in labels.items():
+        shown = printable(text)
+        if label != shown:
+            head, ellipsis, digest = label.rpartition("…")
+            assert ellipsis and re.fullmatch(r"[0-9a-f]{8,64}", digest), label
+            assert shown.startswith(head) and head
+        if len(shown) > limit:
+            assert label != shown and len(label) <= limit + 56
+
+
+@given(st.lists(hostile_names, min_size=1, max_size=8, unique=True), st.data())
+def test_mermaid_of_hostile_task_names_fits_mermaids_limit_with_distinct_labels(
+    tasks: list[str], data: st.DataObject
+) -> None:
+    info = {
+        name: {"deps": data.draw(st.lists(st.sampled_from(tasks), max_size=3))} for name in tasks
+    }
+    states = {name: data.draw(st.sampled_from([s.value for s in TaskState])) for name in tasks}
+    text = mermaid(dependency_graph(info, states))
+    assert len(text) <= diagrams.MERMAID_MAX_TEXT_SIZE
+    assert mermaid_problems(text, _FLOW_LINE) == []
+    shown = [label.rsplit("\n", 1)[0] for label in declared_labels(text).values()]
+    assert len(shown) == len(set(shown)) == len(tasks)
+
+
+@given(st.lists(hostile_names, min_size=2, max_size=6, unique=True), st.data())
+def test_mermaid_of_hostile_machines_and_journals_fits_mermaids_limit(
+    values: list[str], data: st.DataObject
+) -> None:
+    states = enum.StrEnum("States", [(f"S{i}", v) for i, v in enumerate(values)])  # type: ignore[misc]
+    # triggers are identifiers (the spec checks), but may be long and not ASCII
+    trigger = st.builds(
+        lambda unit, n: "t" + unit * n, st.sampled_from(["é", "_", "x1"]), st.integers(0, 5000)
+    )
+    triggers = data.draw(st.lists(trigger, min_size=len(values) - 1, max_size=len(values) - 1))
+    spec = MachineSpec(
+        "hostile",
+        states,
+        values[0],
+        {values[-1]},
+        [Edge(t, (values[i],), values[i + 1]) for i, t in enumerate(triggers)],
+    )
+    junk = data.draw(st.lists(st.tuples(hostile_names, hostile_names), max_size=4))
+    for diagram in (machine_diagram(spec, current=values[-1]), annotated(spec, junk)):
+        text = mermaid(diagram)
+        assert len(text) <= diagrams.MERMAID_MAX_TEXT_SIZE
+        assert mermaid_problems(text, _MACHINE_LINE) == []
+        labels = [label for i, label in declared_labels(text).items() if i != "aside"]
+        assert len(set(labels)) == len(values)
+
+
+def test_ten_thousand_tasks_degrade_visibly_within_mermaids_limit() -> None:
+    names = [f"task-{i:05d}-" + "é" * 40 for i in range(10_000)]
+    info = {name: {"deps": [names[i - 1]] if i else []} for i, name in enumerate(names)}
+    text = mermaid(dependency_graph(info))
+    assert len(text) <= diagrams.MERMAID_MAX_TEXT_SIZE
+    assert mermaid_problems(text, _FLOW_LINE) == []
+    labels = declared_labels(text)
+    note = labels.pop("omitted")
+    drawn = len(labels)
+    assert 0 < drawn < 10_000
+    assert note.startswith(f"… {10_000 - drawn:,} more tasks and {10_000 - drawn:,} more arrows")
+    assert "the dot and svg formats show everything" in note
+    # the tasks drawn are the first by name, with labels of the shortest kind
+    assert all(label.startswith(f"task-{i:05d}-") for i, label in enumerate(labels.values()))
+    assert max(len(label.split("\n")[0]) for label in labels.values()) == (
+        diagrams.MERMAID_MIN_LABEL_LIMIT
+    )
+    assert mermaid(dependency_graph(info)) == text, "byte-stable"
+
+
+def test_many_refused_triggers_degrade_visibly_within_mermaids_limit() -> None:
+    junk = [("running", f"trigger-{i:05d}-" + "x" * 50) for i in range(5_000)]
+    diagram = annotated(TASK, junk)
+    text = mermaid(diagram)
+    assert len(text) <= diagrams.MERMAID_MAX_TEXT_SIZE
+    assert mermaid_problems(text, _MACHINE_LINE) == []
+    described = [decode_mermaid(t) for t in re.findall(r"^    aside : (.*)$", text, re.M)]
+    drawn = len(described) - 1
+    assert 0 < drawn < 5_000
+    assert described[-1].startswith(f"… {5_000 - drawn:,} more refused triggers not drawn")
+
+
+def test_a_machine_too_large_for_mermaid_raises_diagram_error() -> None:
+    values = [f"state-{i:04d}" for i in range(3_000)]
+    states = enum.StrEnum("States", [(f"S{i}", v) for i, v in enumerate(values)])  # type: ignore[misc]
+    edges = [Edge(f"go{i}", (v,), values[i + 1]) for i, v in enumerate(values[:-1])]
+    spec = MachineSpec("huge", states, values[0], {values[-1]}, edges)
+    with pytest.raises(DiagramError, match=r"the huge machine \(3000 states.*use the dot or svg"):
+        mermaid(machine_diagram(spec))
+    assert "state-2999" in diagrams.dot(machine_diagram(spec)), "DOT has no such limit"
+
+
+def test_a_flowchart_keeps_within_mermaids_arrow_limit() -> None:
+    names = [f"t{i:03d}" for i in range(100)]
+    crowded = dependency_graph({n: {"deps": names[i + 1 : i + 7]} for i, n in enumerate(names)})
+    assert len(crowded.arrows) > diagrams.MERMAID_MAX_EDGES
+    text = mermaid(crowded)
+    assert mermaid_problems(text, _FLOW_LINE) == []
+    drawn = len(re.findall(r"^    \S+ (?:-->|-\.->) ", text, re.M))
+    assert drawn <= diagrams.MERMAID_MAX_EDGES
+    labels = declared_labels(text)
+    assert labels.pop("omitted").startswith(
+        f"… {100 - len(labels)} more tasks and {len(crowded.arrows) - drawn} more arrows not drawn"
+    )
+    chain = [f"t{i:03d}" for i in range(diagrams.MERMAID_MAX_EDGES + 1)]
+    whole = mermaid(
+        dependency_graph({n: {"deps": chain[i + 1 : i + 2]} for i, n in enumerate(chain)})
+    )
+    assert "omitted" not in whole, "exactly the limit is drawn whole"
