@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import hashlib
 import json
 import logging
 import os
+import stat
+import tempfile
 import threading
 import time
 import traceback
@@ -30,7 +33,7 @@ from typing import IO, Any
 
 import attrs
 
-from lifecycle.errors import LifecycleError
+from lifecycle.errors import JournalWriteError, LifecycleError
 from lifecycle.spec import SPECS
 
 __all__ = [
@@ -38,6 +41,7 @@ __all__ = [
     "FORMAT_VERSION",
     "Journal",
     "JournalFormatError",
+    "JournalWriteError",
     "Transition",
     "canonical",
     "chain_hash",
@@ -165,8 +169,20 @@ class Journal:
     """An append-only, thread-safe log of transitions.
 
     ``path``: when given, every record is also written to that file as it is appended (see the
-    module docstring for the format); the header is written with the first record, so that it
-    includes the tasks registered before anything happened. Call `close` when done.
+    module docstring for the format). The header is written when a regular file is opened, so
+    that a process killed before its first record still leaves a journal; the header carries
+    the task table, which is filled by registrations made after the journal is opened, so when
+    the first record (or `close`) finds the table changed, the file is replaced atomically by
+    one with the current header (a temporary file in the same directory, then `os.replace`;
+    in place if the directory is not writable) and the records streamed so far. A path that is
+    not a regular file (a pipe, a device) cannot be rewritten: it gets the header with the
+    first record instead. Call `close` when done.
+
+    Raises `JournalWriteError` if the file cannot be opened or its header written. A later
+    write error (any `OSError` while writing, flushing or closing, or a file closed under the
+    journal) never reaches the code that fired the trigger: streaming stops, `stream_error`
+    holds the `JournalWriteError`, and every record is still kept in memory (`records`,
+    `write`).
 
     Listeners added with `subscribe` are called with each record, in sequence order, on the
     thread that fired the trigger, while the journal's lock is held: keep them quick, and never
@@ -182,14 +198,19 @@ class Journal:
         self._rows: list[_Row] = []
         self._listeners: tuple[Listener, ...] = ()
         self._tasks: dict[str, _TaskInfo] = {}
+        # The task table's version, bumped on each change, and the version the file's header
+        # shows (None: no header written yet): one int compare per streamed record.
+        self._tasks_version = 0
+        self._header_version: int | None = None
         self._seq = 0
         self._file: IO[str] | None = None
+        self._rewritable = False
+        self._streamed = 0  # records written to the file
         self._hash = ""
-        self._header_written = False
-        self.stream_error: OSError | None = None
+        self.stream_error: JournalWriteError | None = None
         self.path = os.fspath(path) if path is not None else None
         if self.path is not None:
-            self._file = open(self.path, "w", encoding="ascii")  # noqa: SIM115
+            self._open(self.path)
 
     # -- recording -------------------------------------------------------------------------
 
@@ -247,16 +268,20 @@ class Journal:
         """Record the tasks (name → ``class``, ``deps``, ``wants``) for the header."""
         with self._lock:
             for name, info in tasks.items():
-                self._tasks[name] = _TaskInfo(
+                described = _TaskInfo(
                     str(info.get("class", name)),
                     tuple(str(d) for d in info.get("deps", ())),
                     tuple(str(w) for w in info.get("wants", ())),
                 )
+                if self._tasks.get(name) != described:
+                    self._tasks[name] = described
+                    self._tasks_version += 1
 
     def forget_task(self, name: str) -> None:
         """Drop a task description (its task was unregistered). No-op for an unknown name."""
         with self._lock:
-            self._tasks.pop(name, None)
+            if self._tasks.pop(name, None) is not None:
+                self._tasks_version += 1
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -292,28 +317,36 @@ class Journal:
     # -- files -----------------------------------------------------------------------------
 
     def write(self, path: str | os.PathLike[str]) -> None:
-        """Write the whole journal to ``path`` in the JSONL format, replacing the file."""
+        """Write the whole journal to ``path`` in the JSONL format, replacing the file.
+
+        Raises `JournalWriteError` if the file cannot be written.
+        """
         with self._lock:
             header = self._header()
             rows = list(self._rows)
-        with open(path, "w", encoding="ascii") as out:
-            for line in _chained_lines([header, *(_row_dict(row) for row in rows)]):
-                out.write(line)
+        try:
+            with open(path, "w", encoding="ascii") as out:
+                for line in _chained_lines([header, *(_row_dict(row) for row in rows)]):
+                    out.write(line)
+        except OSError as exc:
+            raise JournalWriteError(os.fspath(path), exc) from exc
 
     def close(self) -> None:
-        """Finish the streamed file (writing the header if nothing was recorded). Idempotent.
+        """Finish the streamed file: bring its header up to date and close it. Idempotent.
 
         Records appended after `close` are kept in memory (`records`, `write`) but no longer
-        streamed.
+        streamed. An error while finishing the file is kept in `stream_error`, like any other
+        write error, and not raised.
         """
         with self._lock:
             if self._file is None:
                 return
-            if not self._header_written:
-                self._write_line(self._header())
-                self._header_written = True
-            self._file.close()
-            self._file = None
+            try:
+                self._sync_header()
+                file, self._file = self._file, None
+                file.close()
+            except (OSError, ValueError) as exc:
+                self._stop_streaming(exc, "at close")
 
     def __enter__(self) -> Journal:
         return self
@@ -321,29 +354,120 @@ class Journal:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _open(self, path: str) -> None:
+        try:
+            self._file = open(path, "w", encoding="ascii")  # noqa: SIM115
+            self._rewritable = stat.S_ISREG(os.fstat(self._file.fileno()).st_mode)
+            if self._rewritable:
+                self._sync_header()
+        except OSError as exc:
+            if self._file is not None:
+                with contextlib.suppress(OSError):
+                    self._file.close()
+                self._file = None
+            raise JournalWriteError(path, exc) from exc
+
     def _stream(self, row: _Row) -> None:
         try:
-            if not self._header_written:
-                self._write_line(self._header())
-                self._header_written = True
-            self._write_line(_row_dict(row))
-        except OSError as exc:
-            # A full or failing disk must not break the lifecycle it records: the records stay
-            # in memory, streaming stops, and `stream_error` says why.
-            logger.error("journal %s: streaming stopped at seq %d: %s", self.path, row[0], exc)
-            self.stream_error = exc
-            file, self._file = self._file, None
-            if file is not None:
-                with contextlib.suppress(OSError):
-                    file.close()
+            if self._header_version != self._tasks_version:
+                self._sync_header()
+            self._write(self._line(_row_dict(row)))
+            self._streamed += 1
+        except (OSError, ValueError) as exc:
+            self._stop_streaming(exc, f"at seq {row[0]}")
 
-    def _write_line(self, obj: dict[str, Any]) -> None:
-        if self._file is None:
+    def _stop_streaming(self, exc: OSError | ValueError, where: str) -> None:
+        """Turn a failed write into `stream_error`; the lifecycle the journal records goes on.
+
+        A full or failing disk must not break the lifecycle it records: the records stay in
+        memory, streaming stops, and `stream_error` says why.
+        """
+        file, self._file = self._file, None
+        if isinstance(exc, OSError):
+            error = exc
+        elif file is not None and file.closed:
+            # Writing to a closed file object raises ValueError; say what the OS would.
+            error = OSError(errno.EBADF, "I/O operation on closed file")
+            error.__cause__ = exc
+        else:
+            raise exc  # not an I/O failure: a bug, not a disk to tolerate
+        self.stream_error = JournalWriteError(self.path or "", error)
+        logger.error("journal streaming stopped %s: %s", where, self.stream_error)
+        if file is not None:
+            with contextlib.suppress(OSError, ValueError):
+                file.close()
+
+    def _sync_header(self) -> None:
+        """Make the file's header show the current task table (the lock is held)."""
+        if self._header_version == self._tasks_version:
             return
-        body = canonical(obj)
-        self._hash = chain_hash(self._hash, body)
-        self._file.write(canonical({**obj, "hash": self._hash}) + "\n")
-        self._file.flush()
+        if self._header_version is None:
+            self._write(self._line(self._header()))
+        elif self._rewritable:
+            self._rewrite()
+        else:
+            logger.warning(
+                "journal %s: the task table changed after the header was written to a file "
+                "that cannot be rewritten; the header lists the tasks known then",
+                self.path,
+            )
+        self._header_version = self._tasks_version
+
+    def _rewrite(self) -> None:
+        """Replace the file by one with the current header and the records streamed so far.
+
+        Atomic (a temporary file in the same directory, flushed, then `os.replace`), so that a
+        process killed at any moment leaves either file whole. A symbolic link is followed, so
+        the file it names is replaced, not the link; the new file takes the old one's mode.
+        """
+        if self._file is None or self.path is None:
+            return
+        self._hash = ""
+        streamed = self._rows[: self._streamed]
+        text = "".join([self._line(self._header()), *(self._line(_row_dict(r)) for r in streamed)])
+        target = os.path.realpath(self.path)
+        directory, name = os.path.split(target)
+        try:
+            fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+        except OSError:
+            # No temporary file beside it (a directory we may not write to): rewrite in place.
+            # A kill during these few calls can cut the file; there is no other way to fix it.
+            self._file.seek(0)
+            self._file.truncate()
+            self._write(text)
+            return
+        try:
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, stat.S_IMODE(os.fstat(self._file.fileno()).st_mode))
+            new = open(fd, "w", encoding="ascii")  # noqa: SIM115
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        try:
+            new.write(text)
+            new.flush()
+            os.replace(temp, target)
+        except BaseException:
+            with contextlib.suppress(OSError, ValueError):
+                new.close()
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        old, self._file = self._file, new
+        with contextlib.suppress(OSError, ValueError):
+            old.close()
+
+    def _line(self, obj: dict[str, Any]) -> str:
+        """The file line of ``obj``, chained to the previous line."""
+        self._hash = chain_hash(self._hash, canonical(obj))
+        return canonical({**obj, "hash": self._hash}) + "\n"
+
+    def _write(self, text: str) -> None:
+        if self._file is not None:
+            self._file.write(text)
+            self._file.flush()
 
 
 def journal_or_new(journal: object) -> Journal:

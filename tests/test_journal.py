@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -190,11 +191,13 @@ def test_write_then_read_journal_round_trips_every_record(
     assert chain_problems(path) == []
 
 
-def test_streaming_writes_the_header_lazily_with_the_tasks_known_by_then(tmp_path: Path) -> None:
+def test_streaming_brings_the_header_up_to_the_tasks_known_at_the_first_record(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "live.jsonl"
     with Journal(path) as journal:
         journal.describe_tasks({"db": {"class": "app.Db"}})
-        assert path.read_text() == ""  # nothing recorded yet: no header either
+        assert read_journal(path) == ({**journal.header(), "tasks": {}, "hash": ANY}, [])
         journal.describe_tasks({"web": {"class": "app.Web", "deps": ["db"]}})
         lc = Lifecycle(TASK, "db", journal)
         lc.fire("create")
