@@ -12,6 +12,13 @@ previous line's hash followed by the line's canonical JSON without the ``hash`` 
 chains from the empty string. Editing, dropping, inserting or reordering a line breaks the chain,
 which `lifecycle.audit` reports. Each streamed line is flushed as it is written, so a process
 killed at any moment leaves a valid prefix.
+
+Reading: `JournalReader` is the one reader of journal files, used by `read_journal`,
+`lifecycle.audit` and `lifecycle.diagrams`. It opens only a regular file (a FIFO, a device, a
+directory or a socket is refused before anything is read from it), reads at most
+`MAX_LINE_BYTES` per line, and turns each line into its JSON object or the reason it is not one
+(not UTF-8, not JSON, nested too deeply, an integer of more than `MAX_INT_DIGITS` digits, a
+non-finite number), never an exception of the JSON parser.
 """
 
 from __future__ import annotations
@@ -22,14 +29,15 @@ import errno
 import hashlib
 import json
 import logging
+import math
 import os
 import stat
 import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping
-from typing import IO, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import IO, Any, BinaryIO
 
 import attrs
 
@@ -39,14 +47,20 @@ from lifecycle.spec import SPECS
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "MAX_INT_DIGITS",
+    "MAX_LINE_BYTES",
     "Journal",
     "JournalFormatError",
+    "JournalLine",
+    "JournalReader",
     "JournalWriteError",
     "Transition",
     "canonical",
     "chain_hash",
     "describe_cause",
+    "is_format_version",
     "journal_or_new",
+    "parse_line",
     "read_journal",
 ]
 
@@ -55,6 +69,15 @@ logger.addHandler(logging.NullHandler())
 
 FORMAT = "lifecycle-journal"
 FORMAT_VERSION = 1
+
+#: The longest line a reader takes, in bytes, its newline not counted: far above any line the
+#: engine writes (the header of 100,000 tasks is a few MB), and a bound on what one line of a
+#: hostile file can make a reader hold in memory. A longer line is a format error.
+MAX_LINE_BYTES = 64 * 2**20
+
+#: The most digits an integer in a journal may have (the interpreter's default limit; seq and
+#: mono need 20). A longer one is a format error, whatever ``sys.set_int_max_str_digits`` says.
+MAX_INT_DIGITS = 4300
 
 Listener = Callable[["Transition"], object]
 
@@ -94,6 +117,10 @@ class Transition:
             value = values[name]
             if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
                 raise JournalFormatError(f"record field {name!r} has a bad value: {value!r}")
+        if isinstance(values["time"], float) and not math.isfinite(values["time"]):
+            raise JournalFormatError(
+                f"record field 'time' has a bad value: {values['time']!r} (not a finite number)"
+            )
         return cls(**values)
 
 
@@ -488,47 +515,187 @@ def _chained_lines(objs: Iterable[dict[str, Any]]) -> Iterable[str]:
         yield canonical({**obj, "hash": previous}) + "\n"
 
 
+def is_format_version(value: object) -> bool:
+    """Whether ``value`` is `FORMAT_VERSION` itself: the int, not ``true`` or ``1.0``."""
+    return type(value) is int and value == FORMAT_VERSION
+
+
+@attrs.frozen(slots=True)
+class JournalLine:
+    """One line of a journal file, as `JournalReader` found it.
+
+    ``number`` is 1-based; ``raw`` the line's bytes without its newline (empty for a line
+    longer than `MAX_LINE_BYTES`, which is not kept); ``ended`` whether a newline ends it (only
+    the last line of a file cut short lacks one); ``value`` the JSON object on the line, or a
+    short description of what the line is instead (see `parse_line`).
+    """
+
+    number: int
+    raw: bytes
+    ended: bool
+    value: dict[str, Any] | str
+
+
+class JournalReader:
+    """The lines of a journal file; the one way `lifecycle` reads one.
+
+    Opens ``path`` only if it is a regular file: anything else (a FIFO, whose opening would
+    block; a device such as ``/dev/zero``, which never ends; a directory; a socket) raises
+    `JournalFormatError` naming what it is, before anything is read. The check is made before
+    opening and again on the open file (opened non-blocking), so a file swapped in between is
+    caught too. Iterating yields one `JournalLine` per line, reading at most `MAX_LINE_BYTES`
+    of a line (the rest of a longer one is skipped unread into memory). Use as a context
+    manager, or call `close`. Not thread-safe: one reader per thread.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._file = _open_regular_file(self.path)
+
+    def __iter__(self) -> Iterator[JournalLine]:
+        limit = MAX_LINE_BYTES
+        number = 0
+        while chunk := self._file.readline(limit + 1):
+            number += 1
+            ended = chunk.endswith(b"\n")
+            raw = chunk[:-1] if ended else chunk
+            if len(raw) > limit:
+                yield JournalLine(number, b"", self._skip_line(), f"longer than {limit} bytes")
+            else:
+                yield JournalLine(number, raw, ended, parse_line(raw))
+
+    def _skip_line(self) -> bool:
+        """Read past the rest of the current line; whether a newline ended it."""
+        while chunk := self._file.readline(2**20):
+            if chunk.endswith(b"\n"):
+                return True
+        return False
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> JournalReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _open_regular_file(path: str) -> BinaryIO:
+    """``path`` opened for reading in binary; raises `JournalFormatError` unless it is a
+    regular file that can be opened."""
+    try:
+        kind = _kind_of(os.stat(path).st_mode)
+        if kind is None:
+            # O_NONBLOCK: were a FIFO swapped in since the stat, opening it must not block.
+            flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+            fd = os.open(path, flags)
+            try:
+                kind = _kind_of(os.fstat(fd).st_mode)
+                if kind is None:
+                    return open(fd, "rb")
+            finally:
+                if kind is not None:
+                    os.close(fd)
+    except OSError as exc:
+        raise JournalFormatError(f"cannot read {path!r}: {exc.strerror or exc}") from exc
+    raise JournalFormatError(f"cannot read {path!r}: it is {kind}, not a regular file")
+
+
+def _kind_of(mode: int) -> str | None:
+    """What a file of this mode is, if not a regular file (None for a regular file)."""
+    if stat.S_ISREG(mode):
+        return None
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "a special file")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text} is out of range")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of more than {MAX_INT_DIGITS} digits")
+    return int(text)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+_DECODER = json.JSONDecoder(
+    parse_float=_finite_float, parse_int=_bounded_int, parse_constant=_no_constant
+)
+
+
+def parse_line(raw: bytes) -> dict[str, Any] | str:
+    """The JSON object on one journal line, or a short description of what it is instead:
+    ``not UTF-8``, ``not JSON (<why>)`` (bad syntax, nested too deeply, an integer of more than
+    `MAX_INT_DIGITS` digits, ``NaN``, ``Infinity`` or a number out of range), or
+    ``JSON but not an object (<type>)``. Never raises for any bytes."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not UTF-8"
+    try:
+        obj = _DECODER.decode(text)
+    except json.JSONDecodeError as exc:
+        return f"not JSON ({exc.msg})"
+    except RecursionError:
+        return "not JSON (nested too deeply)"
+    except ValueError as exc:  # raised by the number hooks, or the interpreter's digit limit
+        return f"not JSON ({exc})"
+    if not isinstance(obj, dict):
+        return f"JSON but not an object ({type(obj).__name__})"
+    return obj
+
+
 def read_journal(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Transition]]:
     """Read a journal file: its header and records. Does not check the hash chain.
 
     Raises `JournalFormatError` (with the line number) for a file that is not a journal:
-    unreadable, bad JSON, wrong format or version, or a record with missing or bad fields.
-    `lifecycle.audit` is the checker that reports tampering rather than raising.
+    unreadable or not a regular file, a bad line (see `parse_line`), wrong format or version,
+    or a record with missing or bad fields. `lifecycle.audit` is the checker that reports
+    tampering rather than raising.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            # Only "\n" ends a line: splitlines() would also split inside a JSON string.
-            lines = f.read().split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise JournalFormatError(f"cannot read {os.fspath(path)!r}: {exc}") from exc
-    if not lines:
-        raise JournalFormatError("empty file: no journal header", line=1)
-    header = _parse_line(lines[0], 1)
-    if header.get("format") != FORMAT:
-        raise JournalFormatError(f"not a lifecycle journal (format {header.get('format')!r})", 1)
-    if header.get("version") != FORMAT_VERSION:
-        raise JournalFormatError(
-            f"unsupported journal version {header.get('version')!r} (expected {FORMAT_VERSION})",
-            1,
-        )
-    records = []
-    for number, line in enumerate(lines[1:], start=2):
-        data = _parse_line(line, number)
-        data.pop("hash", None)
-        try:
-            records.append(Transition.from_dict(data))
-        except JournalFormatError as exc:
-            raise JournalFormatError(exc.reason, number) from None
+    with JournalReader(path) as reader:
+        lines = iter(reader)
+        first = next(lines, None)
+        if first is None:
+            raise JournalFormatError("empty file: no journal header", line=1)
+        header = _object_of(first)
+        if header.get("format") != FORMAT:
+            raise JournalFormatError(
+                f"not a lifecycle journal (format {header.get('format')!r})", 1
+            )
+        if not is_format_version(header.get("version")):
+            raise JournalFormatError(
+                f"unsupported journal version {header.get('version')!r} "
+                f"(expected {FORMAT_VERSION})",
+                1,
+            )
+        records = []
+        for line in lines:
+            data = _object_of(line)
+            data.pop("hash", None)
+            try:
+                records.append(Transition.from_dict(data))
+            except JournalFormatError as exc:
+                raise JournalFormatError(exc.reason, line.number) from None
     return header, records
 
 
-def _parse_line(line: str, number: int) -> dict[str, Any]:
-    try:
-        data = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise JournalFormatError(f"not JSON: {exc.msg}", number) from None
-    if not isinstance(data, dict):
-        raise JournalFormatError("not a JSON object", number)
-    return data
+def _object_of(line: JournalLine) -> dict[str, Any]:
+    if isinstance(line.value, str):
+        raise JournalFormatError(line.value, line.number)
+    return line.value

@@ -263,13 +263,13 @@ def test_the_hash_chain_detects_an_edited_dropped_or_swapped_line(tmp_path: Path
     ("content", "line", "reason"),
     [
         ("", 1, "empty file"),
-        ("[1, 2]\n", 1, "not a JSON object"),
+        ("[1, 2]\n", 1, "not an object"),
         ("{not json\n", 1, "not JSON"),
         ('{"format": "other", "version": 1}\n', 1, "not a lifecycle journal"),
         ('{"format": "lifecycle-journal", "version": 99}\n', 1, "unsupported journal version"),
         ("HEADER\n{}\n", 2, "record lacks"),
         ("HEADER\nRECORD\n\n", 3, "not JSON"),
-        ("HEADER\nRECORD\nRECORD\n" + '"text"\n', 4, "not a JSON object"),
+        ("HEADER\nRECORD\nRECORD\n" + '"text"\n', 4, "not an object"),
     ],
 )
 def test_a_bad_file_raises_journal_format_error_with_its_line_number(
@@ -316,7 +316,7 @@ def test_an_unreadable_file_raises_journal_format_error(tmp_path: Path) -> None:
     assert info.value.line is None
     binary = tmp_path / "binary.jsonl"
     binary.write_bytes(b"\xff\xfe\x00")
-    with pytest.raises(JournalFormatError, match="cannot read"):
+    with pytest.raises(JournalFormatError, match=r"^line 1: not UTF-8$"):
         read_journal(binary)
 
 
