@@ -16,10 +16,13 @@ from unittest.mock import ANY
 import pytest
 
 from lifecycle.audit import check
+from lifecycle.cli import main
 from lifecycle.collection import Tasks
 from lifecycle.errors import JournalWriteError, LifecycleError
 from lifecycle.journal import Journal, canonical, chain_hash, read_journal
 from lifecycle.task import Task
+from tests.services import SelfStopping
+from tests.test_signals import Child
 
 
 class Base(Task):
@@ -347,3 +350,39 @@ def test_a_full_disk_at_the_header_rewrite_stops_streaming_and_keeps_the_file(
     assert run_with_file_size_limit(path, limit) == {"stream_error": errno.EFBIG, "records": 4}
     assert check(path, partial=True) == []  # the file left is a whole (stale) journal
 
+
+# -- the command line: a run whose journal could not be written failed ------------------------
+
+
+@needs_dev_full
+def test_run_with_an_unwritable_journal_exits_1_naming_the_file_and_the_os_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["run", "--quiet", "--journal", str(FULL), "tests.services:SelfStopping"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "journal '/dev/full' could not be written: [Errno 28] No space left on device" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.slow
+@needs_dev_full
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigterm_to_a_run_whose_journal_is_dev_full_exits_1_without_a_traceback() -> None:
+    child = Child("--journal", str(FULL), "tests.services:Quiet")
+    child.wait_for("service", "starting -> running")
+    child.signal(signal.SIGTERM)
+    _, err = child.finish()
+    assert child.proc.returncode == 1, err
+    assert "journal '/dev/full' could not be written: [Errno 28] No space left on device" in err
+    assert "Traceback" not in err
+
+
+@needs_dev_full
+@pytest.mark.xfail(strict=False, reason="service side pending")
+def test_a_service_whose_journal_cannot_be_written_fails_with_the_write_error() -> None:
+    service = SelfStopping({}, journal=Journal(FULL))
+    assert service.run() == 1
+    assert service.state == "failed"
+    assert isinstance(service.failure, JournalWriteError)
+    assert service.failure is service.journal.stream_error

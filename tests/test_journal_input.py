@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from lifecycle import journal as journal_module
 from lifecycle.audit import RULES, AuditInputError, check
+from lifecycle.cli import main
 from lifecycle.diagrams import journal_dependency_diagram, journal_machine_diagram
 from lifecycle.journal import (
     Journal,
@@ -282,6 +283,60 @@ def test_equal_mono_times_are_not_a_violation(good: Path) -> None:
     assert check(good) == []
 
 
+# -- item 19: the command line escapes what it prints from a journal -------------------------
+
+HOSTILE = "\ud800\x1b[2J\x1b]0;owned\x07\u202eé"
+SHOWN = "\\ud800\\x1b[2J\\x1b]0;owned\\x07\\u202eé"
+SHOWN_IN_ASCII = SHOWN.replace("é", "\\xe9")
+
+
+@pytest.fixture
+def hostile(tmp_path: Path) -> Path:
+    """A journal whose task name is a lone surrogate and terminal escapes, with a violation
+    naming it: an ok record that is not an edge."""
+    journal = Journal()
+    journal.describe_tasks({HOSTILE: {"class": "m.X"}})
+    journal.record("collection", "tasks", "create", "registering", "created", True)
+    journal.record("task", HOSTILE, "start", "registered", "running", True, "é \x1b[31m")
+    path = tmp_path / "hostile.jsonl"
+    journal.write(path)
+    return path
+
+
+def is_clean_text(text: str) -> bool:
+    """No control character but newline, no unpaired surrogate."""
+    return all(ch == "\n" or (ch.isprintable() and not 0xD800 <= ord(ch) <= 0xDFFF) for ch in text)
+
+
+def test_audit_text_output_shows_journal_strings_escaped(
+    hostile: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["audit", str(hostile), "--partial"]) == 1
+    out, err = capsys.readouterr()
+    assert SHOWN in out
+    assert is_clean_text(out) and is_clean_text(err)
+
+
+def test_audit_json_output_is_strict_json_whatever_the_content(
+    hostile: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["audit", "--json", "--partial", str(hostile)]) == 1
+    out = capsys.readouterr().out
+    assert out.isascii()
+    doc = json.loads(out)
+    subjects = {v["subject"] for v in doc["violations"]}
+    assert "\\ud800\x1b[2J\x1b]0;owned\x07\u202eé" in subjects  # exact but for the surrogate
+    # Strict: the decoded document encodes as UTF-8, which an unpaired surrogate cannot.
+    json.dumps(doc, ensure_ascii=False).encode("utf-8")
+
+
+def test_diagram_of_a_hostile_journal_is_escaped(hostile: Path, tmp_path: Path) -> None:
+    out = tmp_path / "d.dot"
+    assert main(["diagram", "--journal", str(hostile), "--out", str(out)]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert "\\\\ud800\\\\x1b[2J" in text and is_clean_text(text)
+
+
 def run_cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "lifecycle", *argv],
@@ -326,4 +381,19 @@ def test_cli_reads_a_malformed_line_without_a_traceback(good: Path, case: str) -
         assert_no_traceback(done)
     done = run_cli("audit", str(good))
     assert done.returncode == 1 and "line 3: format: <journal>: expected a JSON" in done.stdout
+    assert_no_traceback(done)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("encoding", ["utf-8", "ascii"])
+def test_cli_audit_prints_a_hostile_journal_escaped_in_any_encoding(
+    hostile: Path, encoding: str
+) -> None:
+    done = run_cli("audit", "--partial", str(hostile), env={"PYTHONIOENCODING": encoding})
+    assert done.returncode == 1, done.stderr
+    assert (SHOWN if encoding == "utf-8" else SHOWN_IN_ASCII) in done.stdout
+    assert is_clean_text(done.stdout) and is_clean_text(done.stderr)
+    assert_no_traceback(done)
+    done = run_cli("audit", "--json", str(hostile), env={"PYTHONIOENCODING": encoding})
+    assert done.returncode == 1 and json.loads(done.stdout)["clean"] is False
     assert_no_traceback(done)
