@@ -9,11 +9,15 @@ import selectors
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
+from typing import Any
 from unittest.mock import ANY
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lifecycle.audit import check
 from lifecycle.cli import main
@@ -386,3 +390,60 @@ def test_a_service_whose_journal_cannot_be_written_fails_with_the_write_error() 
     assert service.state == "failed"
     assert isinstance(service.failure, JournalWriteError)
     assert service.failure is service.journal.stream_error
+
+
+# -- the header stays truthful, whatever the order of registrations and records -----------------
+
+Operation = tuple[str, str, tuple[str, ...]]
+
+operations = st.lists(
+    st.tuples(
+        st.sampled_from(["describe", "forget", "record", "record"]),
+        st.sampled_from(["A", "B", "C"]),
+        st.lists(st.sampled_from(["A", "B", "C"]), max_size=2).map(tuple),
+    ),
+    max_size=12,
+)
+
+
+@given(ops=operations)
+def test_the_streamed_file_always_shows_the_table_of_its_last_record(ops: list[Operation]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "j.jsonl")
+        journal = Journal(path)
+        table_at_last_record: dict[str, Any] = {}
+        for op, name, deps in ops:
+            if op == "describe":
+                journal.describe_tasks({name: {"class": f"m.{name}", "deps": deps}})
+            elif op == "forget":
+                journal.forget_task(name)
+            else:
+                journal.record("task", name, "create", "registered", "created", True)
+                table_at_last_record = journal.tasks
+            header, records = read_journal(path)  # whole after every step
+            assert header["tasks"] == table_at_last_record
+            assert records == list(journal.records)
+            assert not {"format", "hash-chain"} & {v.rule for v in check(path, partial=True)}
+        journal.close()
+        header, records = read_journal(path)
+        assert header["tasks"] == journal.tasks and records == list(journal.records)
+        journal.write(Path(tmp, "written.jsonl"))
+        assert path.read_bytes() == Path(tmp, "written.jsonl").read_bytes()
+        assert set(os.listdir(tmp)) == {"j.jsonl", "written.jsonl"}  # no temporary file left
+
+
+def test_without_a_temporary_file_the_header_is_rewritten_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> tuple[int, str]:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    path = tmp_path / "here.jsonl"
+    journal = Journal(path)
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)  # a directory we may not write to
+    run_collection(journal)
+    journal.close()
+    assert journal.stream_error is None
+    header, records = read_journal(path)
+    assert set(header["tasks"]) == {"Base", "Leaf"} and len(records) == len(journal)
+    assert check(path) == []
