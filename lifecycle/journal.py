@@ -201,7 +201,8 @@ class Journal:
     the task table, which is filled by registrations made after the journal is opened, so when
     the first record (or `close`) finds the table changed, the file is replaced atomically by
     one with the current header (a temporary file in the same directory, then `os.replace`;
-    in place if the directory is not writable) and the records streamed so far. A path that is
+    in place through the open file if the directory is not writable or the file was moved)
+    and the records streamed so far. A path that is
     not a regular file (a pipe, a device) cannot be rewritten: it gets the header with the
     first record instead. Call `close` when done.
 
@@ -232,6 +233,7 @@ class Journal:
         self._seq = 0
         self._file: IO[str] | None = None
         self._rewritable = False
+        self._target: str | None = None  # the file opened, its symbolic links resolved
         self._streamed = 0  # records written to the file
         self._hash = ""
         self.stream_error: JournalWriteError | None = None
@@ -383,6 +385,7 @@ class Journal:
 
     def _open(self, path: str) -> None:
         try:
+            self._target = os.path.realpath(path)
             self._file = open(path, "w", encoding="ascii")  # noqa: SIM115
             self._rewritable = stat.S_ISREG(os.fstat(self._file.fileno()).st_mode)
             if self._rewritable:
@@ -441,31 +444,47 @@ class Journal:
         self._header_version = self._tasks_version
 
     def _rewrite(self) -> None:
-        """Replace the file by one with the current header and the records streamed so far.
+        """Replace the file's content by the current header and the records streamed so far.
 
-        Atomic (a temporary file in the same directory, flushed, then `os.replace`), so that a
-        process killed at any moment leaves either file whole. A symbolic link is followed, so
-        the file it names is replaced, not the link; the new file takes the old one's mode.
+        Atomically where it can (see `_replace`); else in place, through the open file, where
+        a kill during these few calls can cut the file: there is no other way to fix it.
         """
-        if self._file is None or self.path is None:
+        if self._file is None:
             return
         self._hash = ""
         streamed = self._rows[: self._streamed]
         text = "".join([self._line(self._header()), *(self._line(_row_dict(r)) for r in streamed)])
-        target = os.path.realpath(self.path)
-        directory, name = os.path.split(target)
-        try:
-            fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-        except OSError:
-            # No temporary file beside it (a directory we may not write to): rewrite in place.
-            # A kill during these few calls can cut the file; there is no other way to fix it.
+        if not self._replace(text):
             self._file.seek(0)
             self._file.truncate()
             self._write(text)
-            return
+
+    def _replace(self, text: str) -> bool:
+        """Replace the journal's file by a new one holding ``text``: a temporary file in the
+        same directory, flushed, then `os.replace`, so that a process killed at any moment
+        leaves one whole file or the other. The new file takes the old one's mode.
+
+        Returns False, having changed nothing, when the path opened (its symbolic links
+        resolved when it was opened: a later ``chdir`` or link change does not matter) no
+        longer names the journal's file (moved or deleted), or no temporary file can be made
+        beside it (a directory we may not write to).
+        """
+        if self._file is None or self._target is None:
+            return False
+        try:
+            opened = os.fstat(self._file.fileno())
+            if not os.path.samestat(os.stat(self._target), opened):
+                return False
+            fd, temp = tempfile.mkstemp(
+                prefix=f".{os.path.basename(self._target)}.",
+                suffix=".tmp",
+                dir=os.path.dirname(self._target),
+            )
+        except OSError:
+            return False
         try:
             with contextlib.suppress(OSError):
-                os.fchmod(fd, stat.S_IMODE(os.fstat(self._file.fileno()).st_mode))
+                os.fchmod(fd, stat.S_IMODE(opened.st_mode))
             new = open(fd, "w", encoding="ascii")  # noqa: SIM115
         except BaseException:
             os.close(fd)
@@ -475,7 +494,7 @@ class Journal:
         try:
             new.write(text)
             new.flush()
-            os.replace(temp, target)
+            os.replace(temp, self._target)
         except BaseException:
             with contextlib.suppress(OSError, ValueError):
                 new.close()
@@ -485,6 +504,7 @@ class Journal:
         old, self._file = self._file, new
         with contextlib.suppress(OSError, ValueError):
             old.close()
+        return True
 
     def _line(self, obj: dict[str, Any]) -> str:
         """The file line of ``obj``, chained to the previous line."""

@@ -447,3 +447,29 @@ def test_without_a_temporary_file_the_header_is_rewritten_in_place(
     header, records = read_journal(path)
     assert set(header["tasks"]) == {"Base", "Leaf"} and len(records) == len(journal)
     assert check(path) == []
+
+
+def test_a_relative_path_is_rewritten_where_it_was_opened_after_a_chdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    monkeypatch.chdir(tmp_path / "first")
+    journal = Journal("rel.jsonl")
+    monkeypatch.chdir(tmp_path / "second")  # a daemon's chdir("/"), say
+    run_collection(journal)
+    journal.close()
+    assert os.listdir(tmp_path / "second") == []
+    header, records = read_journal(tmp_path / "first" / "rel.jsonl")
+    assert set(header["tasks"]) == {"Base", "Leaf"} and len(records) == len(journal)
+
+
+def test_a_journal_moved_while_open_is_rewritten_where_it_is_now(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "before.jsonl")
+    (tmp_path / "before.jsonl").rename(tmp_path / "after.jsonl")  # log rotation, say
+    run_collection(journal)
+    journal.close()
+    assert os.listdir(tmp_path) == ["after.jsonl"]
+    header, records = read_journal(tmp_path / "after.jsonl")
+    assert set(header["tasks"]) == {"Base", "Leaf"} and len(records) == len(journal)
+    assert check(tmp_path / "after.jsonl") == []
