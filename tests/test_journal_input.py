@@ -397,3 +397,17 @@ def test_cli_audit_prints_a_hostile_journal_escaped_in_any_encoding(
     done = run_cli("audit", "--json", str(hostile), env={"PYTHONIOENCODING": encoding})
     assert done.returncode == 1 and json.loads(done.stdout)["clean"] is False
     assert_no_traceback(done)
+
+
+@pytest.mark.slow
+def test_cli_exits_0_for_a_clean_journal_with_hostile_names(tmp_path: Path) -> None:
+    path = write_journal(tmp_path / "clean.jsonl", HOSTILE, "plain")
+    assert check(path) == []
+    done = run_cli("audit", str(path))
+    assert (done.returncode, done.stdout) == (0, ""), done.stderr
+    assert "clean" in done.stderr and is_clean_text(done.stderr)
+    for fmt in ("mermaid", "dot"):
+        for machine in ([], ["task"]):
+            done = run_cli("diagram", *machine, "--journal", str(path), "--format", fmt)
+            assert done.returncode == 0, done.stderr
+            assert is_clean_text(done.stdout) and done.stderr == ""
