@@ -2,16 +2,21 @@
 
 `check` reads a journal file (or takes `Transition` records) and returns every `Violation` it
 finds; it never raises for bad content, only for input that cannot be audited at all
-(`AuditInputError`: an unreadable or empty file, a file that is not a journal, records that are
-not `Transition` objects). Each violation names its line, a stable rule id, the subject and what
-was expected instead.
+(`AuditInputError`: an unreadable or empty file, anything but a regular file, a file that is
+not a journal, records that are not `Transition` objects). Files are read with
+`lifecycle.journal.JournalReader`, the reader every consumer of journal files shares. Each
+violation names its line, a stable rule id, the subject and what was expected instead.
 
 The rules, judged against the built-in machines of `lifecycle.spec` (never against the tables a
 file carries):
 
 ``format``
-    A line is not UTF-8 canonical JSON ending in a newline, lacks a field, or the header's
-    format version is not `lifecycle.journal.FORMAT_VERSION`.
+    A line is not UTF-8 canonical JSON ending in a newline (see `lifecycle.journal.parse_line`:
+    nesting too deep, an integer too long, ``NaN`` or a line longer than
+    `lifecycle.journal.MAX_LINE_BYTES` are format errors too), a record lacks a field or has one
+    of the wrong type (``seq`` and ``mono`` ints, never booleans; ``time`` a finite number), or
+    the header's ``version`` is not the integer `lifecycle.journal.FORMAT_VERSION` (``true``
+    and ``1.0`` are not 1).
 ``hash-chain``
     A line's ``hash`` is not the SHA-256 of the previous line's hash and its own canonical JSON:
     it was edited, or lines were dropped, inserted or reordered before it.
@@ -26,7 +31,8 @@ file carries):
     A subject's record does not start where its previous record ended (its first record must
     start at the machine's initial state).
 ``seq-order``
-    Sequence numbers do not strictly increase.
+    Sequence numbers do not strictly increase, or a record's ``mono`` (monotonic ns) is below
+    the previous record's: the journal takes both under one lock, so neither goes back.
 ``deps-order``
     A task was initialized or started before one of its DEPS was, or before one of its WANTS
     was (unless that one had ended already).
@@ -49,16 +55,25 @@ Pure functions over their input; safe to call from any thread.
 
 from __future__ import annotations
 
-import json
+import itertools
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
 
 from lifecycle.errors import DependencyCycle
 from lifecycle.graph import topological_order
-from lifecycle.journal import FORMAT, FORMAT_VERSION, Journal, JournalFormatError, Transition
+from lifecycle.journal import (
+    FORMAT,
+    FORMAT_VERSION,
+    Journal,
+    JournalFormatError,
+    JournalLine,
+    JournalReader,
+    Transition,
+    is_format_version,
+)
 from lifecycle.journal import canonical as _canonical
 from lifecycle.journal import chain_hash as _chain_hash
 from lifecycle.spec import SPECS, TASK, CollectionState, MachineSpec, TaskState
@@ -167,6 +182,7 @@ def check(
         if problems:
             raise AuditInputError(f"bad tasks mapping: {problems[0]}")
     run = _Run(table, described=bool(table))
+    clock = _Clock()
     for index, rec in enumerate(records):
         if not isinstance(rec, Transition):
             raise AuditInputError(f"item {index} is a {type(rec).__name__}, not a Transition")
@@ -178,6 +194,7 @@ def check(
                 Violation(None, "format", str(rec.subject), f"expected a record: {exc.reason}")
             )
             continue
+        run.violations.extend(clock.check(rec, None))
         run.feed(rec, None)
     if not partial:
         run.finish()
@@ -424,32 +441,33 @@ _Report = Callable[[int, str, str, str], None]
 def _check_file(path: str | os.PathLike[str], partial: bool) -> list[Violation]:
     shown = os.fspath(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise AuditInputError(f"cannot read {shown!r}: {exc.strerror or exc}") from exc
-    if not data:
+        reader = JournalReader(path)
+    except JournalFormatError as exc:
+        raise AuditInputError(exc.reason) from exc
+    with reader:
+        return _check_lines(shown, iter(reader), partial)
+
+
+def _check_lines(shown: str, lines: Iterator[JournalLine], partial: bool) -> list[Violation]:
+    first = next(lines, None)
+    if first is None:
         raise AuditInputError(f"{shown!r} is empty: no journal header", line=1)
-    chunks = data.split(b"\n")
-    tail = chunks.pop()  # b"" when the file ends with a newline, else a line cut short
-    lines = [(number, chunk, True) for number, chunk in enumerate(chunks, start=1)]
-    if tail:
-        lines.append((len(chunks) + 1, tail, False))
 
     violations: list[Violation] = []
 
     def report(line: int, rule: str, subject: str, message: str) -> None:
         violations.append(Violation(line, rule, subject, message))
 
-    first = _parse(lines[0][1])
-    if not isinstance(first, dict):
-        raise AuditInputError(f"{shown!r} is not a lifecycle journal: line 1 is {first}", line=1)
-    header: dict[str, Any] | None = first
-    if first.get("format") != FORMAT:
-        if not {"seq", "kind", "subject"} <= first.keys():
+    if not isinstance(first.value, dict):
+        raise AuditInputError(
+            f"{shown!r} is not a lifecycle journal: line 1 is {first.value}", line=1
+        )
+    header: dict[str, Any] | None = first.value
+    if first.value.get("format") != FORMAT:
+        if not {"seq", "kind", "subject"} <= first.value.keys():
             raise AuditInputError(
                 f"{shown!r} is not a lifecycle journal: line 1 has format "
-                f"{first.get('format')!r}, expected {FORMAT!r}",
+                f"{first.value.get('format')!r}, expected {FORMAT!r}",
                 line=1,
             )
         report(1, "format", _HEADER, "expected the journal header first; line 1 is a record")
@@ -458,10 +476,11 @@ def _check_file(path: str | os.PathLike[str], partial: bool) -> list[Violation]:
     if header is not None:
         table = _check_header(header, report)
     run = _Run(table, described=bool(table))
+    clock = _Clock()
 
     previous: str | None = ""
-    for number, raw, ended in lines:
-        obj = _parse(raw)
+    for line in itertools.chain([first], lines):
+        number, raw, ended, obj = line.number, line.raw, line.ended, line.value
         if not ended:
             if isinstance(obj, dict):
                 if not partial:
@@ -510,6 +529,7 @@ def _check_file(path: str | os.PathLike[str], partial: bool) -> list[Violation]:
         except JournalFormatError as exc:
             report(number, "format", subject, f"expected a transition record: {exc.reason}")
             continue
+        violations.extend(clock.check(rec, number))
         run.feed(rec, number)
     if not partial:
         run.finish()
@@ -517,11 +537,29 @@ def _check_file(path: str | os.PathLike[str], partial: bool) -> list[Violation]:
     return sorted([*violations, *run.violations], key=lambda v: (v.line is None, v.line or 0))
 
 
+class _Clock:
+    """The ``mono`` half of ``seq-order``: monotonic times never go back within a journal.
+
+    The journal takes ``mono`` under the same lock that numbers the records, so in file order
+    it never decreases; one that does was edited, or its line moved.
+    """
+
+    def __init__(self) -> None:
+        self.last: int | None = None
+
+    def check(self, rec: Transition, line: int | None) -> list[Violation]:
+        last, self.last = self.last, rec.mono
+        if last is None or rec.mono >= last:
+            return []
+        message = f"expected a mono time of at least {last} (the previous record's), got {rec.mono}"
+        return [Violation(line, "seq-order", rec.subject, message, rec.seq)]
+
+
 def _check_header(header: Mapping[str, Any], report: _Report) -> _Table:
     """Report what is wrong with the header; return its task table as ``name -> (deps,
     wants)``."""
     version = header.get("version")
-    if version != FORMAT_VERSION:
+    if not is_format_version(version):
         report(1, "format", _HEADER, f"expected journal version {FORMAT_VERSION}, got {version!r}")
     specs = header.get("specs")
     if not isinstance(specs, Mapping):
@@ -546,20 +584,3 @@ def _check_header(header: Mapping[str, Any], report: _Report) -> _Table:
     for problem in problems:
         report(1, "header", _HEADER, problem)
     return {} if problems else table
-
-
-def _parse(raw: bytes) -> dict[str, Any] | str:
-    """The JSON object on a line, or a short description of what the line is instead."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return "not UTF-8"
-    try:
-        obj = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        # ValueError also covers integers beyond the interpreter's digit limit.
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-        return f"not JSON ({reason})"
-    if not isinstance(obj, dict):
-        return f"JSON but not an object ({type(obj).__name__})"
-    return obj

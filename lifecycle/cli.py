@@ -1,6 +1,11 @@
 """The ``lifecycle`` command. The only module that prints.
 
 Exit codes: 0 success, 1 failure (a failed run, violations found), 2 usage or unreadable input.
+
+Text taken from a journal (names, causes, a file's content quoted in a message) is untrusted:
+`_say` prints it with every control, format or unpaired surrogate character written as its
+Python escape (``\\x1b``, ``\\ud800``), so that no journal can drive the terminal or break
+the output, and ``--json`` output is ASCII JSON whose strings hold no unpaired surrogate.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from lifecycle import diagrams
 from lifecycle import plan as planning
@@ -24,7 +29,7 @@ from lifecycle.errors import (
     OptionError,
     UsageError,
 )
-from lifecycle.journal import Journal, JournalFormatError
+from lifecycle.journal import Journal, JournalFormatError, JournalWriteError
 from lifecycle.loading import load
 from lifecycle.options import bound_options
 from lifecycle.service import Service
@@ -37,6 +42,27 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 Command = Callable[[argparse.Namespace], int]
+
+
+def _say(text: str, file: TextIO | None = None) -> None:
+    """Print one line that may hold untrusted text: non-printable characters (and newlines)
+    as escapes, and characters the stream cannot encode as backslash escapes."""
+    stream = sys.stdout if file is None else file
+    shown = diagrams.printable(text).replace("\n", "\\n")
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    print(shown.encode(encoding, "backslashreplace").decode(encoding), file=stream)
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with every string's unpaired surrogates written as escapes: JSON that any
+    strict parser accepts. Other characters are kept (JSON escapes control characters)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_json_safe(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def _print_table(spec: MachineSpec) -> None:
@@ -70,7 +96,7 @@ def _add_spec(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _diagram_fail(message: str, code: int = EXIT_USAGE) -> int:
-    print(f"lifecycle diagram: {message}", file=sys.stderr)
+    _say(f"lifecycle diagram: {message}", sys.stderr)
     return code
 
 
@@ -164,7 +190,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     try:
         violations = check(args.file, partial=args.partial)
     except JournalFormatError as exc:
-        print(f"lifecycle audit: cannot audit {args.file}: {exc}", file=sys.stderr)
+        _say(f"lifecycle audit: cannot audit {args.file}: {exc}", sys.stderr)
         return EXIT_USAGE
     if args.json:
         doc = {
@@ -173,13 +199,13 @@ def _cmd_audit(args: argparse.Namespace) -> int:
             "clean": not violations,
             "violations": [v.to_dict() for v in violations],
         }
-        print(json.dumps(doc, indent=2))
+        print(json.dumps(_json_safe(doc), indent=2))
     else:
         for violation in violations:
-            print(violation)
+            _say(str(violation))
         count = len(violations)
         verdict = "clean" if not count else f"{count} violation{'s' if count != 1 else ''}"
-        print(f"lifecycle audit: {args.file}: {verdict}", file=sys.stderr)
+        _say(f"lifecycle audit: {args.file}: {verdict}", sys.stderr)
     return EXIT_FAILED if violations else EXIT_OK
 
 
@@ -269,7 +295,8 @@ def _print_transition(origin: list[int], rec: Any) -> None:
     if rec.cause and rec.dest in ("skipped", "failed", "stopping"):
         last = [part for part in rec.cause.splitlines() if part.strip()]
         line += f"  ({last[-1].strip()})" if last else ""
-    print(line, flush=True)
+    _say(line)
+    sys.stdout.flush()
 
 
 def _run_service(service: Any, journal: Any, quiet: bool, prog: str) -> int:
@@ -289,14 +316,21 @@ def _run_service(service: Any, journal: Any, quiet: bool, prog: str) -> int:
         for error in service.errors:
             if error is not service.failure:
                 print(f"{prog}: {error}", file=sys.stderr)
+    lost = journal.stream_error
+    told = [service.failure, *service.errors]
+    if lost is not None and not any(e is lost or e.__cause__ is lost for e in told if e):
+        # The journal file stopped short of the run (a full disk, a closed file), or its last
+        # flush failed after the service ended: the run lost its record, so it failed.
+        _say(f"{prog}: {type(lost).__name__}: {lost}", sys.stderr)
+        code = code if code != EXIT_OK else EXIT_FAILED
     return code
 
 
 def _open_journal(path: str | None, prog: str) -> Any:
     try:
         return Journal(path)
-    except OSError as exc:
-        print(f"{prog}: cannot write the journal {path!r}: {exc}", file=sys.stderr)
+    except JournalWriteError as exc:
+        _say(f"{prog}: cannot write the journal {exc.path!r}: {exc.error}", sys.stderr)
         return None
 
 

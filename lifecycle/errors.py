@@ -22,6 +22,7 @@ __all__ = [
     "InvalidItem",
     "InvalidSpec",
     "InvalidTask",
+    "JournalWriteError",
     "LifecycleError",
     "LifecycleInterrupt",
     "OptionConflict",
@@ -112,6 +113,27 @@ class IllegalTransition(LifecycleError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.subject, self.kind, self.state, self.trigger, self.allowed))
+
+
+class JournalWriteError(LifecycleError, OSError):
+    """A journal file could not be written (opened, written, flushed or closed).
+
+    Attributes: ``path`` (the file) and ``error`` (the `OSError` behind it, also the
+    ``__cause__``); ``errno`` and ``strerror`` are the OS error's. The records stay in memory.
+    """
+
+    def __init__(self, path: str, error: OSError) -> None:
+        super().__init__(error.errno, error.strerror)
+        self.filename = path
+        self.path = path
+        self.error = error
+        self.__cause__ = error
+
+    def __str__(self) -> str:
+        return f"journal {self.path!r} could not be written: {self.error}"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.path, self.error))
 
 
 class InvalidTask(LifecycleError, TypeError):

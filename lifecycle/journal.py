@@ -12,37 +12,55 @@ previous line's hash followed by the line's canonical JSON without the ``hash`` 
 chains from the empty string. Editing, dropping, inserting or reordering a line breaks the chain,
 which `lifecycle.audit` reports. Each streamed line is flushed as it is written, so a process
 killed at any moment leaves a valid prefix.
+
+Reading: `JournalReader` is the one reader of journal files, used by `read_journal`,
+`lifecycle.audit` and `lifecycle.diagrams`. It opens only a regular file (a FIFO, a device, a
+directory or a socket is refused before anything is read from it), reads at most
+`MAX_LINE_BYTES` per line, and turns each line into its JSON object or the reason it is not one
+(not UTF-8, not JSON, nested too deeply, an integer of more than `MAX_INT_DIGITS` digits, a
+non-finite number), never an exception of the JSON parser.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import hashlib
 import json
 import logging
+import math
 import os
+import stat
+import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping
-from typing import IO, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import IO, Any, BinaryIO
 
 import attrs
 
-from lifecycle.errors import LifecycleError
+from lifecycle.errors import JournalWriteError, LifecycleError
 from lifecycle.spec import SPECS
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "MAX_INT_DIGITS",
+    "MAX_LINE_BYTES",
     "Journal",
     "JournalFormatError",
+    "JournalLine",
+    "JournalReader",
+    "JournalWriteError",
     "Transition",
     "canonical",
     "chain_hash",
     "describe_cause",
+    "is_format_version",
     "journal_or_new",
+    "parse_line",
     "read_journal",
 ]
 
@@ -51,6 +69,15 @@ logger.addHandler(logging.NullHandler())
 
 FORMAT = "lifecycle-journal"
 FORMAT_VERSION = 1
+
+#: The longest line a reader takes, in bytes, its newline not counted: far above any line the
+#: engine writes (the header of 100,000 tasks is a few MB), and a bound on what one line of a
+#: hostile file can make a reader hold in memory. A longer line is a format error.
+MAX_LINE_BYTES = 64 * 2**20
+
+#: The most digits an integer in a journal may have (the interpreter's default limit; seq and
+#: mono need 20). A longer one is a format error, whatever ``sys.set_int_max_str_digits`` says.
+MAX_INT_DIGITS = 4300
 
 Listener = Callable[["Transition"], object]
 
@@ -90,6 +117,10 @@ class Transition:
             value = values[name]
             if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
                 raise JournalFormatError(f"record field {name!r} has a bad value: {value!r}")
+        if isinstance(values["time"], float) and not math.isfinite(values["time"]):
+            raise JournalFormatError(
+                f"record field 'time' has a bad value: {values['time']!r} (not a finite number)"
+            )
         return cls(**values)
 
 
@@ -165,8 +196,21 @@ class Journal:
     """An append-only, thread-safe log of transitions.
 
     ``path``: when given, every record is also written to that file as it is appended (see the
-    module docstring for the format); the header is written with the first record, so that it
-    includes the tasks registered before anything happened. Call `close` when done.
+    module docstring for the format). The header is written when a regular file is opened, so
+    that a process killed before its first record still leaves a journal; the header carries
+    the task table, which is filled by registrations made after the journal is opened, so when
+    the first record (or `close`) finds the table changed, the file is replaced atomically by
+    one with the current header (a temporary file in the same directory, then `os.replace`;
+    in place through the open file if the directory is not writable or the file was moved)
+    and the records streamed so far. A path that is
+    not a regular file (a pipe, a device) cannot be rewritten: it gets the header with the
+    first record instead. Call `close` when done.
+
+    Raises `JournalWriteError` if the file cannot be opened or its header written. A later
+    write error (any `OSError` while writing, flushing or closing, or a file closed under the
+    journal) never reaches the code that fired the trigger: streaming stops, `stream_error`
+    holds the `JournalWriteError`, and every record is still kept in memory (`records`,
+    `write`).
 
     Listeners added with `subscribe` are called with each record, in sequence order, on the
     thread that fired the trigger, while the journal's lock is held: keep them quick, and never
@@ -182,14 +226,20 @@ class Journal:
         self._rows: list[_Row] = []
         self._listeners: tuple[Listener, ...] = ()
         self._tasks: dict[str, _TaskInfo] = {}
+        # The task table's version, bumped on each change, and the version the file's header
+        # shows (None: no header written yet): one int compare per streamed record.
+        self._tasks_version = 0
+        self._header_version: int | None = None
         self._seq = 0
         self._file: IO[str] | None = None
+        self._rewritable = False
+        self._target: str | None = None  # the file opened, its symbolic links resolved
+        self._streamed = 0  # records written to the file
         self._hash = ""
-        self._header_written = False
-        self.stream_error: OSError | None = None
+        self.stream_error: JournalWriteError | None = None
         self.path = os.fspath(path) if path is not None else None
         if self.path is not None:
-            self._file = open(self.path, "w", encoding="ascii")  # noqa: SIM115
+            self._open(self.path)
 
     # -- recording -------------------------------------------------------------------------
 
@@ -247,16 +297,20 @@ class Journal:
         """Record the tasks (name → ``class``, ``deps``, ``wants``) for the header."""
         with self._lock:
             for name, info in tasks.items():
-                self._tasks[name] = _TaskInfo(
+                described = _TaskInfo(
                     str(info.get("class", name)),
                     tuple(str(d) for d in info.get("deps", ())),
                     tuple(str(w) for w in info.get("wants", ())),
                 )
+                if self._tasks.get(name) != described:
+                    self._tasks[name] = described
+                    self._tasks_version += 1
 
     def forget_task(self, name: str) -> None:
         """Drop a task description (its task was unregistered). No-op for an unknown name."""
         with self._lock:
-            self._tasks.pop(name, None)
+            if self._tasks.pop(name, None) is not None:
+                self._tasks_version += 1
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -292,28 +346,36 @@ class Journal:
     # -- files -----------------------------------------------------------------------------
 
     def write(self, path: str | os.PathLike[str]) -> None:
-        """Write the whole journal to ``path`` in the JSONL format, replacing the file."""
+        """Write the whole journal to ``path`` in the JSONL format, replacing the file.
+
+        Raises `JournalWriteError` if the file cannot be written.
+        """
         with self._lock:
             header = self._header()
             rows = list(self._rows)
-        with open(path, "w", encoding="ascii") as out:
-            for line in _chained_lines([header, *(_row_dict(row) for row in rows)]):
-                out.write(line)
+        try:
+            with open(path, "w", encoding="ascii") as out:
+                for line in _chained_lines([header, *(_row_dict(row) for row in rows)]):
+                    out.write(line)
+        except OSError as exc:
+            raise JournalWriteError(os.fspath(path), exc) from exc
 
     def close(self) -> None:
-        """Finish the streamed file (writing the header if nothing was recorded). Idempotent.
+        """Finish the streamed file: bring its header up to date and close it. Idempotent.
 
         Records appended after `close` are kept in memory (`records`, `write`) but no longer
-        streamed.
+        streamed. An error while finishing the file is kept in `stream_error`, like any other
+        write error, and not raised.
         """
         with self._lock:
             if self._file is None:
                 return
-            if not self._header_written:
-                self._write_line(self._header())
-                self._header_written = True
-            self._file.close()
-            self._file = None
+            try:
+                self._sync_header()
+                file, self._file = self._file, None
+                file.close()
+            except (OSError, ValueError) as exc:
+                self._stop_streaming(exc, "at close")
 
     def __enter__(self) -> Journal:
         return self
@@ -321,29 +383,138 @@ class Journal:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _open(self, path: str) -> None:
+        try:
+            self._target = os.path.realpath(path)
+            self._file = open(path, "w", encoding="ascii")  # noqa: SIM115
+            self._rewritable = stat.S_ISREG(os.fstat(self._file.fileno()).st_mode)
+            if self._rewritable:
+                self._sync_header()
+        except OSError as exc:
+            if self._file is not None:
+                with contextlib.suppress(OSError):
+                    self._file.close()
+                self._file = None
+            raise JournalWriteError(path, exc) from exc
+
     def _stream(self, row: _Row) -> None:
         try:
-            if not self._header_written:
-                self._write_line(self._header())
-                self._header_written = True
-            self._write_line(_row_dict(row))
-        except OSError as exc:
-            # A full or failing disk must not break the lifecycle it records: the records stay
-            # in memory, streaming stops, and `stream_error` says why.
-            logger.error("journal %s: streaming stopped at seq %d: %s", self.path, row[0], exc)
-            self.stream_error = exc
-            file, self._file = self._file, None
-            if file is not None:
-                with contextlib.suppress(OSError):
-                    file.close()
+            if self._header_version != self._tasks_version:
+                self._sync_header()
+            self._write(self._line(_row_dict(row)))
+            self._streamed += 1
+        except (OSError, ValueError) as exc:
+            self._stop_streaming(exc, f"at seq {row[0]}")
 
-    def _write_line(self, obj: dict[str, Any]) -> None:
+    def _stop_streaming(self, exc: OSError | ValueError, where: str) -> None:
+        """Turn a failed write into `stream_error`; the lifecycle the journal records goes on.
+
+        A full or failing disk must not break the lifecycle it records: the records stay in
+        memory, streaming stops, and `stream_error` says why.
+        """
+        file, self._file = self._file, None
+        if isinstance(exc, OSError):
+            error = exc
+        elif file is not None and file.closed:
+            # Writing to a closed file object raises ValueError; say what the OS would.
+            error = OSError(errno.EBADF, "I/O operation on closed file")
+            error.__cause__ = exc
+        else:
+            raise exc  # not an I/O failure: a bug, not a disk to tolerate
+        self.stream_error = JournalWriteError(self.path or "", error)
+        logger.error("journal streaming stopped %s: %s", where, self.stream_error)
+        if file is not None:
+            with contextlib.suppress(OSError, ValueError):
+                file.close()
+
+    def _sync_header(self) -> None:
+        """Make the file's header show the current task table (the lock is held)."""
+        if self._header_version == self._tasks_version:
+            return
+        if self._header_version is None:
+            self._write(self._line(self._header()))
+        elif self._rewritable:
+            self._rewrite()
+        else:
+            logger.warning(
+                "journal %s: the task table changed after the header was written to a file "
+                "that cannot be rewritten; the header lists the tasks known then",
+                self.path,
+            )
+        self._header_version = self._tasks_version
+
+    def _rewrite(self) -> None:
+        """Replace the file's content by the current header and the records streamed so far.
+
+        Atomically where it can (see `_replace`); else in place, through the open file, where
+        a kill during these few calls can cut the file: there is no other way to fix it.
+        """
         if self._file is None:
             return
-        body = canonical(obj)
-        self._hash = chain_hash(self._hash, body)
-        self._file.write(canonical({**obj, "hash": self._hash}) + "\n")
-        self._file.flush()
+        self._hash = ""
+        streamed = self._rows[: self._streamed]
+        text = "".join([self._line(self._header()), *(self._line(_row_dict(r)) for r in streamed)])
+        if not self._replace(text):
+            self._file.seek(0)
+            self._file.truncate()
+            self._write(text)
+
+    def _replace(self, text: str) -> bool:
+        """Replace the journal's file by a new one holding ``text``: a temporary file in the
+        same directory, flushed, then `os.replace`, so that a process killed at any moment
+        leaves one whole file or the other. The new file takes the old one's mode.
+
+        Returns False, having changed nothing, when the path opened (its symbolic links
+        resolved when it was opened: a later ``chdir`` or link change does not matter) no
+        longer names the journal's file (moved or deleted), or no temporary file can be made
+        beside it (a directory we may not write to).
+        """
+        if self._file is None or self._target is None:
+            return False
+        try:
+            opened = os.fstat(self._file.fileno())
+            if not os.path.samestat(os.stat(self._target), opened):
+                return False
+            fd, temp = tempfile.mkstemp(
+                prefix=f".{os.path.basename(self._target)}.",
+                suffix=".tmp",
+                dir=os.path.dirname(self._target),
+            )
+        except OSError:
+            return False
+        try:
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, stat.S_IMODE(opened.st_mode))
+            new = open(fd, "w", encoding="ascii")  # noqa: SIM115
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        try:
+            new.write(text)
+            new.flush()
+            os.replace(temp, self._target)
+        except BaseException:
+            with contextlib.suppress(OSError, ValueError):
+                new.close()
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        old, self._file = self._file, new
+        with contextlib.suppress(OSError, ValueError):
+            old.close()
+        return True
+
+    def _line(self, obj: dict[str, Any]) -> str:
+        """The file line of ``obj``, chained to the previous line."""
+        self._hash = chain_hash(self._hash, canonical(obj))
+        return canonical({**obj, "hash": self._hash}) + "\n"
+
+    def _write(self, text: str) -> None:
+        if self._file is not None:
+            self._file.write(text)
+            self._file.flush()
 
 
 def journal_or_new(journal: object) -> Journal:
@@ -364,47 +535,187 @@ def _chained_lines(objs: Iterable[dict[str, Any]]) -> Iterable[str]:
         yield canonical({**obj, "hash": previous}) + "\n"
 
 
+def is_format_version(value: object) -> bool:
+    """Whether ``value`` is `FORMAT_VERSION` itself: the int, not ``true`` or ``1.0``."""
+    return type(value) is int and value == FORMAT_VERSION
+
+
+@attrs.frozen(slots=True)
+class JournalLine:
+    """One line of a journal file, as `JournalReader` found it.
+
+    ``number`` is 1-based; ``raw`` the line's bytes without its newline (empty for a line
+    longer than `MAX_LINE_BYTES`, which is not kept); ``ended`` whether a newline ends it (only
+    the last line of a file cut short lacks one); ``value`` the JSON object on the line, or a
+    short description of what the line is instead (see `parse_line`).
+    """
+
+    number: int
+    raw: bytes
+    ended: bool
+    value: dict[str, Any] | str
+
+
+class JournalReader:
+    """The lines of a journal file; the one way `lifecycle` reads one.
+
+    Opens ``path`` only if it is a regular file: anything else (a FIFO, whose opening would
+    block; a device such as ``/dev/zero``, which never ends; a directory; a socket) raises
+    `JournalFormatError` naming what it is, before anything is read. The check is made before
+    opening and again on the open file (opened non-blocking), so a file swapped in between is
+    caught too. Iterating yields one `JournalLine` per line, reading at most `MAX_LINE_BYTES`
+    of a line (the rest of a longer one is skipped unread into memory). Use as a context
+    manager, or call `close`. Not thread-safe: one reader per thread.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._file = _open_regular_file(self.path)
+
+    def __iter__(self) -> Iterator[JournalLine]:
+        limit = MAX_LINE_BYTES
+        number = 0
+        while chunk := self._file.readline(limit + 1):
+            number += 1
+            ended = chunk.endswith(b"\n")
+            raw = chunk[:-1] if ended else chunk
+            if len(raw) > limit:
+                yield JournalLine(number, b"", self._skip_line(), f"longer than {limit} bytes")
+            else:
+                yield JournalLine(number, raw, ended, parse_line(raw))
+
+    def _skip_line(self) -> bool:
+        """Read past the rest of the current line; whether a newline ended it."""
+        while chunk := self._file.readline(2**20):
+            if chunk.endswith(b"\n"):
+                return True
+        return False
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> JournalReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _open_regular_file(path: str) -> BinaryIO:
+    """``path`` opened for reading in binary; raises `JournalFormatError` unless it is a
+    regular file that can be opened."""
+    try:
+        kind = _kind_of(os.stat(path).st_mode)
+        if kind is None:
+            # O_NONBLOCK: were a FIFO swapped in since the stat, opening it must not block.
+            flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+            fd = os.open(path, flags)
+            try:
+                kind = _kind_of(os.fstat(fd).st_mode)
+                if kind is None:
+                    return open(fd, "rb")
+            finally:
+                if kind is not None:
+                    os.close(fd)
+    except OSError as exc:
+        raise JournalFormatError(f"cannot read {path!r}: {exc.strerror or exc}") from exc
+    raise JournalFormatError(f"cannot read {path!r}: it is {kind}, not a regular file")
+
+
+def _kind_of(mode: int) -> str | None:
+    """What a file of this mode is, if not a regular file (None for a regular file)."""
+    if stat.S_ISREG(mode):
+        return None
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "a special file")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text} is out of range")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of more than {MAX_INT_DIGITS} digits")
+    return int(text)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+_DECODER = json.JSONDecoder(
+    parse_float=_finite_float, parse_int=_bounded_int, parse_constant=_no_constant
+)
+
+
+def parse_line(raw: bytes) -> dict[str, Any] | str:
+    """The JSON object on one journal line, or a short description of what it is instead:
+    ``not UTF-8``, ``not JSON (<why>)`` (bad syntax, nested too deeply, an integer of more than
+    `MAX_INT_DIGITS` digits, ``NaN``, ``Infinity`` or a number out of range), or
+    ``JSON but not an object (<type>)``. Never raises for any bytes."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not UTF-8"
+    try:
+        obj = _DECODER.decode(text)
+    except json.JSONDecodeError as exc:
+        return f"not JSON ({exc.msg})"
+    except RecursionError:
+        return "not JSON (nested too deeply)"
+    except ValueError as exc:  # raised by the number hooks, or the interpreter's digit limit
+        return f"not JSON ({exc})"
+    if not isinstance(obj, dict):
+        return f"JSON but not an object ({type(obj).__name__})"
+    return obj
+
+
 def read_journal(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Transition]]:
     """Read a journal file: its header and records. Does not check the hash chain.
 
     Raises `JournalFormatError` (with the line number) for a file that is not a journal:
-    unreadable, bad JSON, wrong format or version, or a record with missing or bad fields.
-    `lifecycle.audit` is the checker that reports tampering rather than raising.
+    unreadable or not a regular file, a bad line (see `parse_line`), wrong format or version,
+    or a record with missing or bad fields. `lifecycle.audit` is the checker that reports
+    tampering rather than raising.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            # Only "\n" ends a line: splitlines() would also split inside a JSON string.
-            lines = f.read().split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise JournalFormatError(f"cannot read {os.fspath(path)!r}: {exc}") from exc
-    if not lines:
-        raise JournalFormatError("empty file: no journal header", line=1)
-    header = _parse_line(lines[0], 1)
-    if header.get("format") != FORMAT:
-        raise JournalFormatError(f"not a lifecycle journal (format {header.get('format')!r})", 1)
-    if header.get("version") != FORMAT_VERSION:
-        raise JournalFormatError(
-            f"unsupported journal version {header.get('version')!r} (expected {FORMAT_VERSION})",
-            1,
-        )
-    records = []
-    for number, line in enumerate(lines[1:], start=2):
-        data = _parse_line(line, number)
-        data.pop("hash", None)
-        try:
-            records.append(Transition.from_dict(data))
-        except JournalFormatError as exc:
-            raise JournalFormatError(exc.reason, number) from None
+    with JournalReader(path) as reader:
+        lines = iter(reader)
+        first = next(lines, None)
+        if first is None:
+            raise JournalFormatError("empty file: no journal header", line=1)
+        header = _object_of(first)
+        if header.get("format") != FORMAT:
+            raise JournalFormatError(
+                f"not a lifecycle journal (format {header.get('format')!r})", 1
+            )
+        if not is_format_version(header.get("version")):
+            raise JournalFormatError(
+                f"unsupported journal version {header.get('version')!r} "
+                f"(expected {FORMAT_VERSION})",
+                1,
+            )
+        records = []
+        for line in lines:
+            data = _object_of(line)
+            data.pop("hash", None)
+            try:
+                records.append(Transition.from_dict(data))
+            except JournalFormatError as exc:
+                raise JournalFormatError(exc.reason, line.number) from None
     return header, records
 
 
-def _parse_line(line: str, number: int) -> dict[str, Any]:
-    try:
-        data = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise JournalFormatError(f"not JSON: {exc.msg}", number) from None
-    if not isinstance(data, dict):
-        raise JournalFormatError("not a JSON object", number)
-    return data
+def _object_of(line: JournalLine) -> dict[str, Any]:
+    if isinstance(line.value, str):
+        raise JournalFormatError(line.value, line.number)
+    return line.value

@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -190,11 +191,13 @@ def test_write_then_read_journal_round_trips_every_record(
     assert chain_problems(path) == []
 
 
-def test_streaming_writes_the_header_lazily_with_the_tasks_known_by_then(tmp_path: Path) -> None:
+def test_streaming_brings_the_header_up_to_the_tasks_known_at_the_first_record(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "live.jsonl"
     with Journal(path) as journal:
         journal.describe_tasks({"db": {"class": "app.Db"}})
-        assert path.read_text() == ""  # nothing recorded yet: no header either
+        assert read_journal(path) == ({**journal.header(), "tasks": {}, "hash": ANY}, [])
         journal.describe_tasks({"web": {"class": "app.Web", "deps": ["db"]}})
         lc = Lifecycle(TASK, "db", journal)
         lc.fire("create")
@@ -260,13 +263,13 @@ def test_the_hash_chain_detects_an_edited_dropped_or_swapped_line(tmp_path: Path
     ("content", "line", "reason"),
     [
         ("", 1, "empty file"),
-        ("[1, 2]\n", 1, "not a JSON object"),
+        ("[1, 2]\n", 1, "not an object"),
         ("{not json\n", 1, "not JSON"),
         ('{"format": "other", "version": 1}\n', 1, "not a lifecycle journal"),
         ('{"format": "lifecycle-journal", "version": 99}\n', 1, "unsupported journal version"),
         ("HEADER\n{}\n", 2, "record lacks"),
         ("HEADER\nRECORD\n\n", 3, "not JSON"),
-        ("HEADER\nRECORD\nRECORD\n" + '"text"\n', 4, "not a JSON object"),
+        ("HEADER\nRECORD\nRECORD\n" + '"text"\n', 4, "not an object"),
     ],
 )
 def test_a_bad_file_raises_journal_format_error_with_its_line_number(
@@ -313,7 +316,7 @@ def test_an_unreadable_file_raises_journal_format_error(tmp_path: Path) -> None:
     assert info.value.line is None
     binary = tmp_path / "binary.jsonl"
     binary.write_bytes(b"\xff\xfe\x00")
-    with pytest.raises(JournalFormatError, match="cannot read"):
+    with pytest.raises(JournalFormatError, match=r"^line 1: not UTF-8$"):
         read_journal(binary)
 
 
