@@ -24,7 +24,7 @@ from lifecycle.errors import (
     OptionError,
     UsageError,
 )
-from lifecycle.journal import Journal, JournalFormatError
+from lifecycle.journal import Journal, JournalFormatError, cause_line
 from lifecycle.loading import load
 from lifecycle.options import bound_options
 from lifecycle.service import Service
@@ -258,9 +258,8 @@ def _print_transition(origin: list[int], rec: Any) -> None:
     elapsed = (rec.mono - origin[0]) / 1e9
     dest = rec.dest if rec.ok else f"REFUSED (still {rec.source})"
     line = f"{elapsed:8.3f}s  {rec.kind:<10} {rec.subject:<18} {rec.source} -> {dest}"
-    if rec.cause and rec.dest in ("skipped", "failed", "stopping"):
-        last = [part for part in rec.cause.splitlines() if part.strip()]
-        line += f"  ({last[-1].strip()})" if last else ""
+    if rec.cause and rec.dest in ("skipped", "failed", "stopping", "stopped"):
+        line += f"  ({cause_line(rec.cause)})"
     print(line, flush=True)
 
 

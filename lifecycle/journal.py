@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 import time
 import traceback
@@ -40,6 +41,7 @@ __all__ = [
     "JournalFormatError",
     "Transition",
     "canonical",
+    "cause_line",
     "chain_hash",
     "describe_cause",
     "journal_or_new",
@@ -159,6 +161,65 @@ def describe_cause(exc: BaseException | str | None) -> str | None:
     if exc is None or isinstance(exc, str):
         return exc
     return "".join(traceback.format_exception(exc)).rstrip("\n")
+
+
+#: The lines `traceback.format_exception` puts between the exceptions of a chain.
+_CHAIN_SEPARATORS = frozenset(
+    {
+        "The above exception was the direct cause of the following exception:",
+        "During handling of the above exception, another exception occurred:",
+    }
+)
+_TRACEBACK = "Traceback (most recent call last):"
+#: An exception group's lines are drawn in a box: ``  + `` opens it, ``  | `` continues it.
+_GROUP_BOX = ("  + ", "  | ")
+_SUB_EXCEPTIONS = re.compile(r" \(\d+ sub-exceptions?\)\Z")
+#: A qualified exception type opening a line: ``pkg.mod.Error: message`` (or no message). The
+#: class name must be capitalized, so that a reason such as ``see example.org: ...`` is kept.
+_QUALIFIED_TYPE = re.compile(r"(?:[A-Za-z_]\w*\.)+(?P<name>[A-Z]\w*)(?P<rest>:\s.*|)\Z")
+
+
+def cause_line(text: str | None) -> str | None:
+    """The one-line form of a journal ``cause`` (as `describe_cause` writes it): ``Type: message``.
+
+    Works from the text alone, so that summaries of a journal file read back show the same
+    line as a live run. For a traceback, the exception's own line (not the last line, which may
+    be a note or the tail of a multi-line message); for a chain, the last exception's (the one
+    that was raised); for an exception group, the group's message without its traceback box or
+    the ``(N sub-exceptions)`` count: ``InitError: tasks failed to initialize: Database``. The
+    type is shown without its module. A cause that is no traceback (a reason) gives its first
+    non-empty line. None or empty text gives None. Pure.
+    """
+    if not text:
+        return None
+    lines = text.splitlines()
+    start = 0
+    for index, line in enumerate(lines):
+        if line in _CHAIN_SEPARATORS:
+            start = index + 1  # only the last exception of a chain is the cause itself
+    block = [line for line in lines[start:] if line.strip()]
+    if not block:
+        return None
+    found: str | None = None
+    if block[0] == _TRACEBACK:
+        # Frames are indented; the exception's line is the first one at column 0.
+        found = next((line for line in block[1:] if not line[:1].isspace()), None)
+    elif block[0].startswith(_GROUP_BOX):
+        # The group's own line is the first in its box that is not an indented frame.
+        for line in block:
+            body = line[4:]
+            if line.startswith(_GROUP_BOX[1]) and body and not body[:1].isspace():
+                found = _SUB_EXCEPTIONS.sub("", body.rstrip())
+                break
+    else:
+        found = block[0]
+    if found is None:
+        found = block[-1]
+    found = found.strip()
+    qualified = _QUALIFIED_TYPE.match(found)
+    if qualified is not None:
+        found = qualified["name"] + qualified["rest"]
+    return found
 
 
 class Journal:

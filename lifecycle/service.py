@@ -34,7 +34,7 @@ from lifecycle.errors import (
     UnknownTask,
     UsageError,
 )
-from lifecycle.journal import Journal, Transition, journal_or_new
+from lifecycle.journal import Journal, Transition, cause_line, journal_or_new
 from lifecycle.options import OptionParser, bound_options, build_parser, option, read_option
 from lifecycle.spec import SERVICE, TASK, CollectionState, ServiceState, TaskState
 from lifecycle.task import Task, task_name
@@ -559,11 +559,8 @@ def summarize(
 
 
 def _last_line(text: str | None) -> str | None:
-    """The last non-empty line of a cause (for a traceback: ``Type: message``)."""
-    if not text:
-        return None
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[-1].strip() if lines else None
+    """The one-line form of a cause (``Type: message``; see `lifecycle.journal.cause_line`)."""
+    return cause_line(text)
 
 
 def _remaining(deadline: float | None, unbounded: float) -> float:

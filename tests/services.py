@@ -78,3 +78,16 @@ class Finisher(Task):
 
 class SelfStopping(Service):
     TASKS = (Finisher,)
+
+
+class Broken(Task):
+    """Its init_task raises: the service fails to start."""
+
+    LOOPLESS = True
+
+    def init_task(self) -> None:
+        raise RuntimeError("database unreachable")
+
+
+class InitFailing(Service):
+    TASKS = (Waiter, Broken)
