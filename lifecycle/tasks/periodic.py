@@ -78,6 +78,7 @@ class PeriodicTask(Task):
     """
 
     INTERVAL: ClassVar[float | None] = None
+    _HOOKS = Task._HOOKS | {"execute"}
     interval = option(
         type=float,
         default=lambda cls: cls.INTERVAL,

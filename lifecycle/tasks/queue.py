@@ -180,6 +180,7 @@ class QueueTask(Task):
     """
 
     MAX_ITEMS: ClassVar[int] = 0
+    _HOOKS = Task._HOOKS | {"execute"}
     WORKERS: ClassVar[int] = 1
     max_items = option(
         type=int, default=lambda cls: cls.MAX_ITEMS, help="most items waiting (0: no bound)"
