@@ -102,6 +102,7 @@ class Service:
 
     stop_timeout = option(
         type=float,
+        ge=0,
         default=30.0,
         metavar="SECONDS",
         help="how long a stop may take before the service gives up and fails (default: 30)",

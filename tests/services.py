@@ -7,9 +7,12 @@ happens, so a line with ``starting -> running`` on the service means every task 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
+from lifecycle.context import ExecuteContext
 from lifecycle.service import Service
 from lifecycle.task import Task
+from lifecycle.tasks import PeriodicTask, QueueTask
 
 #: Never set: a worker waiting on it never returns (the process exits past it: daemon threads).
 _NEVER = threading.Event()
@@ -91,3 +94,23 @@ class Broken(Task):
 
 class InitFailing(Service):
     TASKS = (Waiter, Broken)
+
+
+class Tick(PeriodicTask):
+    """A periodic task: ``--Tick-interval``."""
+
+    INTERVAL = 1.0
+
+    def execute(self) -> None:
+        pass
+
+
+class Inbox(QueueTask):
+    """A queue task: ``--Inbox-workers`` and ``--Inbox-max-items``."""
+
+    def execute(self, item: Any, context: ExecuteContext) -> Any:
+        return item
+
+
+class Kinds(Service):
+    TASKS = (Tick, Inbox)
