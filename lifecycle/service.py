@@ -255,6 +255,22 @@ class Service:
         except OptionError as exc:
             raise UsageError(str(exc), parser.format_usage()) from exc
 
+    @classmethod
+    def main(cls, argv: Sequence[str] | None = None) -> int:
+        """Run this service as a program; return the exit code: ``raise SystemExit(App.main())``.
+
+        Does what ``lifecycle run MODULE:App`` does with ``argv`` (default: ``sys.argv[1:]``):
+        the service's options, ``--tasks``, and ``--journal FILE`` and ``--quiet``; ``--help``
+        prints the help and returns 0; a bad command line or a bad service definition prints
+        one line and returns 2; a run prints its transitions, a failure with its traceback,
+        and a summary, and returns 0 (stopped) or 1 (failed). Call it on the main thread, so
+        that SIGINT and SIGTERM stop the service gracefully.
+        """
+        # Only the command line prints: the one call from this layer up to it.
+        from lifecycle.cli import service_main
+
+        return service_main(cls, argv)
+
     # -- state -----------------------------------------------------------------------------
 
     @property

@@ -114,3 +114,30 @@ class Inbox(QueueTask):
 
 class Kinds(Service):
     TASKS = (Tick, Inbox)
+
+
+class Holding(QueueTask):
+    """One worker that holds each item until the task is asked to stop."""
+
+    def execute(self, item: Any, context: ExecuteContext) -> Any:
+        self.stop_event.wait()
+        return item
+
+
+class Filler(Task):
+    """Queues one item that `Holding`'s worker holds, then 17 more that wait behind it, then
+    asks the service to shut down: those 17 are dropped at stop."""
+
+    DEPS = (Holding,)
+    ITEMS = 17
+
+    def run_loop(self) -> None:
+        holding = self.service.tasks.require(Holding)
+        for index in range(self.ITEMS + 1):
+            holding.put(index)
+        self.service.shutdown("queue filled")
+        self.stop_event.wait()
+
+
+class Dropping(Service):
+    TASKS = (Filler,)
