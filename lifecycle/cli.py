@@ -31,6 +31,7 @@ from lifecycle.loading import load
 from lifecycle.options import bound_options
 from lifecycle.service import Service
 from lifecycle.spec import SPEC_SCHEMA_VERSION, SPECS, MachineSpec
+from lifecycle.task import task_name
 from lifecycle.tasks import QueueTask
 
 __all__ = ["main", "run_service_class", "service_main"]
@@ -331,13 +332,15 @@ def _print_failure(service: Service, failure: BaseException | None, prog: str, q
 
 def _print_summary(service: Service) -> None:
     """The table every run ends with: each task's final state, time to running and cause;
-    with queue tasks, the items each dropped at stop (their futures failed)."""
+    with queue tasks, the items each dropped at stop, never run."""
     summaries = service.summary()
-    tasks = {name: service.tasks.get(name) for name in (s.name for s in summaries)}
-    queues = {
-        name: task
-        for name, task in tasks.items()
-        if isinstance(task, QueueTask) or (isinstance(task, type) and issubclass(task, QueueTask))
+    tasks = service.tasks
+    queues = {task_name(cls) for cls in tasks.task_classes if issubclass(cls, QueueTask)}
+    # Only a created task has an instance that may have dropped items.
+    dropped = {
+        name: queue.dropped
+        for name in queues
+        if isinstance(queue := tasks.get(name), QueueTask)
     }
     head = ["task", "final state", "time to running", *(["dropped"] if queues else []), "cause"]
     rows = []
@@ -348,18 +351,17 @@ def _print_summary(service: Service) -> None:
             "-" if summary.time_to_running is None else f"{summary.time_to_running * 1000:.1f} ms",
         ]
         if queues:
-            queue = queues.get(summary.name)
-            # A class: the task was never created, so it held no items to drop.
-            row.append("" if queue is None else str(getattr(queue, "dropped", 0)))
+            count = dropped.get(summary.name)
+            row.append(str(count) if count is not None else "-" if summary.name in queues else "")
         rows.append([*row, summary.cause or ""])
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head) - 1)]
     print()
     for row in [head, *rows]:
         cells = [f"{cell:<{width}}" for cell, width in zip(row, widths, strict=False)]
         print("  ".join([*cells, row[-1]]).rstrip())
-    dropped = sum(int(getattr(q, "dropped", 0)) for q in queues.values())
-    if dropped:
-        print(f"{dropped} queued item(s) dropped at stop, never run")
+    total = sum(dropped.values())
+    if total:
+        print(f"{total} queued item(s) dropped at stop, never run")
 
 
 def _run_service(service: Service, journal: Journal, quiet: bool, prog: str) -> int:
