@@ -526,7 +526,7 @@ class Service:
 @attrs.frozen
 class TaskSummary:
     """How one task's run went: final ``state``, seconds from the service's start to the task
-    running (``time_to_running``, None if it never ran), and the last line of its ``cause``
+    running (``time_to_running``, None if it never ran), and its ``cause`` in one line
     (the reason it was skipped or failed, else None)."""
 
     name: str
