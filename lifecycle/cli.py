@@ -405,15 +405,16 @@ def run_service_class(
     usage_prog: str | None = None,
     journal: str | None = None,
     quiet: bool = False,
-    help_text: Callable[[], str] | None = None,
+    help_before: Callable[[], str] | None = None,
+    help_after: Callable[[], str] | None = None,
 ) -> int:
     """Run the Service subclass ``cls`` configured from ``argv``, as a command; the exit code.
 
     What `lifecycle run` and `Service.main` do. ``prog`` starts every message, ``label`` names
     the service in them, ``usage_prog`` is the program name in the service's help. ``journal``:
     a file to stream the journal to; ``quiet``: print no transitions nor summary, and a
-    failure in one line. ``help_text`` (called for ``--help``) is printed after the service's
-    help.
+    failure in one line. For ``--help``, ``help_before`` and ``help_after`` give the text to
+    print around the service's help.
 
     Exit codes: 0 help shown or stopped cleanly; 1 the run failed (the failure, its traceback
     unless ``quiet``, then the summary table); 2 a bad command line or a bad service
@@ -440,9 +441,12 @@ def run_service_class(
     try:
         probe = cls.from_argv(argv, prog=usage_prog)
     except HelpRequested as exc:
+        asked = "-h" in argv or "--help" in argv  # else --tasks alone: the listing only
+        if asked and help_before is not None:
+            print(help_before(), end="")
         print(exc.text, end="" if exc.text.endswith("\n") else "\n")
-        if help_text is not None and ("-h" in argv or "--help" in argv):
-            print(help_text(), end="")
+        if asked and help_after is not None:
+            print(help_after(), end="")
         return EXIT_OK
     except UsageError as exc:
         print(f"{prog}: error: {exc.message} (see --help)", file=sys.stderr)
@@ -484,7 +488,7 @@ def service_main(cls: type[Service], argv: Sequence[str] | None = None) -> int:
             usage_prog=prog,
             journal=known.journal,
             quiet=known.quiet,
-            help_text=_run_flags_help,
+            help_after=_run_flags_help,
         )
     except UsageError as exc:
         print(f"{prog}: error: {exc.message} (see --help)", file=sys.stderr)
@@ -540,8 +544,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not (isinstance(target, type) and issubclass(target, Service)):
         print(f"{prog}: {args.target} is {target!r}, not a Service subclass", file=sys.stderr)
         return EXIT_USAGE
-    if args.help:
-        print(args.parser.format_help())
     return run_service_class(
         target,
         [*(["--help"] if args.help else []), *args.extra],
@@ -550,6 +552,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         usage_prog=f"{prog} {args.target}",
         journal=args.journal,
         quiet=args.quiet,
+        help_before=lambda: args.parser.format_help() + "\n",
     )
 
 
