@@ -151,6 +151,15 @@ def test_run_of_a_bad_definition_exits_2_with_one_line_naming_the_problem(
     assert child.stdout == ""
 
 
+def test_help_of_a_bad_definition_exits_2_too_printing_nothing_else(
+    bad_modules: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.syspath_prepend(str(bad_modules))
+    assert main(["run", "bad_definitions:Cycle", "--help"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "dependency cycle" in one_line(captured.err)
+
+
 #: What plan and diagram read of a definition: the tasks and their dependencies.
 GRAPH_PROBLEMS = [target for target, _ in DEFINITION_PROBLEMS[:5] + DEFINITION_PROBLEMS[-2:]]
 
