@@ -11,12 +11,13 @@ the output, and ``--json`` output is ASCII JSON whose strings hold no unpaired s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from lifecycle import diagrams
 from lifecycle import plan as planning
@@ -27,15 +28,24 @@ from lifecycle.errors import (
     HelpRequested,
     LifecycleError,
     OptionError,
+    UnknownTask,
     UsageError,
 )
-from lifecycle.journal import Journal, JournalFormatError, JournalWriteError
+from lifecycle.journal import (
+    Journal,
+    JournalFormatError,
+    JournalWriteError,
+    cause_line,
+    describe_cause,
+)
 from lifecycle.loading import load
 from lifecycle.options import bound_options
 from lifecycle.service import Service
 from lifecycle.spec import SPEC_SCHEMA_VERSION, SPECS, MachineSpec
+from lifecycle.task import task_name
+from lifecycle.tasks import QueueTask
 
-__all__ = ["main"]
+__all__ = ["main", "run_service_class", "service_main"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -231,22 +241,45 @@ def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    try:
-        target = _load_target(args.target)
-        planning.task_classes_of(target)
-    except (BadReference, planning.PlanTargetError) as exc:
-        print(f"lifecycle plan: {exc}", file=sys.stderr)
+    prog = "lifecycle plan"
+    names = None if args.tasks is None else _task_names(args.tasks)
+    if names == []:
+        print(f"{prog}: error: --tasks needs at least one task name", file=sys.stderr)
         return EXIT_USAGE
     try:
+        target = _load_target(args.target)
+        if names is not None:
+            if not (isinstance(target, type) and issubclass(target, Service)):
+                print(
+                    f"{prog}: --tasks selects among the tasks of a Service subclass; "
+                    f"{args.target} is {target!r}",
+                    file=sys.stderr,
+                )
+                return EXIT_USAGE
+            target = target.selected_task_classes(names)
+        planning.task_classes_of(target)
         result = planning.plan(target)
-    except LifecycleError as exc:
-        print(f"lifecycle plan: {args.target}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    except (BadReference, planning.PlanTargetError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except UnknownTask as exc:
+        print(
+            f"{prog}: {args.target}: unknown task {exc.name!r}; available: {', '.join(exc.known)}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    except BaseException as exc:  # a bad definition, whatever it raises, is reported, not raised
+        print(f"{prog}: {args.target}: {_definition_problem(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     if args.json:
         print(json.dumps({"target": args.target, **result.to_dict()}, indent=2))
         return EXIT_OK
     count = len(result.tasks)
-    print(f"plan of {args.target}: {count} task{'s' if count != 1 else ''} (nothing started)")
+    selected = "" if names is None else f" --tasks {','.join(names)}"
+    print(
+        f"plan of {args.target}{selected}: {count} task{'s' if count != 1 else ''} "
+        "(nothing started)"
+    )
     print("start layers (each layer's tasks can start together):")
     for index, layer in enumerate(result.layers, start=1):
         print(f"  {index}: {', '.join(layer)}")
@@ -272,8 +305,9 @@ def _add_plan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="dry run: start layers, stop order and skip impact of a set of tasks",
         description=(
             "Show, without starting anything, the start layers (DEPS and WANTS), the stop "
-            "order, and what each task's skip or failure would skip (DEPS). Exit 1 for a "
-            "cycle, a duplicate name or an invalid dependency; 2 for a bad MODULE:CLASS."
+            "order, and what each task's skip or failure would skip (DEPS). Exit 2, with one "
+            "line saying why, for a bad MODULE:CLASS, a bad definition (a cycle, a duplicate "
+            "name, an invalid dependency) or an unknown task name."
         ),
     )
     p.add_argument(
@@ -282,7 +316,19 @@ def _add_plan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="a Task subclass, a Tasks collection, or a class with TASKS (a service)",
     )
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.add_argument(
+        "--tasks",
+        nargs="+",
+        metavar="NAME",
+        help="plan only these tasks of a service (and what they require), as `run --tasks` "
+        "runs them; names separated by spaces or commas",
+    )
     p.set_defaults(command=_cmd_plan)
+
+
+def _task_names(given: Sequence[str]) -> list[str]:
+    """Task names from ``--tasks`` values: each may hold several, separated by commas."""
+    return [name.strip() for value in given for name in value.split(",") if name.strip()]
 
 
 def _print_transition(origin: list[int], rec: Any) -> None:
@@ -292,30 +338,92 @@ def _print_transition(origin: list[int], rec: Any) -> None:
     elapsed = (rec.mono - origin[0]) / 1e9
     dest = rec.dest if rec.ok else f"REFUSED (still {rec.source})"
     line = f"{elapsed:8.3f}s  {rec.kind:<10} {rec.subject:<18} {rec.source} -> {dest}"
-    if rec.cause and rec.dest in ("skipped", "failed", "stopping"):
-        last = [part for part in rec.cause.splitlines() if part.strip()]
-        line += f"  ({last[-1].strip()})" if last else ""
+    if rec.cause and rec.dest in ("skipped", "failed", "stopping", "stopped"):
+        line += f"  ({cause_line(rec.cause)})"
     _say(line)
     sys.stdout.flush()
 
 
-def _run_service(service: Any, journal: Any, quiet: bool, prog: str) -> int:
-    """Run ``service``, printing transitions unless ``quiet``; report how it ended."""
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` of any exception, safely (a failing ``__str__`` cannot break it)."""
+    return cause_line(describe_cause(exc)) or type(exc).__name__
+
+
+def _definition_problem(exc: BaseException) -> str:
+    """What reading a service's definition raised, in one line (our errors say it all)."""
+    if isinstance(exc, LifecycleError):
+        with contextlib.suppress(Exception):
+            return str(exc)
+    return f"its definition raised {_one_line(exc)}"
+
+
+def _print_failure(service: Service, failure: BaseException | None, prog: str, quiet: bool) -> None:
+    """Say on stderr why the run failed: one line, then (unless ``quiet``) the first failure's
+    traceback and the other errors, one line each."""
+    cause = _one_line(failure) if failure is not None else "no cause recorded"
+    print(f"{prog}: service {service.name!r} {service.state}: {cause}", file=sys.stderr)
+    if quiet:
+        return
+    if failure is not None and failure.__traceback__ is not None:
+        print(describe_cause(failure), file=sys.stderr)
+    for error in service.errors:
+        if error is not failure:
+            print(f"{prog}: also: {_one_line(error)}", file=sys.stderr)
+
+
+def _print_summary(service: Service) -> None:
+    """The table every run ends with: each task's final state, time to running and cause;
+    with queue tasks, the items each dropped at stop, never run."""
+    summaries = service.summary()
+    tasks = service.tasks
+    queues = {task_name(cls) for cls in tasks.task_classes if issubclass(cls, QueueTask)}
+    # Only a created task has an instance that may have dropped items.
+    dropped = {
+        name: queue.dropped
+        for name in queues
+        if isinstance(queue := tasks.get(name), QueueTask)
+    }
+    head = ["task", "final state", "time to running", *(["dropped"] if queues else []), "cause"]
+    rows = []
+    for summary in summaries:
+        row = [
+            summary.name,
+            summary.state,
+            "-" if summary.time_to_running is None else f"{summary.time_to_running * 1000:.1f} ms",
+        ]
+        if queues:
+            count = dropped.get(summary.name)
+            row.append(str(count) if count is not None else "-" if summary.name in queues else "")
+        rows.append([*row, summary.cause or ""])
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head) - 1)]
+    print()
+    for row in [head, *rows]:
+        cells = [f"{cell:<{width}}" for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[-1]]).rstrip())
+    total = sum(dropped.values())
+    if total:
+        print(f"{total} queued item(s) dropped at stop, never run")
+
+
+def _run_service(service: Service, journal: Journal, quiet: bool, prog: str) -> int:
+    """Run ``service``: print its transitions, then (on failure) why, then the summary table.
+
+    ``quiet``: no transitions and no summary, and a failure in one line. Returns the exit code.
+    """
     origin: list[int] = []
     unsubscribe = None if quiet else journal.subscribe(lambda r: _print_transition(origin, r))
+    raised: BaseException | None = None
     try:
         code: int = service.run()
+    except BaseException as exc:  # the engine's own error: still a failed run, said clearly
+        raised = exc
+        code = EXIT_FAILED
     finally:
         if unsubscribe is not None:
             unsubscribe()
         journal.close()
     if code != EXIT_OK:
-        failure = service.failure
-        cause = f"{type(failure).__name__}: {failure}" if failure is not None else "no cause"
-        print(f"{prog}: service {service.name!r} {service.state}: {cause}", file=sys.stderr)
-        for error in service.errors:
-            if error is not service.failure:
-                print(f"{prog}: {error}", file=sys.stderr)
+        _print_failure(service, service.failure or raised, prog, quiet)
     lost = journal.stream_error
     told = [service.failure, *service.errors]
     if lost is not None and not any(e is lost or e.__cause__ is lost for e in told if e):
@@ -323,15 +431,148 @@ def _run_service(service: Any, journal: Any, quiet: bool, prog: str) -> int:
         # flush failed after the service ended: the run lost its record, so it failed.
         _say(f"{prog}: {type(lost).__name__}: {lost}", sys.stderr)
         code = code if code != EXIT_OK else EXIT_FAILED
+    if not quiet:
+        _print_summary(service)
     return code
 
 
-def _open_journal(path: str | None, prog: str) -> Any:
+def _open_journal(path: str | None, prog: str) -> Journal | None:
     try:
         return Journal(path)
     except JournalWriteError as exc:
         _say(f"{prog}: cannot write the journal {exc.path!r}: {exc.error}", sys.stderr)
         return None
+
+
+def run_service_class(
+    cls: type[Service],
+    argv: Sequence[str],
+    *,
+    prog: str,
+    label: str,
+    usage_prog: str | None = None,
+    journal: str | None = None,
+    quiet: bool = False,
+    help_before: Callable[[], str] | None = None,
+    help_after: Callable[[], str] | None = None,
+) -> int:
+    """Run the Service subclass ``cls`` configured from ``argv``, as a command; the exit code.
+
+    What `lifecycle run` and `Service.main` do. ``prog`` starts every message, ``label`` names
+    the service in them, ``usage_prog`` is the program name in the service's help. ``journal``:
+    a file to stream the journal to; ``quiet``: print no transitions nor summary, and a
+    failure in one line. For ``--help``, ``help_before`` and ``help_after`` give the text to
+    print around the service's help.
+
+    Exit codes: 0 help shown or stopped cleanly; 1 the run failed (the failure, its traceback
+    unless ``quiet``, then the summary table); 2 a bad command line or a bad service
+    definition (a dependency cycle, a duplicate task name, something in TASKS that is not a
+    task class, conflicting options, a constructor that raises anything): one line on stderr.
+    """
+    try:
+        clash = sorted(
+            bound.flag
+            for bound in bound_options([cls, *cls.available_tasks()])
+            if bound.flag in _RUN_FLAGS
+        )
+        cls.argument_parser(usage_prog)  # option declarations: conflicts, self-refuting defaults
+    except BaseException as exc:  # a bad definition, whatever it raises, is reported, not raised
+        print(f"{prog}: {label}: {_definition_problem(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    if clash:
+        print(
+            f"{prog}: {label} declares {', '.join(clash)}, which {prog} takes for itself; "
+            "rename the option",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        probe = cls.from_argv(argv, prog=usage_prog)
+    except HelpRequested as exc:
+        asked = "-h" in argv or "--help" in argv  # else --tasks alone: the listing only
+        if asked and help_before is not None:
+            print(help_before(), end="")
+        print(exc.text, end="" if exc.text.endswith("\n") else "\n")
+        if asked and help_after is not None:
+            print(help_after(), end="")
+        return EXIT_OK
+    except UsageError as exc:
+        print(f"{prog}: error: {exc.message} (see --help)", file=sys.stderr)
+        return EXIT_USAGE
+    except BaseException as exc:  # the service's constructor raised
+        print(f"{prog}: {label}: creating the service raised {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    opened = _open_journal(journal, prog)
+    if opened is None:
+        return EXIT_USAGE
+    # The probe validated the command line; the service that runs owns the chosen journal.
+    try:
+        service = type(probe)(probe.options, journal=opened)
+    except BaseException as exc:
+        opened.close()
+        print(f"{prog}: {label}: creating the service raised {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    return _run_service(service, opened, quiet, prog)
+
+
+def service_main(cls: type[Service], argv: Sequence[str] | None = None) -> int:
+    """`Service.main`: run ``cls`` as a program with ``argv`` (default ``sys.argv[1:]``).
+
+    Takes ``--journal FILE`` and ``--quiet`` as `lifecycle run` does, and everything else as
+    the service's own command line (``--help``, ``--tasks``, options). Returns the exit code
+    (see `run_service_class`); never raises for a bad command line or definition.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else cls.name
+    flags = _RunFlagsParser(prog=prog, add_help=False, allow_abbrev=False)
+    _add_run_flags(flags)
+    try:
+        known, rest = flags.parse_known_args(args)
+        return run_service_class(
+            cls,
+            rest,
+            prog=prog,
+            label=cls.__qualname__,
+            usage_prog=prog,
+            journal=known.journal,
+            quiet=known.quiet,
+            help_after=_run_flags_help,
+        )
+    except UsageError as exc:
+        print(f"{prog}: error: {exc.message} (see --help)", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+class _RunFlagsParser(argparse.ArgumentParser):
+    """Parses the run flags out of a command line; raises `UsageError` instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, self.format_usage())
+
+
+#: The flags `lifecycle run` and `Service.main` parse themselves, wherever they stand: no
+#: service option may use them.
+_RUN_FLAGS = ("--journal", "--quiet")
+
+
+def _add_run_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    journal_flag, quiet_flag = _RUN_FLAGS
+    parser.add_argument(
+        journal_flag, metavar="FILE", help="stream the journal to FILE as it happens"
+    )
+    parser.add_argument(
+        quiet_flag,
+        action="store_true",
+        help="print no transitions and no summary, and a failure in one line",
+    )
+
+
+def _run_flags_help() -> str:
+    parser = argparse.ArgumentParser(usage=argparse.SUPPRESS, add_help=False)
+    _add_run_flags(parser.add_argument_group("run options"))
+    return "\n" + parser.format_help()
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -351,40 +592,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not (isinstance(target, type) and issubclass(target, Service)):
         print(f"{prog}: {args.target} is {target!r}, not a Service subclass", file=sys.stderr)
         return EXIT_USAGE
-    clash = sorted(
-        bound.flag
-        for bound in bound_options([target, *target.available_tasks()])
-        if bound.flag in _RUN_FLAGS
+    return run_service_class(
+        target,
+        [*(["--help"] if args.help else []), *args.extra],
+        prog=prog,
+        label=args.target,
+        usage_prog=f"{prog} {args.target}",
+        journal=args.journal,
+        quiet=args.quiet,
+        help_before=lambda: args.parser.format_help() + "\n",
     )
-    if clash:
-        print(
-            f"{prog}: {args.target} declares {', '.join(clash)}, which `lifecycle run` takes "
-            "for itself; rename the option (or run the service with its own entry point)",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    service_argv = [*(["--help"] if args.help else []), *args.extra]
-    try:
-        probe = target.from_argv(service_argv, prog=f"{prog} {args.target}")
-    except HelpRequested as exc:
-        if args.help:
-            print(args.parser.format_help())
-        print(exc.text, end="" if exc.text.endswith("\n") else "\n")
-        return EXIT_OK
-    except UsageError as exc:
-        print(exc.usage, end="", file=sys.stderr)
-        print(f"{prog}: error: {exc.message}", file=sys.stderr)
-        return EXIT_USAGE
-    journal = _open_journal(args.journal, prog)
-    if journal is None:
-        return EXIT_USAGE
-    # The probe validated the command line; the service that runs owns the chosen journal.
-    service = type(probe)(probe.options, journal=journal)
-    return _run_service(service, journal, args.quiet, prog)
-
-
-#: The flags `lifecycle run` parses itself, wherever they stand: no service option may use them.
-_RUN_FLAGS = ("--journal", "--quiet")
 
 
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -396,36 +613,17 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         usage="lifecycle run [-h] [--journal FILE] [--quiet] MODULE:CLASS [service options]",
         description=(
             "Run the Service subclass CLASS of MODULE, printing each transition, until SIGINT "
-            "or SIGTERM (a second one while stopping forces the exit). The options after "
-            "MODULE:CLASS are the service's and its tasks': see `lifecycle run MODULE:CLASS "
-            "--help`; `--tasks` alone lists the tasks. Exit codes: 0 stopped cleanly, 1 "
-            "failed, 2 usage."
+            "or SIGTERM (a second one while stopping forces the exit), then a summary table; "
+            "a failure is shown with its traceback. The options after MODULE:CLASS are the "
+            "service's and its tasks': see `lifecycle run MODULE:CLASS --help`; `--tasks` "
+            "alone lists the tasks. Exit codes: 0 stopped cleanly, 1 failed, 2 usage or a "
+            "bad service definition."
         ),
     )
     p.add_argument("-h", "--help", action="store_true", help="show this help (and the service's)")
     p.add_argument("target", nargs="?", metavar="MODULE:CLASS", help="the Service subclass to run")
-    journal_flag, quiet_flag = _RUN_FLAGS
-    p.add_argument(journal_flag, metavar="FILE", help="stream the journal to FILE as it happens")
-    p.add_argument(quiet_flag, action="store_true", help="do not print the transitions")
+    _add_run_flags(p)
     p.set_defaults(command=_cmd_run, accepts_extra=True, parser=p)
-
-
-def _print_summary(service: Any) -> None:
-    rows = [
-        (
-            t.name,
-            t.state,
-            "-" if t.time_to_running is None else f"{t.time_to_running * 1000:.1f} ms",
-            t.cause or "",
-        )
-        for t in service.summary()
-    ]
-    head = ("task", "final state", "time to running", "cause")
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
-    print()
-    for row in [head, *rows]:
-        cells = [f"{cell:<{width}}" for cell, width in zip(row, widths, strict=False)]
-        print("  ".join([*cells, row[3]]).rstrip())
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -441,7 +639,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     print(f"running the demo service for {args.duration:g}s (Ctrl-C stops it sooner)")
     code = _run_service(service, journal, False, prog)
-    _print_summary(service)
     print()
     print(", ".join(f"{name}: {count}" for name, count in service.counts().items()))
     if args.journal:

@@ -105,7 +105,7 @@ class DemoService(Service):
     name = "demo"
     TASKS = (Producer, MetricsReporter, Stopwatch)
     duration = option(
-        type=float, default=3.0, metavar="SECONDS", help="stop gracefully after this long"
+        type=float, gt=0, default=3.0, metavar="SECONDS", help="stop gracefully after this long"
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

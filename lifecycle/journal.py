@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import os
+import re
 import stat
 import tempfile
 import threading
@@ -56,6 +57,7 @@ __all__ = [
     "JournalWriteError",
     "Transition",
     "canonical",
+    "cause_line",
     "chain_hash",
     "describe_cause",
     "is_format_version",
@@ -192,6 +194,65 @@ def describe_cause(exc: BaseException | str | None) -> str | None:
     return "".join(traceback.format_exception(exc)).rstrip("\n")
 
 
+#: The lines `traceback.format_exception` puts between the exceptions of a chain.
+_CHAIN_SEPARATORS = frozenset(
+    {
+        "The above exception was the direct cause of the following exception:",
+        "During handling of the above exception, another exception occurred:",
+    }
+)
+_TRACEBACK = "Traceback (most recent call last):"
+#: An exception group's lines are drawn in a box: ``  + `` opens it, ``  | `` continues it.
+_GROUP_BOX = ("  + ", "  | ")
+_SUB_EXCEPTIONS = re.compile(r" \(\d+ sub-exceptions?\)\Z")
+#: A qualified exception type opening a line: ``pkg.mod.Error: message`` (or no message). The
+#: class name must be capitalized, so that a reason such as ``see example.org: ...`` is kept.
+_QUALIFIED_TYPE = re.compile(r"(?:[A-Za-z_]\w*\.)+(?P<name>[A-Z]\w*)(?P<rest>:\s.*|)\Z")
+
+
+def cause_line(text: str | None) -> str | None:
+    """The one-line form of a journal ``cause`` (as `describe_cause` writes it): ``Type: message``.
+
+    Works from the text alone, so that summaries of a journal file read back show the same
+    line as a live run. For a traceback, the exception's own line (not the last line, which may
+    be a note or the tail of a multi-line message); for a chain, the last exception's (the one
+    that was raised); for an exception group, the group's message without its traceback box or
+    the ``(N sub-exceptions)`` count: ``InitError: tasks failed to initialize: Database``. The
+    type is shown without its module. A cause that is no traceback (a reason) gives its first
+    non-empty line. None or empty text gives None. Pure.
+    """
+    if not text:
+        return None
+    lines = text.splitlines()
+    start = 0
+    for index, line in enumerate(lines):
+        if line in _CHAIN_SEPARATORS:
+            start = index + 1  # only the last exception of a chain is the cause itself
+    block = [line for line in lines[start:] if line.strip()]
+    if not block:
+        return None
+    found: str | None = None
+    if block[0] == _TRACEBACK:
+        # Frames are indented; the exception's line is the first one at column 0.
+        found = next((line for line in block[1:] if not line[:1].isspace()), None)
+    elif block[0].startswith(_GROUP_BOX):
+        # The group's own line is the first in its box that is not an indented frame.
+        for line in block:
+            body = line[4:]
+            if line.startswith(_GROUP_BOX[1]) and body and not body[:1].isspace():
+                found = _SUB_EXCEPTIONS.sub("", body.rstrip())
+                break
+    else:
+        found = block[0]
+    if found is None:
+        found = block[-1]
+    found = found.strip()
+    qualified = _QUALIFIED_TYPE.match(found)
+    if qualified is not None:
+        found = qualified["name"] + qualified["rest"]
+    return found
+
+
 class Journal:
     """An append-only, thread-safe log of transitions.
 
@@ -237,6 +298,7 @@ class Journal:
         self._streamed = 0  # records written to the file
         self._hash = ""
         self.stream_error: JournalWriteError | None = None
+        self._on_stream_error: tuple[Callable[[JournalWriteError], object], ...] = ()
         self.path = os.fspath(path) if path is not None else None
         if self.path is not None:
             self._open(self.path)
@@ -292,6 +354,18 @@ class Journal:
                 self._listeners = tuple(x for x in self._listeners if x is not listener)
 
         return unsubscribe
+
+    def on_stream_error(self, callback: Callable[[JournalWriteError], object]) -> None:
+        """Call ``callback(error)`` once, when streaming stops on a write error (at once if it
+        already has). It runs with the journal's lock held, on the thread that was recording:
+        keep it quick and never fire triggers from it (a service only requests its shutdown).
+        """
+        with self._lock:
+            error = self.stream_error
+            if error is None:
+                self._on_stream_error = (*self._on_stream_error, callback)
+                return
+        callback(error)
 
     def describe_tasks(self, tasks: Mapping[str, Mapping[str, Any]]) -> None:
         """Record the tasks (name → ``class``, ``deps``, ``wants``) for the header."""
@@ -423,6 +497,11 @@ class Journal:
             raise exc  # not an I/O failure: a bug, not a disk to tolerate
         self.stream_error = JournalWriteError(self.path or "", error)
         logger.error("journal streaming stopped %s: %s", where, self.stream_error)
+        for callback in self._on_stream_error:
+            try:
+                callback(self.stream_error)
+            except Exception:
+                logger.exception("journal stream-error callback %r raised; ignored", callback)
         if file is not None:
             with contextlib.suppress(OSError, ValueError):
                 file.close()

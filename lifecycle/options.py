@@ -7,6 +7,17 @@ Declare an option as a class attribute::
         retries = option(type=int, default=3)
         interval = option(type=float, default=lambda cls: cls.INTERVAL)
 
+An option that takes a value may declare what a valid value is: bounds (``gt``, ``ge``, ``lt``,
+``le``), a ``check`` callable, and, for floats, finiteness (on by default: a duration of
+``nan`` or ``inf`` is never what a user meant)::
+
+        interval = option(type=float, gt=0)              # --Fetcher-interval 0 is refused
+        workers = option(type=int, ge=1, le=64)
+        name = option(check=lambda v: None if v.isidentifier() else "must be an identifier")
+
+A value that breaks them is refused when the command line is parsed: `UsageError` naming the
+flag (``argument --Fetcher-interval: must be > 0, not 0.0``).
+
 A task's flag is ``--{prefix}-{name}``, where the prefix is the class's ``OPT_PREFIX`` or its
 name (``_`` becomes ``-``): ``--Fetcher-url``. A service's flag is ``--{name}``. The option's
 name is the attribute name unless given, with ``_`` written as ``-``. A callable ``default``
@@ -18,17 +29,21 @@ parsed value from the options of the owner's source (a service's ``options``; fo
 service's); the default. Values come from one argparse parser per service, which
 `build_parser` assembles from the service's options and those of every task it may run.
 
-Errors: `OptionError` for a bad declaration, `OptionConflict` when two options map to one flag,
+Errors: `OptionError` for a bad declaration (a default that breaks the option's own rules
+included, when the parser is built), `OptionConflict` when two options map to one flag,
 `UnknownOption` for a name nothing declares, `UsageError` for a command line that does not
-parse, `HelpRequested` when the command line asks for ``--help``.
+parse or holds a value the option refuses, `HelpRequested` when the command line asks for
+``--help``.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, overload
 
 import attrs
 
@@ -68,6 +83,18 @@ _ACTIONS = frozenset(
 _OVERRIDES = "_option_overrides"
 
 _MISSING = object()
+#: The actions whose option takes a value (the ones ``type`` and the value checks apply to).
+_TAKES_VALUE = (None, "store", "append", "extend")
+#: The bounds an option may declare: keyword, how it reads in a message, the test it makes.
+_BOUNDS: tuple[tuple[str, str, Callable[[Any, Any], Any]], ...] = (
+    ("gt", ">", operator.gt),
+    ("ge", ">=", operator.ge),
+    ("lt", "<", operator.lt),
+    ("le", "<=", operator.le),
+)
+
+#: A ``check``: the problem with a value (None: it is fine), or raise `ValueError` saying it.
+Check = Callable[[Any], "str | None"]
 
 
 class option:
@@ -77,9 +104,24 @@ class option:
     ``nargs``, ``metavar``, ``choices``: as in `argparse.ArgumentParser.add_argument`;
     ``default``: the value when the flag is absent, or a callable called with the class.
 
-    Raises `OptionError` for a malformed declaration (bad name, unknown action, a ``type`` that
-    is not callable). Thread-safety: reading is safe from any thread; `write_option` is a
-    plain attribute store.
+    What a valid value is (for options that take one; each value of a list option):
+
+    * ``gt``, ``ge``, ``lt``, ``le``: bounds (greater than, at least, less than, at most);
+    * ``finite`` (default True): a float value must be finite (no ``nan``, ``inf``, ``-inf``);
+      pass False for an option where ``inf`` means something (such as "no limit");
+    * ``check``: called with the converted value; returns None when the value is fine, or a
+      message saying what is wrong (``"must be a power of two"``), or raises `ValueError`
+      with that message.
+
+    `problem` applies them; the parser applies them to every value on the command line (a
+    refusal is a `UsageError` naming the flag) and `build_parser` to the default (a refusal
+    is an `OptionError`: the declaration contradicts itself). Values set with `write_option`
+    or given in a service's ``options`` mapping are not checked here.
+
+    Raises `OptionError` for a malformed declaration (bad name, unknown action, a ``type`` or
+    ``check`` that is not callable, a bound that is not a number, both ``gt`` and ``ge`` (or
+    ``lt`` and ``le``), value rules on an option that takes no value). Thread-safety: reading
+    is safe from any thread; `write_option` is a plain attribute store.
     """
 
     def __init__(
@@ -92,6 +134,13 @@ class option:
         nargs: int | str | None = None,
         metavar: str | None = None,
         choices: Iterable[Any] | None = None,
+        *,
+        gt: float | None = None,
+        ge: float | None = None,
+        lt: float | None = None,
+        le: float | None = None,
+        finite: bool = True,
+        check: Check | None = None,
     ) -> None:
         label = name if name is not None else "<unnamed>"
         if name is not None and (not isinstance(name, str) or not _NAME.match(name)):
@@ -104,6 +153,22 @@ class option:
             raise OptionError(
                 label, f"unknown action {action!r}; use one of {', '.join(sorted(_ACTIONS))}"
             )
+        bounds = {"gt": gt, "ge": ge, "lt": lt, "le": le}
+        for key, bound in bounds.items():
+            if bound is not None and (
+                isinstance(bound, bool)
+                or not isinstance(bound, int | float)
+                or math.isnan(bound)
+            ):
+                raise OptionError(label, f"{key} must be a number, not {bound!r}")
+        for strict, inclusive in (("gt", "ge"), ("lt", "le")):
+            if bounds[strict] is not None and bounds[inclusive] is not None:
+                raise OptionError(label, f"give {strict} or {inclusive}, not both")
+        if check is not None and not callable(check):
+            raise OptionError(label, f"check must be callable, not {check!r}")
+        ruled = check is not None or any(bound is not None for bound in bounds.values())
+        if action not in _TAKES_VALUE and ruled:
+            raise OptionError(label, f"action {action!r} takes no value: nothing to check")
         self.name = None if name is None else name.replace("_", "-")
         self.attr: str | None = None
         self.type = type
@@ -113,6 +178,9 @@ class option:
         self.nargs = nargs
         self.metavar = metavar
         self.choices = None if choices is None else tuple(choices)
+        self.gt, self.ge, self.lt, self.le = gt, ge, lt, le
+        self.finite = finite
+        self.check = check
 
     def __set_name__(self, owner: type, attr: str) -> None:
         self.attr = attr
@@ -121,6 +189,12 @@ class option:
                 raise OptionError(attr, f"attribute {attr!r} is not a usable option name")
             self.name = attr.replace("_", "-")
 
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> option: ...
+
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> Any: ...
+
     def __get__(self, instance: object, owner: type | None = None) -> Any:
         if instance is None:
             return self
@@ -128,6 +202,61 @@ class option:
 
     def __set__(self, instance: object, value: Any) -> None:
         write_option(instance, self, value)
+
+    # -- valid values ------------------------------------------------------------------------
+
+    @property
+    def bounds(self) -> str:
+        """The declared bounds as text (``"> 0"``, ``">= 1 and <= 64"``; ``""`` for none)."""
+        return " and ".join(
+            f"{symbol} {bound:g}" if isinstance(bound, float) else f"{symbol} {bound}"
+            for key, symbol, _ in _BOUNDS
+            if (bound := getattr(self, key)) is not None
+        )
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with ``value`` (converted, as ``type`` returns it), or None if nothing.
+
+        The message completes the flag's name: ``must be > 0, not 0.0``. Applies ``finite``
+        (to floats), the bounds, then ``check``. Raises what ``check`` raises, other than
+        `ValueError` (whose message is the problem).
+        """
+        nonfinite = self.finite and isinstance(value, float) and not math.isfinite(value)
+        try:
+            out_of_bounds = not all(
+                holds(value, bound)
+                for key, _, holds in _BOUNDS
+                if (bound := getattr(self, key)) is not None
+            )
+        except TypeError:  # not comparable with a number: out of bounds too
+            out_of_bounds = True
+        if nonfinite or out_of_bounds:
+            wanted = " ".join(
+                part
+                for part in ("a finite number" if nonfinite else "", self.bounds)
+                if part
+            )
+            return f"must be {wanted}, not {value!r}"
+        if self.check is not None:
+            try:
+                found = self.check(value)
+            except ValueError as exc:
+                return str(exc) or f"{value!r} is refused by {_type_name(self.check)}"
+            if found is not None:
+                return str(found)
+        return None
+
+    def convert(self, text: str) -> Any:
+        """``text`` from the command line as this option's value: ``type``, then `problem`.
+
+        Raises `argparse.ArgumentTypeError` with the problem (argparse names the flag), and
+        what ``type`` raises for text it cannot convert.
+        """
+        value = self.type(text)
+        problem = self.problem(value)
+        if problem is not None:
+            raise argparse.ArgumentTypeError(problem)
+        return value
 
     # -- derived -----------------------------------------------------------------------------
 
@@ -183,9 +312,9 @@ class option:
             kwargs["default"] = default
         if self.action is not None:
             kwargs["action"] = self.action
-        takes_value = self.action in (None, "store", "append", "extend")
+        takes_value = self.action in _TAKES_VALUE
         if takes_value:
-            kwargs["type"] = self.type
+            kwargs["type"] = _Converter(self)
             if self.nargs is not None:
                 kwargs["nargs"] = self.nargs
             if self.choices is not None:
@@ -201,6 +330,19 @@ class option:
 
 def _type_name(kind: Any) -> str:
     return getattr(kind, "__name__", repr(kind))
+
+
+class _Converter:
+    """The ``type`` argparse calls for an option: `option.convert`, under the name of the
+    option's ``type``, so that argparse's own message for unconvertible text reads
+    ``invalid float value: 'soon'``."""
+
+    def __init__(self, declared: option) -> None:
+        self.option = declared
+        self.__name__ = _type_name(declared.type)
+
+    def __call__(self, text: str) -> Any:
+        return self.option.convert(text)
 
 
 def option_prefix(owner: type) -> str | None:
@@ -359,6 +501,7 @@ def build_parser(
             if flag in taken:
                 raise OptionConflict(flag, taken[flag], item.where)
             taken[flag] = item.where
+            _check_default(item)
             try:
                 group.add_argument(flag, **item.option.argparse_kwargs(item.owner))
             except (TypeError, ValueError, argparse.ArgumentError) as exc:
@@ -366,3 +509,14 @@ def build_parser(
                     flag, f"argparse refused the declaration at {item.where}: {exc}"
                 ) from exc
     return parser
+
+
+def _check_default(item: BoundOption) -> None:
+    """Raise `OptionError` when the default of a single-valued option breaks its own rules."""
+    declared = item.option
+    if declared.action not in (None, "store") or declared.nargs not in (None, "?"):
+        return
+    value = declared.default_for(item.owner)
+    problem = None if value is None else declared.problem(value)
+    if problem is not None:
+        raise OptionError(item.flag, f"the default at {item.where} {problem}")

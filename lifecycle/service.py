@@ -33,7 +33,7 @@ from lifecycle.errors import (
     UsageError,
     safe_str,
 )
-from lifecycle.journal import Journal, Transition, journal_or_new
+from lifecycle.journal import Journal, Transition, cause_line, journal_or_new
 from lifecycle.options import OptionParser, bound_options, build_parser, option, read_option
 from lifecycle.shutdown import ShutdownRequests
 from lifecycle.spec import SERVICE, TASK, CollectionState, ServiceState, TaskState
@@ -91,6 +91,7 @@ class Service:
 
     stop_timeout = option(
         type=float,
+        ge=0,
         default=30.0,
         metavar="SECONDS",
         help="how long a stop may take before the service gives up and fails (default: 30)",
@@ -237,6 +238,22 @@ class Service:
         except OptionError as exc:
             raise UsageError(str(exc), parser.format_usage()) from exc
 
+    @classmethod
+    def main(cls, argv: Sequence[str] | None = None) -> int:
+        """Run this service as a program; return the exit code: ``raise SystemExit(App.main())``.
+
+        Does what ``lifecycle run MODULE:App`` does with ``argv`` (default: ``sys.argv[1:]``):
+        the service's options, ``--tasks``, and ``--journal FILE`` and ``--quiet``; ``--help``
+        prints the help and returns 0; a bad command line or a bad service definition prints
+        one line and returns 2; a run prints its transitions, a failure with its traceback,
+        and a summary, and returns 0 (stopped) or 1 (failed). Call it on the main thread, so
+        that SIGINT and SIGTERM stop the service gracefully.
+        """
+        # Only the command line prints: the one call from this layer up to it.
+        from lifecycle.cli import service_main
+
+        return service_main(cls, argv)
+
     # -- state -----------------------------------------------------------------------------
 
     @property
@@ -291,6 +308,11 @@ class Service:
         """
         with self._drive:
             self.lifecycle.fire("start")
+            # A journal that can no longer be written is a run that can no longer be audited:
+            # stop now rather than run on unrecorded (`_end` fails the service with it).
+            self.journal.on_stream_error(
+                lambda error: self.shutdown(f"the journal failed: {safe_str(error)}")
+            )
             try:
                 with self._requests.guard_hooks(self._signals_handled):
                     self.tasks.create(self)
@@ -466,7 +488,7 @@ class Service:
 @attrs.frozen
 class TaskSummary:
     """How one task's run went: final ``state``, seconds from the service's start to the task
-    running (``time_to_running``, None if it never ran), and the last line of its ``cause``
+    running (``time_to_running``, None if it never ran), and its ``cause`` in one line
     (the reason it was skipped or failed, else None)."""
 
     name: str
@@ -516,11 +538,8 @@ def summarize(
 
 
 def _last_line(text: str | None) -> str | None:
-    """The last non-empty line of a cause (for a traceback: ``Type: message``)."""
-    if not text:
-        return None
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[-1].strip() if lines else None
+    """The one-line form of a cause (``Type: message``; see `lifecycle.journal.cause_line`)."""
+    return cause_line(text)
 
 
 def _remaining(deadline: float | None, unbounded: float) -> float:

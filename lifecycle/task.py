@@ -8,6 +8,7 @@ them. Every state change goes through the task's `Lifecycle` and so into the jou
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from lifecycle.engine import Lifecycle
-from lifecycle.errors import LifecycleError, safe_str
+from lifecycle.errors import InvalidTask, LifecycleError, safe_str
 from lifecycle.options import option, read_option, write_option
 from lifecycle.spec import TASK, TaskState
 
@@ -81,6 +82,10 @@ class Task:
     LOOPLESS: ClassVar[bool] = False
     OPT_PREFIX: ClassVar[str | None] = None
     workers: int = 1
+    #: The hooks the engine calls on worker threads; a task kind adds its own (``execute``).
+    _HOOKS: ClassVar[frozenset[str]] = frozenset(
+        {"init_task", "init_thread", "run_loop", "on_stop"}
+    )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -89,6 +94,17 @@ class Task:
                 raise TypeError(
                     f"{cls.__qualname__} overrides {method}(), which the collection drives; "
                     f"override {hook} instead"
+                )
+        # A thread calling an async hook only makes a coroutine and drops it: the work never
+        # runs and its errors never surface. Refuse it now, inherited from a mixin included.
+        for hook in sorted(cls._HOOKS):
+            function = getattr(cls, hook, None)
+            if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
+                raise InvalidTask(
+                    cls,
+                    f"{cls.__qualname__}.{hook}() is an async def; a thread task calls its hooks "
+                    "on worker threads and needs a plain function there (an async task class "
+                    "is needed to run coroutines)",
                 )
 
     def __init__(self, service: Any = None) -> None:

@@ -9,9 +9,12 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from typing import Any
 
+from lifecycle.context import ExecuteContext
 from lifecycle.service import Service
 from lifecycle.task import Task
+from lifecycle.tasks import PeriodicTask, QueueTask
 
 #: Never set: a worker waiting on it never returns (the process exits past it: daemon threads).
 _NEVER = threading.Event()
@@ -178,3 +181,63 @@ class ExitsInInit(Task):
 
 class InitExits(Service):
     TASKS = (Waiter, ExitsInInit)
+
+
+class Broken(Task):
+    """Its init_task raises: the service fails to start."""
+
+    LOOPLESS = True
+
+    def init_task(self) -> None:
+        raise RuntimeError("database unreachable")
+
+
+class InitFailing(Service):
+    TASKS = (Waiter, Broken)
+
+
+class Tick(PeriodicTask):
+    """A periodic task: ``--Tick-interval``."""
+
+    INTERVAL = 1.0
+
+    def execute(self) -> None:
+        pass
+
+
+class Inbox(QueueTask):
+    """A queue task: ``--Inbox-workers`` and ``--Inbox-max-items``."""
+
+    def execute(self, item: Any, context: ExecuteContext) -> Any:
+        return item
+
+
+class Kinds(Service):
+    TASKS = (Tick, Inbox)
+
+
+class Holding(QueueTask):
+    """One worker that holds each item until the task is asked to stop."""
+
+    def execute(self, item: Any, context: ExecuteContext) -> Any:
+        self.stop_event.wait()
+        return item
+
+
+class Filler(Task):
+    """Queues one item that `Holding`'s worker holds, then 17 more that wait behind it, then
+    asks the service to shut down: those 17 are dropped at stop."""
+
+    DEPS = (Holding,)
+    ITEMS = 17
+
+    def run_loop(self) -> None:
+        holding = self.service.tasks.require(Holding)
+        for index in range(self.ITEMS + 1):
+            holding.put(index)
+        self.service.shutdown("queue filled")
+        self.stop_event.wait()
+
+
+class Dropping(Service):
+    TASKS = (Filler,)

@@ -102,3 +102,25 @@ def test_run_refuses_a_service_option_that_run_takes_for_itself(
     assert code == 2
     err = capsys.readouterr().err
     assert "--journal" in err and "rename the option" in err
+
+
+def test_an_init_failure_shows_the_group_message_not_a_traceback_fragment(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["run", "tests.services:InitFailing"]) == 1
+    out = capsys.readouterr().out
+    assert "created -> failed  (InitError: tasks failed to initialize: Broken)" in out
+    assert "+---" not in out
+
+
+def test_the_summary_of_a_service_that_never_created_its_tasks_shows_no_dropped_count(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from lifecycle.cli import _print_summary
+    from tests.services import Dropping
+
+    _print_summary(Dropping())
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line}
+    assert rows["task"][-2:] == ["dropped", "cause"]
+    assert rows["Holding"] == ["Holding", "registered", "-", "-"]
+    assert rows["Filler"] == ["Filler", "registered", "-"]

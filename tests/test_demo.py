@@ -52,7 +52,7 @@ def test_lifecycle_demo_prints_transitions_a_summary_and_writes_the_journal(
     assert main(["demo", "--duration", "0.3", "--journal", str(journal)]) == 0
     out = capsys.readouterr().out
     assert "created -> skipped" in out
-    assert "task             final state  time to running  cause" in out
+    assert "task             final state  time to running  dropped  cause" in out
     assert "demo stopped; exit code 0" in out
     _, records = read_journal(journal)
     final = [r for r in records if r.kind == "service"][-1]

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lifecycle.engine import Lifecycle
+from lifecycle.errors import InitError
 from lifecycle.journal import (
     FORMAT,
     FORMAT_VERSION,
@@ -20,6 +21,7 @@ from lifecycle.journal import (
     JournalFormatError,
     Transition,
     canonical,
+    cause_line,
     chain_hash,
     describe_cause,
     read_journal,
@@ -329,3 +331,64 @@ def test_a_collection_refuses_a_journal_that_is_not_one() -> None:
 
     with pytest.raises(TypeError, match=r"journal must be a lifecycle\.Journal"):
         Tasks([], journal="run.jsonl")  # type: ignore[arg-type]
+
+
+# -- cause_line: the one-line form of a cause ----------------------------------------------------
+
+#: One line of text with no line break of any kind (``str.splitlines`` splits on many).
+one_line = (
+    st.text(st.characters(exclude_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=30)
+    .map(str.strip)
+    .filter(bool)
+)
+
+
+def _raised(exc: BaseException, cause: BaseException | None = None) -> BaseException:
+    """``exc`` after being raised (so that it has a traceback), chained to ``cause``."""
+    try:
+        raise exc from cause
+    except BaseException as caught:  # the point is to catch anything
+        return caught
+
+
+def test_cause_line_of_an_init_error_is_the_group_message_naming_the_failed_tasks() -> None:
+    root = _raised(RuntimeError("database unreachable"))
+    group = InitError({"Database": root, "Cache": _raised(ValueError("bad size"))})
+    assert isinstance(root, Exception)
+    for text in (describe_cause(group), describe_cause(_raised(group, root))):
+        assert cause_line(text) == "InitError: tasks failed to initialize: Database, Cache"
+
+
+def test_cause_line_is_the_raised_exception_line_not_a_note_nor_a_message_tail() -> None:
+    inner = _raised(KeyError("k"))
+    outer = _raised(ValueError("first line\nsecond line"), inner)
+    outer.add_note("a note")
+    assert cause_line(describe_cause(outer)) == "ValueError: first line"
+
+
+def test_cause_line_of_a_reason_or_an_unraised_exception_is_its_first_line() -> None:
+    assert cause_line("dependency 'Metrics' ended skipped") == "dependency 'Metrics' ended skipped"
+    assert cause_line("see example.org: details") == "see example.org: details"
+    assert cause_line(describe_cause(InitError({"A": ValueError("x")}))) == (
+        "InitError: tasks failed to initialize: A"
+    )
+    assert cause_line(None) is None and cause_line("") is None and cause_line("\n \n") is None
+
+
+@given(
+    kind=st.sampled_from([RuntimeError, ValueError, OSError, SystemExit, KeyboardInterrupt]),
+    message=one_line,
+)
+def test_cause_line_of_any_raised_exception_is_type_and_message(
+    kind: type[BaseException], message: str
+) -> None:
+    assert cause_line(describe_cause(_raised(kind(message)))) == f"{kind.__name__}: {message}"
+
+
+@given(message=one_line, count=st.integers(1, 4), raised=st.booleans())
+def test_cause_line_of_any_exception_group_is_its_message(
+    message: str, count: int, raised: bool
+) -> None:
+    group = ExceptionGroup(message, [_raised(ValueError(str(i))) for i in range(count)])
+    text = describe_cause(_raised(group) if raised else group)
+    assert cause_line(text) == f"ExceptionGroup: {message}"

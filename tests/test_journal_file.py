@@ -25,7 +25,7 @@ from lifecycle.collection import Tasks
 from lifecycle.errors import JournalWriteError, LifecycleError
 from lifecycle.journal import Journal, canonical, chain_hash, read_journal
 from lifecycle.task import Task
-from tests.services import SelfStopping
+from tests.services import Quiet, SelfStopping
 from tests.test_signals import Child
 
 
@@ -372,10 +372,9 @@ def test_run_with_an_unwritable_journal_exits_1_naming_the_file_and_the_os_error
 @pytest.mark.slow
 @needs_dev_full
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_sigterm_to_a_run_whose_journal_is_dev_full_exits_1_without_a_traceback() -> None:
+def test_a_run_whose_journal_is_dev_full_stops_itself_with_exit_1_without_a_traceback() -> None:
+    # No SIGTERM needed: the first failed write asks the service to stop.
     child = Child("--journal", str(FULL), "tests.services:Quiet")
-    child.wait_for("service", "starting -> running")
-    child.signal(signal.SIGTERM)
     _, err = child.finish()
     assert child.proc.returncode == 1, err
     assert "journal '/dev/full' could not be written: [Errno 28] No space left on device" in err
@@ -383,13 +382,24 @@ def test_sigterm_to_a_run_whose_journal_is_dev_full_exits_1_without_a_traceback(
 
 
 @needs_dev_full
-@pytest.mark.xfail(strict=False, reason="service side pending")
 def test_a_service_whose_journal_cannot_be_written_fails_with_the_write_error() -> None:
     service = SelfStopping({}, journal=Journal(FULL))
     assert service.run() == 1
     assert service.state == "failed"
     assert isinstance(service.failure, JournalWriteError)
     assert service.failure is service.journal.stream_error
+
+
+@needs_dev_full
+def test_a_journal_write_error_stops_a_running_service_at_once() -> None:
+    # Nothing else would ever stop this service: the write error must ask for the shutdown.
+    service = Quiet({}, journal=Journal(FULL))
+    service.start()
+    assert service.wait(10)
+    assert service.state == "failed"
+    assert isinstance(service.failure, JournalWriteError)
+    assert "the journal failed" in (service.shutdown_reason or "")
+    assert len(service.journal) > 0  # every record is still kept in memory
 
 
 # -- the header stays truthful, whatever the order of registrations and records -----------------

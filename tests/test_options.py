@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -16,6 +18,7 @@ from lifecycle.errors import (
 from lifecycle.options import option
 from lifecycle.service import Service
 from lifecycle.task import Task
+from tests.services import Kinds
 
 
 class Fetch_Task(Task):
@@ -204,3 +207,132 @@ def test_any_prefix_and_name_give_the_documented_flag_and_round_trip(
     service = service_cls.from_argv([flag, str(value)])
     service.tasks.create(service)
     assert service.tasks.T.v == value
+
+
+# -- what a valid value is ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--Tick-interval", "0"),
+        ("--Tick-interval", "-1"),
+        ("--Tick-interval", "nan"),
+        ("--Tick-interval", "inf"),
+        ("--Tick-interval", "-inf"),
+        ("--Inbox-workers", "0"),
+        ("--Inbox-workers", "-2"),
+        ("--Inbox-max-items", "-1"),
+        ("--stop-timeout", "-1"),
+        ("--stop-timeout", "nan"),
+        ("--stop-timeout", "inf"),
+    ],
+)
+def test_an_out_of_range_value_is_a_usage_error_naming_the_flag_at_parse_time(
+    flag: str, value: str
+) -> None:
+    with pytest.raises(UsageError) as info:
+        Kinds.argument_parser().parse_args([f"{flag}={value}"])
+    assert info.value.message.startswith(f"argument {flag}: must be ")
+    assert value.lstrip("-") in info.value.message
+
+
+@given(st.floats())
+def test_an_interval_parses_exactly_when_it_is_finite_and_positive(value: float) -> None:
+    parser = Kinds.argument_parser()
+    if math.isfinite(value) and value > 0:
+        assert parser.parse_args([f"--Tick-interval={value!r}"]).Tick_interval == value
+    else:
+        with pytest.raises(UsageError, match="--Tick-interval"):
+            parser.parse_args([f"--Tick-interval={value!r}"])
+
+
+@given(st.integers(-5, 5))
+def test_worker_counts_parse_exactly_when_at_least_one(value: int) -> None:
+    parser = Kinds.argument_parser()
+    if value >= 1:
+        assert parser.parse_args([f"--Inbox-workers={value}"]).Inbox_workers == value
+    else:
+        with pytest.raises(UsageError, match="argument --Inbox-workers: must be >= 1"):
+            parser.parse_args([f"--Inbox-workers={value}"])
+
+
+def test_bounds_finiteness_and_check_say_what_is_wrong() -> None:
+    between = option(type=int, gt=0, le=10)
+    assert between.bounds == "> 0 and <= 10"
+    assert between.problem(5) is None and between.problem(10) is None
+    assert between.problem(0) == "must be > 0 and <= 10, not 0"
+    assert between.problem(11) == "must be > 0 and <= 10, not 11"
+    assert between.problem("x") == "must be > 0 and <= 10, not 'x'"
+    below = option(type=float, lt=1.5, ge=-1)
+    assert below.problem(-1.0) is None and below.problem(1.5) == "must be >= -1 and < 1.5, not 1.5"
+    plain = option(type=float)
+    assert plain.problem(1e308) is None
+    assert plain.problem(math.nan) == "must be a finite number, not nan"
+    assert plain.problem(-math.inf) == "must be a finite number, not -inf"
+    assert option(type=float, finite=False, ge=0).problem(math.inf) is None
+    even = option(type=int, check=lambda v: None if v % 2 == 0 else "must be even")
+    assert even.problem(4) is None and even.problem(3) == "must be even"
+
+    def no_dots(value: str) -> None:
+        if "." in value:
+            raise ValueError(f"must not contain a dot, not {value!r}")
+
+    assert option(check=no_dots).problem("a.b") == "must not contain a dot, not 'a.b'"
+
+
+def test_a_refused_value_from_check_is_a_usage_error_naming_the_flag() -> None:
+    class Named(Task):
+        LOOPLESS = True
+        label = option(check=lambda v: None if v.isidentifier() else "must be an identifier")
+
+    class Holder(Service):
+        TASKS = (Named,)
+
+    with pytest.raises(UsageError, match="argument --Named-label: must be an identifier"):
+        Holder.from_argv(["--Named-label", "two words"])
+    assert Holder.from_argv(["--Named-label", "ok"]).options["Named_label"] == "ok"
+
+
+def test_unconvertible_text_keeps_the_type_named_in_the_message() -> None:
+    with pytest.raises(UsageError, match="argument --Tick-interval: invalid float value: 'soon'"):
+        Kinds.argument_parser().parse_args(["--Tick-interval", "soon"])
+
+
+def test_every_value_of_a_list_option_is_checked() -> None:
+    class Ports(Service):
+        ports = option(type=int, nargs="+", ge=1, le=65535)
+
+    assert Ports.from_argv(["--ports", "80", "443"]).ports == [80, 443]
+    with pytest.raises(UsageError, match="argument --ports: must be >= 1 and <= 65535, not 0"):
+        Ports.from_argv(["--ports", "80", "0"])
+
+
+def test_a_default_that_breaks_its_own_rules_is_an_option_error_naming_the_flag() -> None:
+    class Lazy(Task):
+        LOOPLESS = True
+        retries = option(type=int, ge=1, default=0)
+
+    class Holder(Service):
+        TASKS = (Lazy,)
+
+    with pytest.raises(OptionError, match=r"--Lazy-retries: the default at .*Lazy\.retries must"):
+        Holder.argument_parser()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"gt": "0"}, "gt must be a number"),
+        ({"le": math.nan}, "le must be a number"),
+        ({"ge": True}, "ge must be a number"),
+        ({"gt": 0, "ge": 0}, "give gt or ge, not both"),
+        ({"lt": 1, "le": 1}, "give lt or le, not both"),
+        ({"check": "positive"}, "check must be callable"),
+        ({"action": "store_true", "check": bool}, "takes no value"),
+        ({"action": "count", "ge": 0}, "takes no value"),
+    ],
+)
+def test_malformed_value_rules_are_option_errors(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(OptionError, match=message):
+        option(**kwargs)  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ from lifecycle.graph import dependents
 from lifecycle.loading import load
 from lifecycle.plan import Plan, PlanTargetError, plan
 from lifecycle.task import Task
+from tests.services import SelfStopping
 
 
 def loopless(
@@ -181,7 +182,7 @@ def module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     (tmp_path / "plan_target.py").write_text(
         textwrap.dedent(
             """
-            from lifecycle import Task
+            from lifecycle import Service as RealService, Task
 
             class A(Task):
                 LOOPLESS = True
@@ -192,6 +193,9 @@ def module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
                     self.stop_event.wait(1)
 
             class Service:
+                TASKS = (B,)
+
+            class App(RealService):
                 TASKS = (B,)
 
             class X(Task):
@@ -238,12 +242,59 @@ def test_cli_json_is_the_plan(module: str, capsys: pytest.CaptureFixture[str]) -
 
 
 @pytest.mark.parametrize(("name", "message"), [("Y", "Y -> X -> Y"), ("Twins", "'Twin'")])
-def test_cli_exits_1_for_cycles_and_duplicates(
+def test_cli_exits_2_for_cycles_and_duplicates_in_one_line(
     module: str, capsys: pytest.CaptureFixture[str], name: str, message: str
 ) -> None:
-    assert main(["plan", f"{module}:{name}"]) == 1
+    # A bad definition is bad input, as for `run` and `diagram`: exit 2, one line.
+    assert main(["plan", f"{module}:{name}"]) == 2
     err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("tasks", [["B"], ["B,A"], ["A", "B"], ["B", ","]])
+def test_cli_plans_a_selection_and_what_it_requires(
+    module: str, capsys: pytest.CaptureFixture[str], tasks: list[str]
+) -> None:
+    assert main(["plan", "--json", f"{module}:App", "--tasks", *tasks]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["start_order"] == ["A", "B"]
+
+
+def test_cli_plans_only_the_selection(module: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", f"{module}:App", "--tasks", "A"]) == 0
+    out = capsys.readouterr().out
+    assert f"plan of {module}:App --tasks A: 1 task" in out
+    assert "stop order: A\n" in out
+
+
+def test_cli_selection_is_the_one_run_would_make(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--json", "tests.services:SelfStopping", "--tasks", "Waiter"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    selected = SelfStopping.selected_task_classes(["Waiter"])
+    assert [t["name"] for t in doc["tasks"]] == [c.__name__ for c in selected] == ["Waiter"]
+
+
+@pytest.mark.parametrize(
+    ("tasks", "message"),
+    [
+        (["Ghost"], "unknown task 'Ghost'; available: A, B"),
+        (["A,Ghost"], "unknown task 'Ghost'; available: A, B"),
+        ([","], "--tasks needs at least one task name"),
+    ],
+)
+def test_cli_exits_2_for_an_unknown_or_missing_task_name(
+    module: str, capsys: pytest.CaptureFixture[str], tasks: list[str], message: str
+) -> None:
+    assert main(["plan", f"{module}:App", "--tasks", *tasks]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_selects_only_among_the_tasks_of_a_service(
+    module: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["plan", f"{module}:Service", "--tasks", "A"]) == 2
+    assert "Service subclass" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

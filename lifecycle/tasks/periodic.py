@@ -50,13 +50,16 @@ def next_deadline(previous: float, now: float, interval: float) -> tuple[float, 
 
 
 def _check_interval(owner: object, value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise InvalidTask(owner, f"interval must be a finite number of seconds > 0, not {value!r}")
+    """``value`` as the interval of ``owner``: a number the ``interval`` option accepts.
+
+    Raises `InvalidTask` otherwise (the class attribute, or a value set in code; the command
+    line is checked by the option itself when it is parsed).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidTask(owner, f"interval must be a number of seconds, not {value!r}")
+    problem = PeriodicTask.interval.problem(float(value))
+    if problem is not None:
+        raise InvalidTask(owner, f"interval {problem}")
     return float(value)
 
 
@@ -78,8 +81,10 @@ class PeriodicTask(Task):
     """
 
     INTERVAL: ClassVar[float | None] = None
+    _HOOKS = Task._HOOKS | {"execute"}
     interval = option(
         type=float,
+        gt=0,
         default=lambda cls: cls.INTERVAL,
         help="seconds between the starts of two runs (fixed rate)",
     )

@@ -42,9 +42,14 @@ logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
 
 
-def _check_count(owner: object, what: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidTask(owner, f"{what} must be an int >= {minimum}, not {value!r}")
+def _check_count(owner: object, what: str, value: object, declared: option) -> int:
+    """``value`` as the ``what`` of ``owner``: an int that the ``declared`` option accepts.
+
+    Raises `InvalidTask` otherwise (a class attribute, or a value set in code; the command
+    line is checked by the option itself when it is parsed).
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or declared.problem(value):
+        raise InvalidTask(owner, f"{what} must be an int {declared.bounds}, not {value!r}")
     return value
 
 
@@ -180,12 +185,13 @@ class QueueTask(Task):
     """
 
     MAX_ITEMS: ClassVar[int] = 0
+    _HOOKS = Task._HOOKS | {"execute"}
     WORKERS: ClassVar[int] = 1
     max_items = option(
-        type=int, default=lambda cls: cls.MAX_ITEMS, help="most items waiting (0: no bound)"
+        type=int, ge=0, default=lambda cls: cls.MAX_ITEMS, help="most items waiting (0: no bound)"
     )
     worker_threads = option(
-        name="workers", type=int, default=lambda cls: cls.WORKERS, help="worker threads"
+        name="workers", type=int, ge=1, default=lambda cls: cls.WORKERS, help="worker threads"
     )
 
     #: How waiting items are kept; the variants change only this and the merge hooks.
@@ -195,14 +201,18 @@ class QueueTask(Task):
         super().__init_subclass__(**kwargs)
         if "workers" in cls.__dict__:
             raise InvalidTask(cls, "set WORKERS (or the --prefix-workers option), not workers")
-        _check_count(cls, "MAX_ITEMS", cls.MAX_ITEMS, 0)
+        _check_count(cls, "MAX_ITEMS", cls.MAX_ITEMS, QueueTask.max_items)
         # The collection reads the class-level count; the option may raise it per instance.
-        cls.workers = _check_count(cls, "WORKERS", cls.WORKERS, 1)
+        cls.workers = _check_count(cls, "WORKERS", cls.WORKERS, QueueTask.worker_threads)
 
     def __init__(self, service: Any = None) -> None:
         super().__init__(service)
-        self._max_items = _check_count(type(self), "max-items", self.max_items, 0)
-        self.workers = _check_count(type(self), "workers", self.worker_threads, 1)
+        self._max_items = _check_count(
+            type(self), "max-items", self.max_items, QueueTask.max_items
+        )
+        self.workers = _check_count(
+            type(self), "workers", self.worker_threads, QueueTask.worker_threads
+        )
         self._lock = threading.Lock()
         # What idle workers block on: one entry per waiting item (the item itself, or `_ITEM`),
         # plus `_WAKE`s. Entries are put while the lock is held, so a drain sees them all.
