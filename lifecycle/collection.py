@@ -39,6 +39,8 @@ __all__ = ["REGISTERED", "Tasks"]
 
 _ENDED_BADLY = (TaskState.SKIPPED, TaskState.FAILED)
 _NOT_CREATED = "the collection failed before this task was created"
+#: The states of a task that was started and has not ended.
+_STARTED = frozenset({TaskState.RUNNING, TaskState.STOPPING})
 #: Seconds granted to the threads of a task that has ended to finish returning.
 _THREAD_EXIT = 1.0
 
@@ -338,11 +340,14 @@ class Tasks:
                 self._joining.release()
         lc = self.lifecycle
         with lc.lock:
-            left = self._unended(self._start_order)
+            unended = self._unended(self._order)
+            # Started tasks come in `_order`'s order, so this keeps the start order.
+            left = [t for t in unended if t.lifecycle.state in _STARTED] if unended else []
+            completes = bool(self._coordinator) and not unended
             ended = [self._instances[n] for n in self._start_order if self._lifecycles[n].terminal]
-            completes = bool(self._coordinator) and not left and not self._unended(self._order)
-        for task in ended:  # a task that ended has threads that are only returning now
-            task.join(_THREAD_EXIT)
+        for task in ended:
+            if task.threads or task._hook is not None:  # ended: its threads are only returning
+                task.join(_THREAD_EXIT)
         if completes:
             with lc.lock:
                 if lc.state == CollectionState.STOPPING:

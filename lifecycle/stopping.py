@@ -38,17 +38,23 @@ class StopOrder:
     """
 
     def __init__(self, order: Sequence[str], before: Mapping[str, Iterable[str]]) -> None:
-        self._index = {name: i for i, name in enumerate(order)}
+        self._index = index = {name: i for i, name in enumerate(order)}
+        # Only the tasks with edges get entries: most have none, and a stop of 100,000 tasks
+        # should not build 200,000 empty lists first.
         self._before: dict[str, tuple[str, ...]] = {}
-        self._after: dict[str, list[str]] = {name: [] for name in order}
+        self._after: dict[str, list[str]] = {}
         for name in order:
-            firsts = tuple(
-                dict.fromkeys(d for d in before.get(name, ()) if d in self._index and d != name)
-            )
-            self._before[name] = firsts
-            for first in firsts:
-                self._after[first].append(name)
-        self._unreleased_after = {name: len(after) for name, after in self._after.items()}
+            listed = before.get(name)
+            if not listed:
+                continue
+            firsts = tuple(dict.fromkeys(d for d in listed if d in index and d != name))
+            if firsts:
+                self._before[name] = firsts
+                for first in firsts:
+                    self._after.setdefault(first, []).append(name)
+        self._unreleased_after = dict.fromkeys(order, 0)
+        for first, after in self._after.items():
+            self._unreleased_after[first] = len(after)
         self._ended: set[str] = set()
         self._released: set[str] = set()
 
@@ -78,7 +84,9 @@ class StopOrder:
 
     def blockers(self, name: str) -> list[str]:
         """The tasks ordered directly after ``name`` that are not released yet."""
-        return [user for user in self._after[name] if user not in self._released]
+        if name not in self._index:
+            raise KeyError(name)
+        return [user for user in self._after.get(name, ()) if user not in self._released]
 
     def free(self) -> list[str]:
         """Every task that may stop and has not ended, last in ``order`` first."""
@@ -106,7 +114,7 @@ class StopOrder:
         while releasing:  # a loop, not recursion: a 10,000-deep chain releases at once
             done = releasing.pop()
             self._released.add(done)
-            for first in self._before[done]:
+            for first in self._before.get(done, ()):
                 self._unreleased_after[first] -= 1
                 if self._unreleased_after[first] == 0:
                     if first in self._ended:
@@ -200,7 +208,7 @@ class StopCoordinator:
                     break
                 if deadline is not None and _left(deadline) <= 0:
                     break
-            return self.pending()
+            return self.pending() if self._order.unended else []
         finally:
             self._lock.release()
 
@@ -251,9 +259,10 @@ class StopCoordinator:
             if not news:
                 return
             freed: list[str] = []
+            order, is_ended = self._order, self._is_ended
             for name in news:
-                if name is not None and name in self._order and self._is_ended(name):
-                    freed += self._order.end(name)
+                if name is not None and name in order and is_ended(name):
+                    freed += order.end(name)
             news = []
             self._begin_all(sorted(freed, key=self._rank))
 

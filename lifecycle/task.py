@@ -270,7 +270,9 @@ class Task:
             if lc.state != TaskState.STOPPING:
                 return
             hooked = type(self).on_stop is not Task.on_stop
-            if hooked:
+            if not hooked:
+                self._settle()  # a LOOPLESS task ends here; workers end it as they return
+            else:
                 self._busy += 1
                 hook = threading.Thread(
                     target=self._run_on_stop, name=f"{self.name}.on_stop", daemon=True
@@ -278,8 +280,6 @@ class Task:
                 self._hook = hook
         self._wake_stop_event()
         if not hooked:
-            with lc.lock:
-                self._settle()
             return
         try:
             hook.start()
@@ -347,13 +347,10 @@ class Task:
         if self.failure is not None:
             lc.fire("fail", self.failure)
             return
-        notes = []
+        cause = self._finish_cause()
         if lc.state == TaskState.RUNNING:
-            notes.append(RETURNED_EARLY)
-        finished = self._finish_cause()
-        if finished:
-            notes.append(finished)
-        lc.fire("finish", "; ".join(notes) or None)
+            cause = RETURNED_EARLY if cause is None else f"{RETURNED_EARLY}; {cause}"
+        lc.fire("finish", cause)
 
     def _finish_cause(self) -> str | None:
         """What the journal's finish record should say about how the stop went (None: clean).
