@@ -404,6 +404,7 @@ class Tasks:
     def fail(self, cause: BaseException) -> None:
         """Fail the collection with ``cause`` (for example a stop deadline that passed).
 
+        When created, every created task is stopped first (none ran), as when init fails.
         While stopping, this gives up waiting for the tasks still running: the tasks not yet
         asked to stop are still stopped, in order, without waiting for those (each stop
         journaled with a cause naming them); `join` drives that to the end. Raises
@@ -411,6 +412,9 @@ class Tasks:
         """
         lc = self.lifecycle
         with lc.lock:
+            if lc.state == CollectionState.CREATED:
+                self._abort(cause)  # the tasks never ran: each is stopped, as when init fails
+                return
             lc.fire("fail", cause)
             self._failure = cause
             coordinator = self._coordinator

@@ -322,6 +322,13 @@ class Service:
                 self.tasks.start()
                 self.lifecycle.fire("started")
             except LifecycleInterrupt as exc:
+                # Raised between two of the collection's calls, it found the collection not
+                # ended yet: leave every task terminal all the same.
+                tasks = self.tasks
+                if tasks.lifecycle.can("fail"):
+                    tasks.fail(exc.reason)
+                elif tasks.lifecycle.can("stop"):
+                    tasks.stop()
                 self._end(exc.reason, [exc.reason])
                 raise
             except BaseException as exc:

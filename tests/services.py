@@ -127,6 +127,7 @@ class HangsInInit(Task):
     LOOPLESS = True
 
     def init_task(self) -> None:
+        print("HangsInInit: inside init_task", flush=True)  # the test signals only now
         _NEVER.wait()
 
 

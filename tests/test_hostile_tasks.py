@@ -16,7 +16,15 @@ import pytest
 from lifecycle import audit
 from lifecycle.collection import Tasks
 from lifecycle.context import ExecuteContext
-from lifecycle.errors import InitError, StopError, StopTimeout, TaskExit, TaskStopped
+from lifecycle.errors import (
+    ForcedShutdown,
+    InitError,
+    LifecycleInterrupt,
+    StopError,
+    StopTimeout,
+    TaskExit,
+    TaskStopped,
+)
 from lifecycle.service import Service
 from lifecycle.spec import CollectionState, ServiceState, TaskState
 from lifecycle.task import RETURNED_EARLY, Task
@@ -252,3 +260,29 @@ def test_a_run_loop_that_returns_unasked_says_so_in_its_finish_record() -> None:
     tasks.stop()
     assert tasks.join(WAIT) == []
     assert tasks.state == CollectionState.STOPPED
+
+
+def test_an_interrupt_between_two_collection_calls_still_leaves_every_task_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A second signal can land after create() returned and before init() runs a hook: the
+    # collection, created, must still end with every task terminal.
+    class Quiet(Task):
+        LOOPLESS = True
+
+    class Svc(Service):
+        TASKS = (Quiet,)
+
+    service = Svc()
+    reason = ForcedShutdown([], "SIGINT")
+
+    def interrupted() -> None:
+        raise LifecycleInterrupt(reason)
+
+    monkeypatch.setattr(service.tasks, "init", interrupted)
+    with pytest.raises(LifecycleInterrupt):
+        service.start()
+    assert service.state == ServiceState.FAILED and service.failure is reason
+    assert service.tasks.state == CollectionState.FAILED
+    assert service.tasks.state_of(Quiet) == T.STOPPED
+    assert audit.check(service.journal) == []

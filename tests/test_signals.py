@@ -179,49 +179,60 @@ def _audits_clean(journal: Path) -> None:
     assert check(journal) == [], [str(v) for v in check(journal)]
 
 
+def _signalled(
+    tmp_path: Path,
+    service: str,
+    *flags: str,
+    ready: tuple[str, ...] = ("service", "starting -> running"),
+    signals: tuple[int, ...] = (signal.SIGTERM,),
+) -> tuple[int, str, Path]:
+    """Run ``lifecycle run tests.services:SERVICE`` with a journal, send ``signals`` once a
+    stdout line has every ``ready`` needle, and return the exit code, stderr and the journal."""
+    journal = tmp_path / "run.jsonl"
+    child = Child(f"tests.services:{service}", "--journal", str(journal), *flags)
+    child.wait_for(*ready)
+    for signum in signals:
+        child.signal(signum)
+    _, err = child.finish()
+    return child.proc.returncode, err, journal
+
+
 def test_sigterm_with_a_dependency_closed_in_on_stop_exits_0_and_audits_clean(
     tmp_path: Path,
 ) -> None:
     # The writer still writes after the stop request: the database must outlive it.
-    journal = tmp_path / "run.jsonl"
-    child = Child("tests.services:SqliteService", "--journal", str(journal))
-    _ready(child)
-    child.signal(signal.SIGTERM)
-    _, err = child.finish()
-    assert child.proc.returncode == 0, err
+    code, err, journal = _signalled(tmp_path, "SqliteService")
+    assert code == 0, err
     _audits_clean(journal)
 
 
+IN_INIT = ("HangsInInit: inside init_task",)
+
+
 def test_sigterm_while_init_task_hangs_exits_1_at_the_deadline_naming_it(tmp_path: Path) -> None:
-    journal = tmp_path / "run.jsonl"
-    child = Child("tests.services:HungInit", "--journal", str(journal), "--stop-timeout", "0.3")
-    child.wait_for("HangsInInit", "registered -> created")
-    child.signal(signal.SIGTERM)
-    _, err = child.finish()
-    assert child.proc.returncode == 1
+    code, err, journal = _signalled(tmp_path, "HungInit", "--stop-timeout", "0.3", ready=IN_INIT)
+    assert code == 1
     assert "StopTimeout" in err and "HangsInInit" in err
     _audits_clean(journal)
 
 
 def test_a_second_signal_while_init_task_hangs_forces_exit_1(tmp_path: Path) -> None:
-    journal = tmp_path / "run.jsonl"
-    child = Child("tests.services:HungInit", "--journal", str(journal), "--stop-timeout", "60")
-    child.wait_for("HangsInInit", "registered -> created")
-    child.signal(signal.SIGTERM)
-    child.signal(signal.SIGINT)
-    _, err = child.finish()
-    assert child.proc.returncode == 1
+    code, err, journal = _signalled(
+        tmp_path,
+        "HungInit",
+        "--stop-timeout",
+        "60",
+        ready=IN_INIT,
+        signals=(signal.SIGTERM, signal.SIGINT),
+    )
+    assert code == 1
     assert "ForcedShutdown" in err and "HangsInInit" in err
     _audits_clean(journal)
 
 
 def test_an_on_stop_that_never_returns_ends_at_the_deadline_with_exit_1(tmp_path: Path) -> None:
-    journal = tmp_path / "run.jsonl"
-    child = Child("tests.services:HungOnStop", "--journal", str(journal), "--stop-timeout", "0.3")
-    _ready(child)
-    child.signal(signal.SIGTERM)
-    _, err = child.finish()
-    assert child.proc.returncode == 1
+    code, err, journal = _signalled(tmp_path, "HungOnStop", "--stop-timeout", "0.3")
+    assert code == 1
     assert "StopTimeout" in err and "HangsInOnStop" in err
     _audits_clean(journal)
 
@@ -236,12 +247,8 @@ def test_an_on_stop_that_never_returns_ends_at_the_deadline_with_exit_1(tmp_path
 def test_system_exit_or_keyboard_interrupt_from_on_stop_fails_the_run_with_exit_1(
     tmp_path: Path, service: str, task: str, raised: str
 ) -> None:
-    journal = tmp_path / "run.jsonl"
-    child = Child(f"tests.services:{service}", "--journal", str(journal))
-    _ready(child)
-    child.signal(signal.SIGTERM)
-    _, err = child.finish()
-    assert child.proc.returncode == 1, err
+    code, err, journal = _signalled(tmp_path, service)
+    assert code == 1, err
     _, records = read_journal(journal)
     fail = next(r for r in records if r.subject == task and r.trigger == "fail")
     assert raised in (fail.cause or "")
