@@ -738,3 +738,32 @@ def test_cli_exits_2_with_a_one_line_reason_for_unreadable_input(
         code, out, err = run_cli(capsys, str(path))
         assert (code, out) == (2, "")
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_two_stops_swapped_in_a_real_journal_are_reported_with_the_line(tmp_path: Path) -> None:
+    class Base(Task):
+        LOOPLESS = True
+
+    class User(Task):
+        LOOPLESS = True
+        DEPS = (Base,)
+
+    tasks = Tasks([User])
+    tasks.create()
+    tasks.init()
+    tasks.start()
+    tasks.stop()
+    assert tasks.join(10) == []
+    path = tmp_path / "run.jsonl"
+    tasks.journal.write(path)
+    assert check(path) == []
+    lines = lines_of(path)
+    stops = [
+        i for i, line in enumerate(lines) if '"kind":"task"' in line and '"trigger":"stop"' in line
+    ]
+    user_stop, base_stop = stops  # User stops first: it is ordered after Base
+    lines[user_stop], lines[base_stop] = lines[base_stop], lines[user_stop]
+    path.write_text("".join(lines))
+    found = [v for v in check(path) if v.rule == "stop-order"]
+    assert [(v.line, v.subject) for v in found] == [(user_stop + 1, "Base")]
+    assert "'User' (running)" in found[0].message
