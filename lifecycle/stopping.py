@@ -150,7 +150,7 @@ class StopCoordinator:
     state (and None for "look again"); `SimpleQueue.put` is safe from a signal handler.
 
     Thread-safe: `start`, `drive`, `give_up` and `force` may be called from any thread; one
-    thread drives at a time.
+    thread drives at a time (the collection's `join` sees to it).
     """
 
     def __init__(
@@ -184,7 +184,7 @@ class StopCoordinator:
                 if self._is_ended(name):
                     self._order.end(name)
             self._begin_all(self._order.free())
-            self._take_news(block=False, deadline=None)
+            self._act_on([])
 
     def pending(self) -> list[str]:
         """The tasks that have not ended, in order."""
@@ -196,21 +196,22 @@ class StopCoordinator:
         `time.monotonic` value; None: no bound) passes, or ``until()`` is true (checked at
         every wake-up; post None to `news` to wake the driver). Returns the tasks that have
         not ended, in order.
+
+        Drive from one thread at a time (the news are consumed here). The waits happen without
+        the coordinator's lock, so `give_up` and `force` are never held up by a driver.
         """
-        if not self._lock.acquire(timeout=-1 if deadline is None else _left(deadline)):
-            return self.pending()
-        try:
-            block = False
-            while True:
-                self._take_news(block, deadline)
-                block = True
-                if not self._order.unended or until():
-                    break
-                if deadline is not None and _left(deadline) <= 0:
-                    break
-            return self.pending() if self._order.unended else []
-        finally:
-            self._lock.release()
+        got: list[str | None] = []
+        while True:
+            with self._lock:
+                self._act_on(got)
+                if not self._order.unended:
+                    return []
+            if until() or (deadline is not None and _left(deadline) <= 0):
+                return self.pending()
+            try:
+                got = [self._news.get(timeout=None if deadline is None else _left(deadline))]
+            except queue.Empty:
+                got = []
 
     def stragglers(self) -> list[str]:
         """The tasks asked to stop that have not ended (their code still runs), in order."""
@@ -241,15 +242,10 @@ class StopCoordinator:
     def _rank(self, name: str) -> int:
         return -self._order.position(name)
 
-    def _take_news(self, block: bool, deadline: float | None) -> None:
-        """Wait for news if ``block`` (until ``deadline``), then act on all there is, including
-        the news that the stops it begins make at once (tasks without hooks end on the spot)."""
-        news: list[str | None] = []
-        if block:
-            try:
-                news.append(self._news.get(timeout=None if deadline is None else _left(deadline)))
-            except queue.Empty:
-                return
+    def _act_on(self, news: list[str | None]) -> None:
+        """Act on ``news`` and on all the news queued since, including what the stops begun
+        here make at once (tasks without hooks end on the spot). Called with the lock held."""
+        order, is_ended = self._order, self._is_ended
         while True:
             try:
                 while True:
@@ -259,7 +255,6 @@ class StopCoordinator:
             if not news:
                 return
             freed: list[str] = []
-            order, is_ended = self._order, self._is_ended
             for name in news:
                 if name is not None and name in order and is_ended(name):
                     freed += order.end(name)

@@ -339,3 +339,26 @@ def test_stop_layers_put_whatever_is_ordered_after_a_task_in_an_earlier_layer(
     for name, firsts in before.items():
         for first in firsts:
             assert layer[name] < layer[first]
+
+
+def test_giving_up_is_not_held_up_by_a_thread_waiting_in_join(release: threading.Event) -> None:
+    class Stuck(Task):
+        def run_loop(self) -> None:
+            release.wait(WAIT)
+
+    tasks = Tasks([Stuck])
+    tasks.create()
+    tasks.init()
+    tasks.start()
+    tasks.stop()
+    joined: list[list[Task]] = []
+    waiter = threading.Thread(target=lambda: joined.append(tasks.join()))
+    waiter.start()
+    try:
+        assert tasks.stragglers() == ["Stuck"]
+        tasks.fail(StopTimeout(["Stuck"], 0))  # returns although the waiter blocks in join
+        assert tasks.state == C.FAILED
+    finally:
+        release.set()
+        waiter.join(WAIT)
+    assert joined == [[]]
