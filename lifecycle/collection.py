@@ -325,8 +325,11 @@ class Tasks:
         last task ordered after it ends (waking on that task's terminal record, never polling).
         When every task has ended, the stop completes: the collection is stopped, or failed
         with the first failure as its cause if any task failed; if an `on_stop` raised,
-        `StopError` is raised. After `fail` (the caller gave up), once ``timeout`` runs out
-        every task not yet asked to stop is asked at once, so that no `on_stop` is skipped.
+        `StopError` is raised. After `fail` (the caller gave up on the stragglers), the others
+        stop in order without waiting for them, and this returns once they have ended (the
+        stragglers, still running, in the list; `Task.join` waits for one); if ``timeout``
+        runs out first, every task not yet asked to stop is asked at once, so that no
+        `on_stop` is skipped.
 
         ``until``: stop waiting early once it returns True (checked whenever the collection is
         woken; `wake` wakes it). Several threads may join; one waits at a time.

@@ -66,6 +66,9 @@ class StopOrder:
     def __contains__(self, name: object) -> bool:
         return name in self._index
 
+    def __len__(self) -> int:
+        return len(self._index)
+
     def position(self, name: str) -> int:
         """The index of ``name`` in the order. Raises `KeyError` if unknown."""
         return self._index[name]
@@ -192,10 +195,10 @@ class StopCoordinator:
             return [n for n in self._order.names if not self._is_ended(n)]
 
     def drive(self, deadline: float | None, until: Callable[[], bool] = lambda: False) -> list[str]:
-        """Begin each stop as the order allows until every task ended, ``deadline`` (a
-        `time.monotonic` value; None: no bound) passes, or ``until()`` is true (checked at
-        every wake-up; post None to `news` to wake the driver). Returns the tasks that have
-        not ended, in order.
+        """Begin each stop as the order allows until every task ended (after `give_up`: every
+        task but the stragglers), ``deadline`` (a `time.monotonic` value; None: no bound)
+        passes, or ``until()`` is true (checked at every wake-up; post None to `news` to wake
+        the driver). Returns the tasks that have not ended, in order.
 
         Drive from one thread at a time (the news are consumed here). The waits happen without
         the coordinator's lock, so `give_up` and `force` are never held up by a driver.
@@ -204,8 +207,8 @@ class StopCoordinator:
         while True:
             with self._lock:
                 self._act_on(got)
-                if not self._order.unended:
-                    return []
+                if not self._order.unended:  # stragglers given up on count as ended here
+                    return self.pending() if self.gave_up else []
             if until() or (deadline is not None and _left(deadline) <= 0):
                 return self.pending()
             try:

@@ -358,7 +358,10 @@ def test_giving_up_is_not_held_up_by_a_thread_waiting_in_join(release: threading
         assert tasks.stragglers() == ["Stuck"]
         tasks.fail(StopTimeout(["Stuck"], 0))  # returns although the waiter blocks in join
         assert tasks.state == C.FAILED
+        # Nothing but the straggler given up on is left: the waiter returns it, running.
+        waiter.join(WAIT)
+        assert joined == [[tasks.Stuck]]
     finally:
         release.set()
-        waiter.join(WAIT)
-    assert joined == [[]]
+    assert tasks.Stuck.join(WAIT)
+    assert tasks.join(0) == []
