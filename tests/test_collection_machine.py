@@ -164,12 +164,14 @@ def build(plan: Plan, classes: list[type[Task]]) -> type[Task]:
     return type(plan.name, (Faulty,), namespace)
 
 
-def with_deps(cls: type[Task]) -> set[type[Task]]:
-    """``cls`` and everything it requires, directly or not."""
+def pulled_in(cls: type[Task]) -> set[type[Task]]:
+    """``cls`` and everything it requires or wants, directly or not (registration pulls them
+    in)."""
     found = {cls}
     stack = [cls]
     while stack:
-        for dep in stack.pop().DEPS:
+        top = stack.pop()
+        for dep in (*top.DEPS, *top.WANTS):
             if dep not in found:
                 found.add(dep)
                 stack.append(dep)
@@ -427,7 +429,7 @@ class CollectionMachine(RuleBasedStateMachine):
         self.classes.append(cls)
         self.tasks.register(cls)
         assert self.tasks.task_classes[-1] is cls
-        assert set(self.tasks.task_classes) == {*before, *with_deps(cls)}
+        assert set(self.tasks.task_classes) == {*before, *pulled_in(cls)}
 
     @rule(data=st.data())
     def unregister(self, data: st.DataObject) -> None:
