@@ -118,7 +118,9 @@ class Tasks:
             _check_task_class(cls)
             new = postorder(
                 [cls],
-                lambda c: [_check_task_class(d) for d in (*c.DEPS, *c.WANTS)],
+                lambda c: [
+                    _check_task_class(d) for d in ((*c.DEPS, *c.WANTS) if c.WANTS else c.DEPS)
+                ],
                 name=task_name,
                 known=lambda c: self._classes.get(task_name(c)) is c,
             )
@@ -448,7 +450,8 @@ class Tasks:
 
     def _task_ended(self, name: str, state: Any) -> None:
         # Called by the task's lifecycle with its lock held: only quick, lock-free work here.
-        if state == TaskState.FAILED:
+        # ``state`` is the member of the dispatch table, so identity is the cheap test.
+        if state is TaskState.FAILED:
             self._failed.append(name)
         self._news.put(name)
 

@@ -248,7 +248,7 @@ class StopCoordinator:
     def _act_on(self, news: list[str | None]) -> None:
         """Act on ``news`` and on all the news queued since, including what the stops begun
         here make at once (tasks without hooks end on the spot). Called with the lock held."""
-        order, is_ended = self._order, self._is_ended
+        order = self._order
         while True:
             try:
                 while True:
@@ -259,7 +259,8 @@ class StopCoordinator:
                 return
             freed: list[str] = []
             for name in news:
-                if name is not None and name in order and is_ended(name):
+                # News names a task only once it has ended (None is a bare wake-up).
+                if name is not None and name in order:
                     freed += order.end(name)
             news = []
             self._begin_all(sorted(freed, key=self._rank))
