@@ -477,10 +477,15 @@ class Tasks:
         raise error from (first.exception if isinstance(first, TaskExit) else first)
 
     def _edges(self) -> dict[str, list[str]]:
-        return {
-            name: [task_name(d) for d in (*cls.DEPS, *cls.WANTS) if task_name(d) in self._classes]
-            for name, cls in self._classes.items()
-        }
+        """name -> the registered tasks it is ordered after (DEPS, WANTS); only tasks that
+        have some (most have none, and this runs for every task at create and at stop)."""
+        classes = self._classes
+        edges: dict[str, list[str]] = {}
+        for name, cls in classes.items():
+            if cls.DEPS or cls.WANTS:
+                firsts = [task_name(d) for d in (*cls.DEPS, *cls.WANTS)]
+                edges[name] = [first for first in firsts if first in classes]
+        return edges
 
     # -- lookup ----------------------------------------------------------------------------
 

@@ -93,25 +93,25 @@ class StopOrder:
 
     def free(self) -> list[str]:
         """Every task that may stop and has not ended, last in ``order`` first."""
-        return sorted(
-            (n for n, left in self._unreleased_after.items() if not left and n not in self._ended),
-            key=self._index.__getitem__,
-            reverse=True,
-        )
+        held, ended = self._unreleased_after, self._ended
+        return [n for n in reversed(self._index) if not held[n] and n not in ended]
 
-    def end(self, name: str) -> list[str]:
+    def end(self, name: str) -> Sequence[str]:
         """Record that ``name`` ended; return the tasks not ended that may now stop.
 
         Idempotent: ending a task twice changes nothing the second time. Raises `KeyError`
         for a name not in the order.
         """
         if name in self._ended:
-            return []
+            return ()
         if name not in self._index:
             raise KeyError(name)
         self._ended.add(name)
         if self._unreleased_after[name]:
-            return []
+            return ()  # held back by what is ordered after it
+        if name not in self._before:
+            self._released.add(name)
+            return ()  # nothing ordered before it to free: the usual case, nothing allocated
         now_free: list[str] = []
         releasing = [name]
         while releasing:  # a loop, not recursion: a 10,000-deep chain releases at once
@@ -261,9 +261,12 @@ class StopCoordinator:
             for name in news:
                 # News names a task only once it has ended (None is a bare wake-up).
                 if name is not None and name in order:
-                    freed += order.end(name)
+                    now_free = order.end(name)
+                    if now_free:
+                        freed += now_free
             news = []
-            self._begin_all(sorted(freed, key=self._rank))
+            if freed:
+                self._begin_all(sorted(freed, key=self._rank))
 
     def _begin_all(self, names: Iterable[str]) -> None:
         for name in names:
