@@ -421,26 +421,40 @@ class Service:
 
     def _stop(self) -> None:
         """Carry out the stop: the collection's staged stop, bounded by the deadline."""
-        with self._drive:
-            lc = self.lifecycle
-            if lc.terminal:
-                return
-            lc.fire("stop", self.shutdown_reason or "shutdown requested")
-            requests = self._requests
-            tasks = self.tasks
-            errors: list[BaseException] = []
-            if tasks.lifecycle.can("stop"):
-                tasks.stop()
-            left = self._join(requests.deadline, errors)
-            if left and tasks.lifecycle.can("fail"):
-                error = requests.gave_up_error(self._busy_names())
-                logger.error("service %r: %s", self.name, error)
-                tasks.fail(error)
-                errors.append(error)
-                # The tasks left still stop in order, within a short grace (none if forced).
-                grace = 0.0 if requests.forced else LATE_STOP_GRACE
-                self._join(time.monotonic() + grace, errors)
-            self._end(self.tasks.first_failure(), errors)
+        requests = self._requests
+        if not self._drive.acquire(timeout=requests.left() + LATE_STOP_GRACE):
+            # `start` runs on another thread and one of its hooks hangs there (only `run` on
+            # the main thread can interrupt it): give up on it rather than wait forever.
+            error = requests.gave_up_error(self._busy_names())
+            logger.error("service %r: %s", self.name, error)
+            self._end(error, [error])
+            return
+        try:
+            self._stop_driven()
+        finally:
+            self._drive.release()
+
+    def _stop_driven(self) -> None:
+        """The stop proper, with `_drive` held."""
+        lc = self.lifecycle
+        if lc.terminal:
+            return
+        lc.fire("stop", self.shutdown_reason or "shutdown requested")
+        requests = self._requests
+        tasks = self.tasks
+        errors: list[BaseException] = []
+        if tasks.lifecycle.can("stop"):
+            tasks.stop()
+        left = self._join(requests.deadline, errors)
+        if left and tasks.lifecycle.can("fail"):
+            error = requests.gave_up_error(self._busy_names())
+            logger.error("service %r: %s", self.name, error)
+            tasks.fail(error)
+            errors.append(error)
+            # The tasks left still stop in order, within a short grace (none if forced).
+            grace = 0.0 if requests.forced else LATE_STOP_GRACE
+            self._join(time.monotonic() + grace, errors)
+        self._end(self.tasks.first_failure(), errors)
 
     def _join(self, deadline: float | None, errors: list[BaseException]) -> list[Task]:
         try:

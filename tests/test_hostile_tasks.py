@@ -286,3 +286,34 @@ def test_an_interrupt_between_two_collection_calls_still_leaves_every_task_termi
     assert service.tasks.state == CollectionState.FAILED
     assert service.tasks.state_of(Quiet) == T.STOPPED
     assert audit.check(service.journal) == []
+
+
+def test_a_hung_init_task_on_another_thread_does_not_hang_the_waiter(
+    release: threading.Event,
+) -> None:
+    # Only run() on the main thread can interrupt a hook; a waiter elsewhere still returns.
+    entered = threading.Event()
+
+    class Hanging(Task):
+        LOOPLESS = True
+
+        def init_task(self) -> None:
+            entered.set()
+            release.wait(WAIT)
+
+    class Svc(Service):
+        TASKS = (Hanging,)
+
+    service = Svc({"stop_timeout": 0.1})
+    starter = threading.Thread(target=service.start)
+    starter.start()
+    try:
+        assert entered.wait(WAIT)
+        service.shutdown("test")
+        assert service.wait(WAIT)
+        assert service.state == ServiceState.FAILED
+        assert isinstance(service.failure, StopTimeout)
+        assert service.failure.tasks == ("Hanging",)
+    finally:
+        release.set()
+        starter.join(WAIT)
