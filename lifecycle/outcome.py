@@ -50,7 +50,6 @@ from lifecycle.tasks.queue import dropped_in_cause
 __all__ = [
     "KINDS",
     "MAX_SPANS",
-    "OUTCOME_SCHEMA_VERSION",
     "Outcome",
     "OutcomeInputError",
     "Span",
@@ -63,10 +62,6 @@ __all__ = [
     "summarize",
     "timeline",
 ]
-
-#: The version of `Outcome.to_dict`'s layout (and of ``lifecycle audit --json``, which holds
-#: it); raised when a key changes meaning or goes away, not when one is added.
-OUTCOME_SCHEMA_VERSION = 1
 
 #: The kinds of subject, in the order outputs list them.
 KINDS = (SERVICE.name, COLLECTION.name, TASK.name)
@@ -208,7 +203,8 @@ class Outcome:
         return sum(t.dropped or 0 for t in self.tasks)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form (schema `OUTCOME_SCHEMA_VERSION`, documented in the README)."""
+        """The JSON form: the ``outcome`` object of ``lifecycle audit --json`` (its layout is
+        documented in the README, and versioned by that document's ``schema``)."""
         service, collection = self.service, self.collection
         return {
             "verdict": self.verdict,
@@ -436,12 +432,14 @@ class _Fold:
             self.first_mono = rec.mono
         self.last_mono = rec.mono
         spec = SPECS.get(rec.kind)
-        if spec is None or not rec.ok or rec.dest is None:
+        if spec is None:
             return
         key = (rec.kind, rec.subject)
         subject = self.subjects.get(key)
         if subject is None:
             subject = self.subjects[key] = _Subject(spec.initial, self._keeps(key))
+        if not rec.ok or rec.dest is None:
+            return  # a refused trigger changes nothing
         blockers = self.rule.feed(rec)
         if blockers and rec.subject not in self.breaches:
             self.breaches[rec.subject] = StopOrderBreach(rec.subject, rec.seq, tuple(blockers))
