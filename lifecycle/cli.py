@@ -459,6 +459,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     if selection is None:
         return EXIT_USAGE
     _print_summary_table(_rows(result, selection), queues=None)
+    print()
     _say(_verdict_line(result))
     return EXIT_OK
 

@@ -144,8 +144,9 @@ class Outcome:
     """What a run did. See `outcome`.
 
     ``service``: the service's summary (None for a journal without service records: a
-    collection driven by hand); ``collection`` likewise; ``tasks``: every task's summary in
-    dependency order (the header's tasks, then any other task the records name);
+    collection driven by hand); ``collection`` likewise; ``tasks``: every task's summary, in the
+    order of their first records (the collection's dependency order), then the described tasks
+    without records;
     ``stop_reason``: the one-line reason the service's stop was asked for; ``first_failure``:
     the task that failed first, if any; ``stop_order_kept``: whether every task's stop waited
     for the tasks ordered after it (None when the journal gives no order to judge by);
@@ -515,18 +516,20 @@ class _Fold:
         )
 
     def names_of(self, kind: str) -> list[str]:
-        """The subjects of ``kind``: tasks in dependency order (the table's, then the others
-        as first seen), the others as first seen."""
+        """The subjects of ``kind`` in the order of their first records; for tasks, then the
+        described tasks without records, in dependency order (by name among equals: a file's
+        header has its keys sorted). A collection creates its tasks in its dependency order,
+        so a run's tasks come in the order its own summary lists them."""
         seen = [name for k, name in self.subjects if k == kind]
         if kind != TASK.name:
             return seen
         try:
             ordered = topological_order(
-                list(self.table), {n: (*d, *w) for n, (d, w) in self.table.items()}
+                sorted(self.table), {n: (*d, *w) for n, (d, w) in self.table.items()}
             )
         except DependencyCycle:  # pragma: no cover - a table with a cycle is refused by describe
             ordered = list(self.table)
-        return list(dict.fromkeys(itertools.chain(ordered, seen)))
+        return list(dict.fromkeys(itertools.chain(seen, ordered)))
 
     def outcome(self) -> Outcome:
         services = self.names_of(SERVICE.name)

@@ -404,7 +404,9 @@ def test_cli_exits_0_for_a_clean_journal_with_hostile_names(tmp_path: Path) -> N
     path = write_journal(tmp_path / "clean.jsonl", HOSTILE, "plain")
     assert check(path) == []
     done = run_cli("audit", str(path))
-    assert (done.returncode, done.stdout) == (0, ""), done.stderr
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("outcome: ") and SHOWN in done.stdout
+    assert is_clean_text(done.stdout)
     assert "clean" in done.stderr and is_clean_text(done.stderr)
     for fmt in ("mermaid", "dot"):
         for machine in ([], ["task"]):
