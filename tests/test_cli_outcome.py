@@ -33,7 +33,9 @@ def lifecycle(*argv: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def crashed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+def crashed(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
     """The journal of a real crashed run (a worker raised), and that run."""
     path = tmp_path_factory.mktemp("crashed") / "run.jsonl"
     run = lifecycle("run", "tests.services:Crashing", "--journal", str(path))
@@ -42,7 +44,9 @@ def crashed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.
 
 
 @pytest.fixture(scope="module")
-def dropping(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+def dropping(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
     path = tmp_path_factory.mktemp("dropping") / "run.jsonl"
     run = lifecycle("run", "tests.services:Dropping", "--journal", str(path))
     assert run.returncode == 0, run.stderr
@@ -81,7 +85,14 @@ def test_a_crashed_run_audits_clean_but_fails_require_success_and_json_names_the
     assert (crasher["state"], crasher["cause"]) == ("failed", "RuntimeError: worker exploded")
     assert 'raise RuntimeError("worker exploded")' in crasher["cause_text"]
     assert result["tasks"]["Waiter"]["state"] == "stopped"
-    assert set(crasher) == {"state", "cause", "cause_text", "time_to_running", "time_to_stop", "dropped"}
+    assert set(crasher) == {
+        "state",
+        "cause",
+        "cause_text",
+        "time_to_running",
+        "time_to_stop",
+        "dropped",
+    }
 
 
 def test_a_clean_run_passes_require_success(
@@ -178,7 +189,9 @@ def test_a_selection_hides_violations_of_other_subjects_but_not_the_verdict(
     edited = tmp_path / "edited.jsonl"
     lines = crashed[0].read_text().splitlines(keepends=True)
     crasher_fail = next(
-        i for i, line in enumerate(lines) if '"subject":"Crasher","thread"' in line and "fail" in line
+        i
+        for i, line in enumerate(lines)
+        if '"subject":"Crasher","thread"' in line and "fail" in line
     )
     lines[crasher_fail] = lines[crasher_fail].replace('"dest":"failed"', '"dest":"stopped"')
     edited.write_text("".join(lines))

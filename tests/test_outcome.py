@@ -174,10 +174,14 @@ def test_memory_grows_with_subjects_not_records() -> None:
         for name in ("a", "b", "c"):
             for r in task_run(name)[:3]:  # create, init, start: now running
                 seq += 1
-                yield Transition(seq, 0.0, seq, "task", name, r.trigger, r.source, r.dest, True, None, "t")
+                yield Transition(
+                    seq, 0.0, seq, "task", name, r.trigger, r.source, r.dest, True, None, "t"
+                )
         for _ in range(count):  # refused triggers: records that change no state
             seq += 1
-            yield Transition(seq, 0.0, seq, "task", "a", "init", "running", None, False, "x" * 200, "t")
+            yield Transition(
+                seq, 0.0, seq, "task", "a", "init", "running", None, False, "x" * 200, "t"
+            )
 
     tracemalloc.start()
     try:
