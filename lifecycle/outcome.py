@@ -51,6 +51,7 @@ __all__ = [
     "KINDS",
     "MAX_SPANS",
     "Outcome",
+    "OutcomeBuilder",
     "OutcomeInputError",
     "Span",
     "StopOrderBreach",
@@ -282,7 +283,7 @@ def outcome(source: Source, *, tasks: Mapping[str, Mapping[str, Any]] | None = N
 
     Raises `OutcomeInputError` for input that has no outcome to read (see its docstring).
     """
-    fold = _Fold(spans=False)
+    fold = OutcomeBuilder(spans=False)
     _read(source, tasks, fold)
     return fold.outcome()
 
@@ -303,7 +304,7 @@ def timeline(
         unknown = sorted(set(kinds) - set(KINDS))
         if unknown:
             raise ValueError(f"unknown kind {unknown[0]!r}; expected one of {', '.join(KINDS)}")
-    fold = _Fold(spans=True, kinds=kinds, subjects=subjects)
+    fold = OutcomeBuilder(spans=True, kinds=kinds, subjects=subjects)
     _read(source, tasks, fold)
     return fold.timeline()
 
@@ -318,12 +319,14 @@ def summarize(
 
     Raises `OutcomeInputError` for an item that is not a `Transition`.
     """
-    fold = _Fold(spans=False, service=service)
+    fold = OutcomeBuilder(spans=False, service=service)
     _read(records, None, fold)
     return [fold.summary(TASK.name, name) for name in tasks]
 
 
-def _read(source: object, tasks: Mapping[str, Mapping[str, Any]] | None, fold: _Fold) -> None:
+def _read(
+    source: object, tasks: Mapping[str, Mapping[str, Any]] | None, fold: OutcomeBuilder
+) -> None:
     if isinstance(source, (str, os.PathLike)):
         if tasks is not None:
             raise OutcomeInputError("tasks= is only for records: a journal file has its own header")
@@ -347,7 +350,7 @@ def _read(source: object, tasks: Mapping[str, Mapping[str, Any]] | None, fold: _
         fold.feed(rec)
 
 
-def _read_file(path: str, fold: _Fold) -> None:
+def _read_file(path: str, fold: OutcomeBuilder) -> None:
     try:
         reader = JournalReader(path)
     except JournalFormatError as exc:
@@ -364,12 +367,12 @@ def _read_file(path: str, fold: _Fold) -> None:
         for line in lines:
             obj = line.value
             if not line.ended or not isinstance(obj, dict):
-                fold.skipped += 1
+                fold.skip()
                 continue
             try:
                 rec = Transition.from_dict(obj)
             except JournalFormatError:
-                fold.skipped += 1
+                fold.skip()
                 continue
             fold.feed(rec)
 
@@ -393,13 +396,23 @@ class _Subject:
         self.lost = 0
 
 
-class _Fold:
-    """The outcome's state while it reads one run's records in order."""
+class OutcomeBuilder:
+    """The outcome of one run, built as its records are read in order: what `outcome`,
+    `timeline` and `summarize` use, for a reader that already goes through a journal's lines
+    (an audit) to build an outcome in the same pass.
+
+    ``spans``: also keep each subject's states over time (for `timeline`), only for the
+    subjects of ``kinds`` named in ``subjects`` (None: all); ``service``: the service whose
+    ``start`` record times count from (default: the first one). Call `describe` with the
+    header's ``tasks`` first, then `feed` each record and `skip` each line that is not one;
+    `outcome`, `timeline` and `summary` may be called at any point. Memory grows with the
+    subjects, not the records. Not thread-safe: one reader feeds it.
+    """
 
     def __init__(
         self,
         *,
-        spans: bool,
+        spans: bool = False,
         service: str | None = None,
         kinds: Collection[str] | None = None,
         subjects: Collection[str] | None = None,
@@ -427,7 +440,12 @@ class _Fold:
         self.rule = StopOrderRule(self.table)
         self.judged = self.rule.judged
 
+    def skip(self) -> None:
+        """Count a line of the journal that is not a record."""
+        self.skipped += 1
+
     def feed(self, rec: Transition) -> None:
+        """Take the run's next record."""
         self.records += 1
         if self.first_mono is None:
             self.first_mono = rec.mono
@@ -490,6 +508,8 @@ class _Fold:
     # -- results -------------------------------------------------------------------------------
 
     def origin(self) -> int:
+        """The monotonic time (ns) times count from: the service's start, else the first
+        record."""
         if self.wanted_service is not None and self.wanted_service in self.starts:
             return self.starts[self.wanted_service]
         if self.starts:
@@ -497,6 +517,7 @@ class _Fold:
         return self.first_mono if self.first_mono is not None else 0
 
     def summary(self, kind: str, name: str) -> SubjectSummary:
+        """The summary of one subject (in its machine's initial state if it has no record)."""
         subject = self.subjects.get((kind, name))
         if subject is None:
             return SubjectSummary(name, SPECS[kind].initial, None, None, kind=kind)
@@ -532,6 +553,7 @@ class _Fold:
         return list(dict.fromkeys(itertools.chain(seen, ordered)))
 
     def outcome(self) -> Outcome:
+        """The outcome of the records fed so far."""
         services = self.names_of(SERVICE.name)
         collections = self.names_of(COLLECTION.name)
         service = self.wanted_service or (services[0] if services else None)
@@ -549,6 +571,7 @@ class _Fold:
         )
 
     def timeline(self) -> Timeline:
+        """The states over time of the records fed so far (empty unless built with spans)."""
         origin = self.origin()
         drawn = []
         for kind in KINDS:

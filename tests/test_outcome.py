@@ -7,6 +7,7 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -261,3 +262,16 @@ def test_input_without_an_outcome_raises_one_typed_error(tmp_path: Path) -> None
 def test_the_module_is_the_documented_public_home() -> None:
     for name in outcomes.__all__:
         assert getattr(outcomes, name).__doc__, name
+
+
+def test_a_builder_fed_record_by_record_gives_the_same_outcome(tmp_path: Path) -> None:
+    service = run_service(Crashing, tmp_path / "run.jsonl")
+    builder = outcomes.OutcomeBuilder(spans=True)
+    builder.describe(service.journal.tasks)
+    for record in service.journal.records:
+        builder.feed(record)
+    builder.skip()
+    built = builder.outcome()
+    assert built.skipped == 1
+    assert attrs.evolve(built, skipped=0) == outcome(tmp_path / "run.jsonl")
+    assert builder.timeline().subjects == timeline(tmp_path / "run.jsonl").subjects
