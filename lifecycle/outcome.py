@@ -83,8 +83,8 @@ _RUNNING = TaskState.RUNNING.value
 
 class OutcomeInputError(JournalFormatError):
     """The input has no outcome to read: a file that cannot be read, is empty or is not a
-    journal, a source of the wrong type, or an item that is not a `Transition`. Bad lines of a
-    journal are not raised: they are skipped and counted."""
+    journal, a source of the wrong type, an item that is not a `Transition`, or a kind that is
+    none of `KINDS`. Bad lines of a journal are not raised: they are skipped and counted."""
 
 
 @attrs.frozen
@@ -298,12 +298,14 @@ def timeline(
     """Each subject's states over time in ``source`` (as for `outcome`), keeping only the
     subjects of ``kinds`` (`KINDS`) and named in ``subjects`` when given (None: all).
 
-    Raises `OutcomeInputError` as `outcome` does, and `ValueError` for an unknown kind.
+    Raises `OutcomeInputError` as `outcome` does, and for an unknown kind.
     """
     if kinds is not None:
         unknown = sorted(set(kinds) - set(KINDS))
         if unknown:
-            raise ValueError(f"unknown kind {unknown[0]!r}; expected one of {', '.join(KINDS)}")
+            raise OutcomeInputError(
+                f"unknown kind {unknown[0]!r}; expected one of {', '.join(KINDS)}"
+            )
     fold = OutcomeBuilder(spans=True, kinds=kinds, subjects=subjects)
     _read(source, tasks, fold)
     return fold.timeline()

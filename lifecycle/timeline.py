@@ -30,6 +30,7 @@ from lifecycle.diagrams import (
     MERMAID_MAX_TEXT_SIZE,
     STATE_COLOURS,
     UNKNOWN_COLOUR,
+    DiagramError,
     mermaid_text,
     printable,
     shorten,
@@ -226,10 +227,10 @@ def render(timeline: Timeline, format: str) -> str | bytes:
     """``timeline`` drawn in ``format``: ``"mermaid"`` (text) or ``"svg"`` (bytes); the text
     format is `text_lines`, to be printed escaped.
 
-    Raises `ValueError` for another format.
+    Raises `DiagramError` for another format.
     """
     if format == "mermaid":
         return mermaid(timeline)
     if format == "svg":
         return svg(timeline)
-    raise ValueError(f"cannot draw a timeline as {format!r}; expected mermaid or svg")
+    raise DiagramError(f"cannot draw a timeline as {format!r}; expected mermaid or svg")

@@ -26,6 +26,7 @@ from lifecycle.outcome import (
     timeline,
 )
 from lifecycle.spec import TASK
+from lifecycle.tasks import QueueTask
 from lifecycle.tasks.queue import _DROPPED_CAUSE, dropped_in_cause
 from tests.services import Crashing, Dropping, InitFailing
 from tests.test_audit import drive, lines_of, rec, renumber, scenarios, task_run
@@ -78,9 +79,11 @@ def test_items_a_queue_task_dropped_are_read_from_its_finish_record(tmp_path: Pa
     result = outcome(tmp_path / "run.jsonl")
     tasks = {t.name: t for t in result.tasks}
     assert result.verdict == "succeeded" and result.stop_reason == "queue filled"
-    assert tasks["Holding"].dropped == 17 == service.tasks.get("Holding").dropped  # type: ignore[union-attr]
+    holding = service.tasks.get("Holding")
+    assert isinstance(holding, QueueTask)
+    assert tasks["Holding"].dropped == holding.dropped > 0  # 17, or 18 if stopped before a take
     assert tasks["Filler"].dropped == 0
-    assert result.dropped == 17
+    assert result.dropped == holding.dropped
 
 
 @given(st.integers(0, 10**12), st.booleans())
@@ -224,7 +227,7 @@ def test_timeline_spans_follow_each_other_and_select_kinds_and_subjects(tmp_path
     assert service.spans[-1].cause == "RuntimeError: worker exploded"
     only = timeline(tmp_path / "run.jsonl", kinds=["task"], subjects=["Waiter"])
     assert [(s.kind, s.name) for s in only.subjects] == [("task", "Waiter")]
-    with pytest.raises(ValueError, match="unknown kind 'job'"):
+    with pytest.raises(OutcomeInputError, match="unknown kind 'job'"):
         timeline(tmp_path / "run.jsonl", kinds=["job"])
 
 
