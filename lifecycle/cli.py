@@ -43,7 +43,16 @@ from lifecycle.journal import (
 )
 from lifecycle.loading import load
 from lifecycle.options import bound_options
-from lifecycle.outcome import KINDS, Outcome, SubjectSummary, outcome, timeline
+from lifecycle.outcome import (
+    FAILED,
+    KINDS,
+    SUCCEEDED,
+    UNFINISHED,
+    Outcome,
+    SubjectSummary,
+    outcome,
+    timeline,
+)
 from lifecycle.service import Service
 from lifecycle.spec import SPEC_SCHEMA_VERSION, SPECS, TASK, MachineSpec
 from lifecycle.task import task_name
@@ -305,11 +314,16 @@ def _print_summary_table(
 
 def _verdict_line(result: Outcome) -> str:
     """The run's verdict in one line: how the service (else the collection) ended, and why."""
+    verdict = _VERDICTS[result.verdict]
     top = result.top
     if top is None:
-        return f"the run {result.verdict}: no service or collection records"
+        return f"the run {verdict}: no service or collection records"
     why = f": {top.cause}" if top.cause else ""
-    return f"the run {result.verdict}: {top.kind} {top.name!r} {top.state}{why}"
+    return f"the run {verdict}: {top.kind} {top.name!r} {top.state}{why}"
+
+
+#: How the verdict line says each `Outcome.verdict`.
+_VERDICTS = {SUCCEEDED: "succeeded", FAILED: "failed", UNFINISHED: "did not finish"}
 
 
 def _print_outcome(result: Outcome, selection: _Selection) -> None:

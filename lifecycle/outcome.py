@@ -48,8 +48,11 @@ from lifecycle.spec import COLLECTION, SERVICE, SPECS, TASK, TaskState
 from lifecycle.tasks.queue import dropped_in_cause
 
 __all__ = [
+    "FAILED",
     "KINDS",
     "MAX_SPANS",
+    "SUCCEEDED",
+    "UNFINISHED",
     "Outcome",
     "OutcomeBuilder",
     "OutcomeInputError",

@@ -113,7 +113,7 @@ def test_require_success_fails_a_run_cut_short_even_when_partial_accepts_it(
     assert lifecycle("audit", "--partial", str(cut)).returncode == 0
     done = lifecycle("audit", "--partial", "--require-success", str(cut))
     assert done.returncode == 1
-    assert "the run unfinished: service 'Dropping' running" in done.stderr
+    assert "the run did not finish: service 'Dropping' running" in done.stderr
 
 
 def test_violations_still_exit_1_and_come_before_the_outcome(
