@@ -79,7 +79,15 @@ from lifecycle.journal import chain_hash as _chain_hash
 from lifecycle.spec import SPECS, TASK, CollectionState, MachineSpec, TaskState
 from lifecycle.stopping import StopOrder
 
-__all__ = ["RULES", "AuditInputError", "StopOrderRule", "Violation", "check", "task_table"]
+__all__ = [
+    "FILE_SUBJECTS",
+    "RULES",
+    "AuditInputError",
+    "StopOrderRule",
+    "Violation",
+    "check",
+    "task_table",
+]
 
 #: Every rule id `check` reports, in the order the module docstring explains them.
 RULES = (
@@ -97,6 +105,8 @@ RULES = (
 
 _HEADER = "<header>"
 _JOURNAL = "<journal>"
+#: The subjects of violations about the file itself, not about a task, collection or service.
+FILE_SUBJECTS = frozenset({_HEADER, _JOURNAL})
 
 #: A task table as the audit uses it: name -> (its DEPS, its WANTS).
 _Table = dict[str, tuple[tuple[str, ...], tuple[str, ...]]]

@@ -24,7 +24,7 @@ import attrs
 from lifecycle import diagrams
 from lifecycle import plan as planning
 from lifecycle import timeline as timelines
-from lifecycle.audit import check
+from lifecycle.audit import FILE_SUBJECTS, check
 from lifecycle.demo import DemoService
 from lifecycle.errors import (
     BadReference,
@@ -213,9 +213,6 @@ def _add_diagram(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 #: key changes meaning or goes away, not when one is added.
 AUDIT_SCHEMA_VERSION = 1
 
-#: Violation subjects that stand for the file itself: shown whatever the selection.
-_FILE_SUBJECTS = frozenset({"<header>", "<journal>"})
-
 
 def _sealed(path: str) -> bool:
     """Whether the journal at ``path`` is sealed and its seal verified. Sealing does not exist
@@ -373,7 +370,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     shown = [
         v
         for v in violations
-        if v.subject in _FILE_SUBJECTS
+        if v.subject in FILE_SUBJECTS  # the file itself: shown whatever the selection
         or any(selection(kind, v.subject) for kind in kinds.get(v.subject, {""}))
     ]
     if args.json:
