@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -79,7 +79,15 @@ from lifecycle.journal import chain_hash as _chain_hash
 from lifecycle.spec import SPECS, TASK, CollectionState, MachineSpec, TaskState
 from lifecycle.stopping import StopOrder
 
-__all__ = ["RULES", "AuditInputError", "Violation", "check"]
+__all__ = [
+    "FILE_SUBJECTS",
+    "RULES",
+    "AuditInputError",
+    "StopOrderRule",
+    "Violation",
+    "check",
+    "task_table",
+]
 
 #: Every rule id `check` reports, in the order the module docstring explains them.
 RULES = (
@@ -97,6 +105,8 @@ RULES = (
 
 _HEADER = "<header>"
 _JOURNAL = "<journal>"
+#: The subjects of violations about the file itself, not about a task, collection or service.
+FILE_SUBJECTS = frozenset({_HEADER, _JOURNAL})
 
 #: A task table as the audit uses it: name -> (its DEPS, its WANTS).
 _Table = dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
@@ -204,6 +214,59 @@ def check(
 # -- the records: legality, continuity, order, ends -------------------------------------------
 
 
+class StopOrderRule:
+    """The ``stop-order`` rule, judged over a run's records fed in order: the one home of the
+    rule for the audit and for `lifecycle.outcome`.
+
+    ``table``: the run's tasks as ``name -> (its DEPS, its WANTS)`` (`task_table` reads a
+    journal header's); a table whose DEPS and WANTS have a cycle gives no
+    order to judge by (`judged` is False, and no record breaks the rule).
+
+    `feed` takes every ``ok`` record of the run, in order (refused ones and records of other
+    tasks included): a task's ``stop`` breaks the rule when a task ordered after it (DEPS or
+    WANTS, directly or not) has not ended, unless the collection gave up on its stop before
+    (its ``fail`` while stopping: a passed deadline, a forced exit), after which the tasks left
+    are stopped in order without waiting. Memory grows with the tasks, not the records.
+
+    Not thread-safe: one owner feeds it.
+    """
+
+    def __init__(self, table: Mapping[str, tuple[Sequence[str], Sequence[str]]]) -> None:
+        before = {name: (*deps, *wants) for name, (deps, wants) in table.items()}
+        try:
+            self._order: StopOrder | None = StopOrder(
+                topological_order(list(table), before), before
+            )
+        except DependencyCycle:
+            self._order = None  # reported as a header problem; no order to judge by
+        self.gave_up = False  # the collection gave up on its stop (a passed deadline)
+
+    @property
+    def judged(self) -> bool:
+        """Whether there is an order to judge by: a well-formed table without a cycle."""
+        return self._order is not None and len(self._order) > 0
+
+    def feed(self, rec: Transition) -> Sequence[str]:
+        """Take the next record; the tasks it should have waited for when it is a task's stop
+        request that breaks the rule (its blockers: the tasks ordered directly after it that
+        have not ended, or hold back what they are ordered after), else an empty sequence."""
+        if not rec.ok:
+            return ()
+        if rec.kind != TASK.name:
+            if rec.kind == "collection" and rec.trigger == _FAIL and rec.source == _STOPPING:
+                self.gave_up = True
+            return ()
+        order, name = self._order, rec.subject
+        if order is None or name not in order:
+            return ()
+        blockers: Sequence[str] = ()
+        if rec.trigger == _STOP and not self.gave_up and not order.may_stop(name):
+            blockers = order.blockers(name)
+        if rec.dest is not None and TASK.is_terminal(rec.dest):
+            order.end(name)
+        return blockers
+
+
 class _Run:
     """The checker's state while it reads one journal's records in order."""
 
@@ -211,14 +274,7 @@ class _Run:
         self.deps = {name: deps for name, (deps, _) in table.items()}
         self.wants = {name: wants for name, (_, wants) in table.items()}
         self.described = described
-        before = {name: (*deps, *wants) for name, (deps, wants) in table.items()}
-        try:
-            self.stop_order: StopOrder | None = StopOrder(
-                topological_order(list(table), before), before
-            )
-        except DependencyCycle:
-            self.stop_order = None  # reported as a header problem; no order to judge by
-        self.gave_up = False  # the collection gave up on its stop (a passed deadline)
+        self.stop_rule = StopOrderRule(table)
         self.state: dict[tuple[str, str], str] = {}
         self.last_line: dict[tuple[str, str], int | None] = {}
         self.initialized: set[str] = set()
@@ -268,8 +324,8 @@ class _Run:
                 after = expected
             if rec.kind == TASK.name:
                 self._deps_order(rec, line)
-            elif rec.kind == "collection" and rec.trigger == _FAIL and rec.source == _STOPPING:
-                self.gave_up = True
+            else:
+                self.stop_rule.feed(rec)
         else:
             if rec.dest is not None:
                 report("format", f"expected a refused record to have no dest, not {rec.dest!r}")
@@ -310,21 +366,14 @@ class _Run:
                         rec.seq,
                     )
             done.add(name)
-        elif rec.trigger == _STOP:
-            self._stop_order(rec, line)
-        order = self.stop_order
-        ended = rec.dest is not None and TASK.is_terminal(rec.dest)
-        if ended and order is not None and name in order:
-            order.end(name)
+        blockers = self.stop_rule.feed(rec)
+        if blockers:
+            self._stop_order(rec, line, blockers)
 
-    def _stop_order(self, rec: Transition, line: int | None) -> None:
-        order = self.stop_order
+    def _stop_order(self, rec: Transition, line: int | None, blockers: Sequence[str]) -> None:
         name = rec.subject
-        if order is None or self.gave_up or name not in order or order.may_stop(name):
-            return
         waiting = ", ".join(
-            f"{user!r} ({self.state.get((TASK.name, user), TASK.initial)})"
-            for user in order.blockers(name)
+            f"{user!r} ({self.state.get((TASK.name, user), TASK.initial)})" for user in blockers
         )
         self.report(
             line,
@@ -393,6 +442,14 @@ def _no_edge(spec: MachineSpec, source: str, trigger: str) -> str:
         f"expected a trigger that {source!r} accepts ({accepts}); the {spec.name} machine has "
         f"no edge {trigger!r} from it"
     )
+
+
+def task_table(obj: object) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]] | None:
+    """A journal header's ``tasks`` as ``name -> (its DEPS, its WANTS)``, WANTS that name no
+    described task left out; None when it is malformed (what the ``header`` rule reports:
+    not a mapping, a dependency it does not describe, a cycle). Pure."""
+    table, problems = _parse_tasks(obj)
+    return None if problems else table
 
 
 def _parse_tasks(obj: object) -> tuple[_Table, list[str]]:

@@ -15,13 +15,16 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+import attrs
+
 from lifecycle import diagrams
 from lifecycle import plan as planning
-from lifecycle.audit import check
+from lifecycle import timeline as timelines
+from lifecycle.audit import FILE_SUBJECTS, check
 from lifecycle.demo import DemoService
 from lifecycle.errors import (
     BadReference,
@@ -40,8 +43,18 @@ from lifecycle.journal import (
 )
 from lifecycle.loading import load
 from lifecycle.options import bound_options
+from lifecycle.outcome import (
+    FAILED,
+    KINDS,
+    SUCCEEDED,
+    UNFINISHED,
+    Outcome,
+    SubjectSummary,
+    outcome,
+    timeline,
+)
 from lifecycle.service import Service
-from lifecycle.spec import SPEC_SCHEMA_VERSION, SPECS, MachineSpec
+from lifecycle.spec import SPEC_SCHEMA_VERSION, SPECS, TASK, MachineSpec
 from lifecycle.task import task_name
 from lifecycle.tasks import QueueTask
 
@@ -196,38 +209,225 @@ def _add_diagram(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.set_defaults(command=_cmd_diagram)
 
 
+#: The version of ``lifecycle audit --json``'s layout (documented in the README): raised when a
+#: key changes meaning or goes away, not when one is added.
+AUDIT_SCHEMA_VERSION = 1
+
+
+def _sealed(path: str) -> bool:
+    """Whether the journal at ``path`` is sealed and its seal verified. Sealing does not exist
+    yet: no journal is sealed."""
+    return False
+
+
+@attrs.frozen
+class _Selection:
+    """The subjects ``--kind`` and ``--subject`` select (None: not restricted)."""
+
+    kinds: frozenset[str] | None
+    names: frozenset[str] | None
+
+    def __call__(self, kind: str, name: str) -> bool:
+        return (self.kinds is None or kind in self.kinds) and (
+            self.names is None or name in self.names
+        )
+
+    @property
+    def default(self) -> bool:
+        return self.kinds is None and self.names is None
+
+
+def _select(
+    args: argparse.Namespace, known: Iterable[tuple[str, str]], prog: str
+) -> _Selection | None:
+    """The selection of ``--kind`` and ``--subject`` among the ``known`` (kind, name) pairs of
+    a journal; None, having said why on stderr, when a name given selects nothing."""
+    selection = _Selection(
+        None if not args.kind else frozenset(args.kind),
+        None if not args.subject else frozenset(args.subject),
+    )
+    found = {name for kind, name in known if selection(kind, name)}
+    for name in args.subject or ():
+        if name not in found:
+            of = f" of kind {' or '.join(sorted(selection.kinds))}" if selection.kinds else ""
+            _say(f"{prog}: {args.file}: no subject {name!r}{of} in the journal", sys.stderr)
+            return None
+    return selection
+
+
+def _rows(result: Outcome, selection: _Selection) -> list[SubjectSummary]:
+    """The table rows a selection shows: the tasks by default, else every subject selected."""
+    if selection.default:
+        return list(result.tasks)
+    return [s for s in result.subjects if selection(s.kind, s.name)]
+
+
+def _cell(text: str) -> str:
+    return diagrams.printable(text).replace("\n", "\\n")
+
+
+def _print_summary_table(
+    rows: Sequence[SubjectSummary], *, queues: Collection[str] | None, stop_times: bool = False
+) -> None:
+    """The per-task table every run ends with: each row's final state, time to running (and
+    to stop, with ``stop_times``), items dropped at stop, and cause; journal text escaped.
+
+    ``queues``: the names of the queue tasks, which a live run knows (the dropped column shows
+    when there are any, "-" for one that did not end stopped); None for a journal file, whose
+    header names no kinds of task (the column shows when a task dropped anything).
+    """
+    mixed = any(row.kind != TASK.name for row in rows)
+    dropping = bool(queues) if queues is not None else any(row.dropped for row in rows)
+    head = [
+        "subject" if mixed else "task",
+        "final state",
+        "time to running",
+        *(["time to stop"] if stop_times else []),
+        *(["dropped"] if dropping else []),
+        "cause",
+    ]
+
+    def ms(seconds: float | None) -> str:
+        return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+    table = []
+    for row in rows:
+        name = f"{row.kind} {row.name}" if mixed else row.name
+        cells = [name, row.state, ms(row.time_to_running)]
+        if stop_times:
+            cells.append(ms(row.time_to_stop))
+        if dropping:
+            count = "-" if row.dropped is None else str(row.dropped)
+            cells.append(count if queues is None or row.name in queues else "")
+        table.append([_cell(cell) for cell in [*cells, row.cause or ""]])
+    widths = [max(len(r[i]) for r in [head, *table]) for i in range(len(head) - 1)]
+    for row_cells in [head, *table]:
+        cells = [f"{cell:<{width}}" for cell, width in zip(row_cells, widths, strict=False)]
+        _say("  ".join([*cells, row_cells[-1]]).rstrip())
+    total = sum(row.dropped or 0 for row in rows)
+    if total:
+        print(f"{total} queued item(s) dropped at stop, never run")
+
+
+def _verdict_line(result: Outcome) -> str:
+    """The run's verdict in one line: how the service (else the collection) ended, and why."""
+    verdict = _VERDICTS[result.verdict]
+    top = result.top
+    if top is None:
+        return f"the run {verdict}: no service or collection records"
+    why = f": {top.cause}" if top.cause else ""
+    return f"the run {verdict}: {top.kind} {top.name!r} {top.state}{why}"
+
+
+#: How the verdict line says each `Outcome.verdict`.
+_VERDICTS = {SUCCEEDED: "succeeded", FAILED: "failed", UNFINISHED: "did not finish"}
+
+
+def _print_outcome(result: Outcome, selection: _Selection) -> None:
+    _say(f"outcome: {_verdict_line(result)}")
+    if result.stop_reason:
+        _say(f"stop requested: {result.stop_reason}")
+    if result.first_failure is not None:
+        _say(f"first failure: task {result.first_failure!r}")
+    if result.stop_order_kept is None:
+        print("stop order: not judged (the journal describes no task order)")
+    elif result.stop_order_kept:
+        print("stop order: kept")
+    else:
+        for breach in result.breaches:
+            waiting = ", ".join(repr(name) for name in breach.waiting_for)
+            _say(
+                f"stop order: not kept: {breach.task!r} was asked to stop (seq {breach.seq}) "
+                f"before {waiting} ended"
+            )
+    rows = _rows(result, selection)
+    if rows:
+        print()
+        _print_summary_table(rows, queues=None, stop_times=True)
+
+
+def _outcome_doc(result: Outcome, selection: _Selection) -> dict[str, Any]:
+    doc = result.to_dict()
+    shown = {row.name for row in _rows(result, selection) if row.kind == TASK.name}
+    doc["tasks"] = {name: value for name, value in doc["tasks"].items() if name in shown}
+    return doc
+
+
 def _cmd_audit(args: argparse.Namespace) -> int:
+    prog = "lifecycle audit"
     try:
         violations = check(args.file, partial=args.partial)
+        result = outcome(args.file)
     except JournalFormatError as exc:
-        _say(f"lifecycle audit: cannot audit {args.file}: {exc}", sys.stderr)
+        _say(f"{prog}: cannot audit {args.file}: {exc}", sys.stderr)
         return EXIT_USAGE
+    selection = _select(args, ((s.kind, s.name) for s in result.subjects), prog)
+    if selection is None:
+        return EXIT_USAGE
+    kinds: dict[str, set[str]] = {}
+    for subject in result.subjects:
+        kinds.setdefault(subject.name, set()).add(subject.kind)
+    shown = [
+        v
+        for v in violations
+        if v.subject in FILE_SUBJECTS  # the file itself: shown whatever the selection
+        or any(selection(kind, v.subject) for kind in kinds.get(v.subject, {""}))
+    ]
     if args.json:
         doc = {
+            "schema": AUDIT_SCHEMA_VERSION,
             "file": args.file,
             "partial": args.partial,
             "clean": not violations,
-            "violations": [v.to_dict() for v in violations],
+            "sealed": _sealed(args.file),
+            "violations": [v.to_dict() for v in shown],
+            "outcome": _outcome_doc(result, selection),
         }
         print(json.dumps(_json_safe(doc), indent=2))
     else:
-        for violation in violations:
+        for violation in shown:
             _say(str(violation))
-        count = len(violations)
-        verdict = "clean" if not count else f"{count} violation{'s' if count != 1 else ''}"
-        _say(f"lifecycle audit: {args.file}: {verdict}", sys.stderr)
-    return EXIT_FAILED if violations else EXIT_OK
+        if shown:
+            print()
+        _print_outcome(result, selection)
+    count = len(violations)
+    integrity = "clean" if not count else f"{count} violation{'s' if count != 1 else ''}"
+    if len(shown) < count:
+        integrity += f" ({count - len(shown)} not shown: another subject)"
+    _say(f"{prog}: {args.file}: {integrity}; {_verdict_line(result)}", sys.stderr)
+    if violations or (args.require_success and not result.succeeded):
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _add_selection(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--subject",
+        action="append",
+        metavar="NAME",
+        help="only the subject (task, collection or service) of this name; repeatable",
+    )
+    p.add_argument(
+        "--kind",
+        action="append",
+        choices=KINDS,
+        help="only subjects of this kind; repeatable",
+    )
 
 
 def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "audit",
-        help="check that a journal file obeys the lifecycle",
+        help="check that a journal file obeys the lifecycle, and say what the run did",
         description=(
             "Check a journal: its format and hash chain, that every transition is an edge of "
-            "its machine, per-subject continuity, sequence and DEPS order, and that the run "
-            "ended with everything terminal. One line per violation (line, rule, subject, "
-            "what was expected). Exit 0 clean, 1 violations, 2 unreadable input."
+            "its machine, per-subject continuity, sequence and DEPS order, the staged stop "
+            "order, and that the run ended with everything terminal: one line per violation "
+            "(line, rule, subject, what was expected). Then the outcome: how the service "
+            "ended and why, the stop order, and each task's final state, times and cause. "
+            "Exit 0 clean, 1 violations (or, with --require-success, a run that did not "
+            "succeed), 2 unreadable input. --subject and --kind narrow what is listed; the "
+            "verdict and the exit code always judge the whole journal."
         ),
     )
     p.add_argument("file", metavar="FILE", help="a journal file (JSONL)")
@@ -237,7 +437,101 @@ def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         action="store_true",
         help="accept a run cut short: no stop records at the end, a last line cut mid-write",
     )
+    p.add_argument(
+        "--require-success",
+        action="store_true",
+        help="also exit 1 when the run itself did not succeed (failed or unfinished)",
+    )
+    _add_selection(p)
     p.set_defaults(command=_cmd_audit)
+
+
+def _read_outcome(args: argparse.Namespace, prog: str) -> Outcome | None:
+    try:
+        result = outcome(args.file)
+    except JournalFormatError as exc:
+        _say(f"{prog}: cannot read {args.file}: {exc}", sys.stderr)
+        return None
+    if result.skipped:
+        _say(
+            f"{prog}: {args.file}: {result.skipped} line(s) are not records and were skipped "
+            f"(`lifecycle audit {args.file}` says why)",
+            sys.stderr,
+        )
+    return result
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    prog = "lifecycle summary"
+    result = _read_outcome(args, prog)
+    if result is None:
+        return EXIT_USAGE
+    selection = _select(args, ((s.kind, s.name) for s in result.subjects), prog)
+    if selection is None:
+        return EXIT_USAGE
+    _print_summary_table(_rows(result, selection), queues=None)
+    print()
+    _say(_verdict_line(result))
+    return EXIT_OK
+
+
+def _add_summary(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "summary",
+        help="print the per-task table of a run from its journal",
+        description=(
+            "Print the table a run ends with (each task's final state, time to running, items "
+            "dropped at stop, cause) and the run's verdict, read from its journal. Exit 0, or "
+            "2 for unreadable input or a --subject the journal does not have. Does not check "
+            "the journal: see `lifecycle audit`."
+        ),
+    )
+    p.add_argument("file", metavar="FILE", help="a journal file (JSONL)")
+    _add_selection(p)
+    p.set_defaults(command=_cmd_summary)
+
+
+def _cmd_timeline(args: argparse.Namespace) -> int:
+    prog = "lifecycle timeline"
+    try:
+        drawn = timeline(args.file)
+    except JournalFormatError as exc:
+        _say(f"{prog}: cannot read {args.file}: {exc}", sys.stderr)
+        return EXIT_USAGE
+    selection = _select(args, ((s.kind, s.name) for s in drawn.subjects), prog)
+    if selection is None:
+        return EXIT_USAGE
+    drawn = attrs.evolve(
+        drawn, subjects=tuple(s for s in drawn.subjects if selection(s.kind, s.name))
+    )
+    if args.format == "text":
+        for line in timelines.text_lines(drawn):
+            _say(line)
+        return EXIT_OK
+    content = timelines.render(drawn, args.format)
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+    return EXIT_OK
+
+
+def _add_timeline(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "timeline",
+        help="print each subject's states over time, from a journal",
+        description=(
+            "Print each subject's states over time, read from a journal: as text (when each "
+            "state was entered, for how long, by which trigger, and why), a Mermaid gantt, or "
+            "an SVG. Exit 0, or 2 for unreadable input or a --subject the journal does not have."
+        ),
+    )
+    p.add_argument("file", metavar="FILE", help="a journal file (JSONL)")
+    p.add_argument(
+        "--format", choices=timelines.FORMATS, default="text", help="text (default), mermaid or svg"
+    )
+    _add_selection(p)
+    p.set_defaults(command=_cmd_timeline)
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -373,36 +667,10 @@ def _print_failure(service: Service, failure: BaseException | None, prog: str, q
 
 def _print_summary(service: Service) -> None:
     """The table every run ends with: each task's final state, time to running and cause;
-    with queue tasks, the items each dropped at stop, never run."""
-    summaries = service.summary()
-    tasks = service.tasks
-    queues = {task_name(cls) for cls in tasks.task_classes if issubclass(cls, QueueTask)}
-    # Only a created task has an instance that may have dropped items.
-    dropped = {
-        name: queue.dropped
-        for name in queues
-        if isinstance(queue := tasks.get(name), QueueTask)
-    }
-    head = ["task", "final state", "time to running", *(["dropped"] if queues else []), "cause"]
-    rows = []
-    for summary in summaries:
-        row = [
-            summary.name,
-            summary.state,
-            "-" if summary.time_to_running is None else f"{summary.time_to_running * 1000:.1f} ms",
-        ]
-        if queues:
-            count = dropped.get(summary.name)
-            row.append(str(count) if count is not None else "-" if summary.name in queues else "")
-        rows.append([*row, summary.cause or ""])
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head) - 1)]
+    with queue tasks, the items each dropped at stop, never run (as the journal says)."""
+    queues = {task_name(cls) for cls in service.tasks.task_classes if issubclass(cls, QueueTask)}
     print()
-    for row in [head, *rows]:
-        cells = [f"{cell:<{width}}" for cell, width in zip(row, widths, strict=False)]
-        print("  ".join([*cells, row[-1]]).rstrip())
-    total = sum(dropped.values())
-    if total:
-        print(f"{total} queued item(s) dropped at stop, never run")
+    _print_summary_table(service.summary(), queues=queues)
 
 
 def _run_service(service: Service, journal: Journal, quiet: bool, prog: str) -> int:
@@ -689,6 +957,8 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]
     _add_spec,
     _add_diagram,
     _add_audit,
+    _add_summary,
+    _add_timeline,
     _add_plan,
     _add_run,
     _add_demo,

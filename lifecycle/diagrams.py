@@ -83,6 +83,7 @@ __all__ = [
     "journal_machine_diagram",
     "machine_diagram",
     "mermaid",
+    "mermaid_text",
     "printable",
     "render",
     "shorten",
@@ -458,7 +459,10 @@ _MERMAID_PLAIN = frozenset(
 _SAFE_ID = re.compile(r"[A-Za-z0-9_]{1,64}")
 
 
-def _mermaid_text(text: str, newline: str) -> str:
+def mermaid_text(text: str, newline: str) -> str:
+    """``text`` as Mermaid label text: `printable`, every character but ASCII letters, digits
+    and ``_.,()/+=?!@*'`` and space written as an entity code (``#35;``), newlines as
+    ``newline``. Pure."""
     return "".join(
         ch if ch in _MERMAID_PLAIN else newline if ch == "\n" else f"#{ord(ch)};"
         for ch in printable(text)
@@ -632,19 +636,19 @@ def _state_diagram(d: MachineDiagram, limit: int) -> Callable[[int], tuple[str, 
     head.append(f"    classDef current fill:{CURRENT_COLOUR},stroke-width:3px,font-weight:bold")
     head.append("    classDef unvisited fill:#f3f3f3,color:#999999,stroke:#bbbbbb")
     for state in spec.states:
-        head.append(f'    state "{_mermaid_text(states[state.value], " ")}" as {ids[state.value]}')
+        head.append(f'    state "{mermaid_text(states[state.value], " ")}" as {ids[state.value]}')
     head.append(f"    [*] --> {ids[spec.initial]}")
     for arrow in d.arrows:
-        label = f" : {_mermaid_text(_cut(arrow.label, limit), ' ')}" if arrow.label else ""
+        label = f" : {mermaid_text(_cut(arrow.label, limit), ' ')}" if arrow.label else ""
         head.append(f"    {ids[arrow.source]} --> {ids[arrow.dest]}{label}")
     for state in spec.states:
         if state.value in spec.terminal:
             head.append(f"    {ids[state.value]} --> [*]")
     for state in spec.states:
         for line in d.notes.get(state.value, ()):
-            head.append(f"    {ids[state.value]} : {_mermaid_text(_cut(line, limit), ' ')}")
+            head.append(f"    {ids[state.value]} : {mermaid_text(_cut(line, limit), ' ')}")
     if d.aside:
-        head.append(f'    state "{_mermaid_text(d.aside_title, " ")}" as aside')
+        head.append(f'    state "{mermaid_text(d.aside_title, " ")}" as aside')
     tail = []
     classes = {
         "terminal": [s.value for s in spec.states if s.value in spec.terminal],
@@ -654,13 +658,13 @@ def _state_diagram(d: MachineDiagram, limit: int) -> Callable[[int], tuple[str, 
     for name, members in classes.items():
         if members:
             tail.append(f"    class {','.join(ids[m] for m in members)} {name}")
-    lines = [f"    aside : {_mermaid_text(asides[line], ' ')}" for line in d.aside]
+    lines = [f"    aside : {mermaid_text(asides[line], ' ')}" for line in d.aside]
 
     def drawing(n: int) -> tuple[str, int]:
         out = head + lines[:n]
         if n < len(lines):
             note = f"{ELLIPSIS} {_not_drawn(len(lines) - n, 'refused trigger')} {_TOO_LARGE_TEXT}"
-            out.append(f"    aside : {_mermaid_text(note, ' ')}")
+            out.append(f"    aside : {mermaid_text(note, ' ')}")
         return "\n".join(out + tail) + "\n", 0  # Mermaid limits no state diagram's arrows
 
     return drawing
@@ -676,7 +680,7 @@ def _flowchart(d: DependencyDiagram, limit: int) -> Callable[[int], tuple[str, i
     boxes = []
     for name, state in d.states:
         shown = _cut(state if state is not None else "(not registered)", limit)
-        label = _mermaid_text(names[name], "<br/>") + "<br/>" + _mermaid_text(shown, "<br/>")
+        label = mermaid_text(names[name], "<br/>") + "<br/>" + mermaid_text(shown, "<br/>")
         boxes.append(f'    {ids[name]}["{label}"]')
 
     def drawing(n: int) -> tuple[str, int]:
@@ -695,7 +699,7 @@ def _flowchart(d: DependencyDiagram, limit: int) -> Callable[[int], tuple[str, i
                 f"{ELLIPSIS} {_not_drawn(len(d.states) - n, 'task')} and "
                 f"{_not_drawn(len(d.arrows) - len(arrows), 'arrow')} {_TOO_LARGE_FLOWCHART}"
             )
-            out.append(f'    omitted["{_mermaid_text(note, "<br/>")}"]')
+            out.append(f'    omitted["{mermaid_text(note, "<br/>")}"]')
             members.setdefault("unknown", []).append("omitted")
         for name in [*(s.value for s in TaskState), "unknown"]:
             if name in members:

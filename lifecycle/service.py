@@ -18,8 +18,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-import attrs
-
 from lifecycle.collection import Tasks
 from lifecycle.engine import Lifecycle
 from lifecycle.errors import (
@@ -33,10 +31,11 @@ from lifecycle.errors import (
     UsageError,
     safe_str,
 )
-from lifecycle.journal import Journal, Transition, cause_line, journal_or_new
+from lifecycle.journal import Journal, journal_or_new
 from lifecycle.options import OptionParser, bound_options, build_parser, option, read_option
+from lifecycle.outcome import TaskSummary, summarize
 from lifecycle.shutdown import ShutdownRequests
-from lifecycle.spec import SERVICE, TASK, CollectionState, ServiceState, TaskState
+from lifecycle.spec import SERVICE, TASK, CollectionState, ServiceState
 from lifecycle.task import Task, task_name
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "Service", "TaskSummary", "summarize"]
@@ -504,63 +503,6 @@ class Service:
 
     def __repr__(self) -> str:
         return f"<{type(self).__qualname__} {self.name!r} {self.lifecycle.state}>"
-
-
-@attrs.frozen
-class TaskSummary:
-    """How one task's run went: final ``state``, seconds from the service's start to the task
-    running (``time_to_running``, None if it never ran), and its ``cause`` in one line
-    (the reason it was skipped or failed, else None)."""
-
-    name: str
-    state: str
-    time_to_running: float | None
-    cause: str | None
-
-
-def summarize(
-    records: Iterable[Transition], tasks: Iterable[str], *, service: str | None = None
-) -> list[TaskSummary]:
-    """A `TaskSummary` for each of ``tasks`` from a run's journal ``records``.
-
-    Times count from the service's ``start`` record (the named ``service``, or the first one),
-    else from the first record.
-    """
-    records = list(records)
-    origin = next(
-        (
-            r.mono
-            for r in records
-            if r.kind == "service"
-            and r.trigger == "start"
-            and r.ok
-            and (service is None or r.subject == service)
-        ),
-        records[0].mono if records else 0,
-    )
-    state: dict[str, str] = {}
-    running_at: dict[str, float] = {}
-    cause: dict[str, str | None] = {}
-    for r in records:
-        if r.kind != "task" or not r.ok or r.dest is None:
-            continue
-        state[r.subject] = r.dest
-        cause[r.subject] = (
-            _last_line(r.cause) if r.dest in (TaskState.SKIPPED, TaskState.FAILED) else None
-        )
-        if r.dest == TaskState.RUNNING and r.subject not in running_at:
-            running_at[r.subject] = (r.mono - origin) / 1e9
-    return [
-        TaskSummary(
-            name, state.get(name, str(TaskState.REGISTERED)), running_at.get(name), cause.get(name)
-        )
-        for name in tasks
-    ]
-
-
-def _last_line(text: str | None) -> str | None:
-    """The one-line form of a cause (``Type: message``; see `lifecycle.journal.cause_line`)."""
-    return cause_line(text)
 
 
 def _remaining(deadline: float | None, unbounded: float) -> float:

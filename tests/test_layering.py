@@ -1,5 +1,6 @@
-"""The package's dependency direction: spec, then the engine, then tasks, the collection and
-the service, then the readers of journals (audit, diagrams), then the command line.
+"""The package's dependency direction: spec, then the engine, then tasks and the collection,
+then the readers of journals (the audit, then the outcome), the service (whose summaries are
+outcomes), the diagrams, then the command line.
 
 Each module may import only modules of a lower layer. Only `cli` prints.
 """
@@ -23,8 +24,11 @@ LAYERS: list[set[str]] = [
     {"collection"},
     {"tasks.periodic", "tasks.queue"},
     {"tasks"},
-    {"service", "plan", "audit"},
+    {"audit"},
+    {"outcome"},
+    {"service", "plan"},
     {"diagrams", "demo"},
+    {"timeline"},
     {"__init__"},
     {"cli"},
     {"__main__"},

@@ -343,3 +343,92 @@ def test_the_parser_enforces_the_arrow_limit_the_diagrams_keep(checker: MermaidC
     (result,) = checker.parse([whole])
     assert result["ok"] is False
     assert f"the limit is {diagrams.MERMAID_MAX_EDGES}" in result["error"]
+
+
+# -- timelines: gantt charts -------------------------------------------------------------------
+
+GANTT = "gantt"
+
+
+def gantt_of(names: Sequence[str], spans: int = 3) -> str:
+    """The gantt of a run in which each task of ``names`` passes through ``spans`` states, the
+    last one named as the task is (a journal may name any state)."""
+    from lifecycle.outcome import Span, SubjectTimeline, Timeline
+    from lifecycle.timeline import mermaid as gantt
+
+    states = ["created", "initialized", "running", "stopping", "stopped"]
+    subjects = []
+    for index, name in enumerate(names):
+        at = [index * 1_000_000 + step * 2_500_000 for step in range(spans + 1)]
+        drawn = tuple(
+            Span(
+                name if step == spans - 1 else states[step % len(states)],
+                at[step],
+                at[step + 1] if step < spans - 1 else None,
+                step + 1,
+                "start",
+                name if step == spans - 1 else None,
+            )
+            for step in range(spans)
+        )
+        subjects.append(SubjectTimeline("task", name, drawn))
+    return gantt(Timeline(0, (len(names) + spans) * 2_500_000, tuple(subjects), len(names)))
+
+
+def test_the_timeline_of_a_real_run_parses_and_renders(
+    checker: MermaidChecker,
+    demo_journal: Journal,
+    tmp_path: Path,
+    capsysbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    path = tmp_path / "run.jsonl"
+    demo_journal.write(path)
+    assert main(["timeline", str(path), "--format", "mermaid"]) == 0
+    text = capsysbinary.readouterr().out.decode("ascii")
+    assert text.startswith("gantt\n") and "section task " in text
+    (result,) = checker.parse([text], render=True)
+    assert result.get("ok") is True and result.get("type") == GANTT, result
+    assert result.get("tooLarge") is False and "renderError" not in result, result
+
+
+def test_gantt_statement_words_and_hostile_names_are_kept_as_text(checker: MermaidChecker) -> None:
+    names = [
+        "title x",
+        "section y",
+        "click me",
+        "dateFormat YYYY",
+        "Excludes weekends",
+        "a:b;c#d%%e",
+        "%% comment",
+        "2024-01-01",
+        "line\nbreak",
+        "\x1b[2J\u202e\ud800",
+        "é" * 300,
+    ]
+    texts = [gantt_of([name]) for name in names]
+    texts.append(gantt_of(names))
+    assert_accepted(checker, texts, GANTT)
+    # The gantt lexer takes a line that starts with one of these words as that statement, not
+    # as a bar: no bar's label may start with one, whatever the state is called.
+    statements = re.compile(
+        r"\s*(gantt|dateformat|inclusiveenddates|topaxis|axisformat|tickinterval|includes|"
+        r"excludes|todaymarker|weekday|weekend|title|accdescr|acctitle|href|call|click|%)",
+        re.IGNORECASE,
+    )
+    for text in texts:
+        bars = [line for line in text.splitlines()[4:] if not line.startswith("    section ")]
+        assert bars and not [bar for bar in bars if statements.match(bar)], text
+
+
+@batches
+@given(st.lists(hostile_names, min_size=1, max_size=6, unique=True))
+def test_gantts_of_any_names_parse(checker: MermaidChecker, names: list[str]) -> None:
+    assert_accepted(checker, [gantt_of(names)], GANTT)
+
+
+def test_a_timeline_too_large_for_mermaid_is_cut_to_fit_and_parses(checker: MermaidChecker) -> None:
+    text = gantt_of([f"task-{i:05d}-" + "é" * 40 for i in range(3_000)], spans=5)
+    assert len(text) <= MERMAID_MAX_TEXT_SIZE
+    assert "more subjects not drawn" in text
+    (result,) = checker.parse([text], render=True)
+    assert result.get("ok") is True and result.get("tooLarge") is False, result

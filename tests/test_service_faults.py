@@ -10,7 +10,8 @@ A stop is requested at a random moment (before, during or after init). Then:
 * every future handed out is resolved;
 * no thread of a task outlives `run` (except those of hooks that hang on purpose, which are
   released afterwards);
-* the journal audits clean.
+* the journal audits clean, and its outcome is what the live service, collection and tasks
+  say (states, verdict, items dropped).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from hypothesis import strategies as st
 
 from lifecycle import audit
 from lifecycle.context import ExecuteContext
+from lifecycle.outcome import outcome
 from lifecycle.service import Service
 from lifecycle.spec import ServiceState
 from lifecycle.task import Task
@@ -213,6 +215,19 @@ def test_whatever_the_tasks_do_the_service_ends_in_time_and_audits_clean(
     assert code == (1 if failed else 0)
     assert all(f.done() for f in futures)
     assert audit.check(service.journal) == []
+    # What the journal says the run did is what the live objects say.
+    result = outcome(service.journal)
+    assert result.service is not None and result.collection is not None
+    assert result.service.state == service.state.value
+    assert result.collection.state == service.tasks.state.value
+    live = {name: service.tasks.state_of(name).value for name in service.tasks.order}
+    assert {t.name: t.state for t in result.tasks} == live
+    assert result.succeeded == (code == 0)
+    assert result.stop_order_kept is True
+    summaries = {t.name: t for t in result.tasks}
+    for task in service.tasks.tasks:
+        if isinstance(task, QueueTask) and task.state.value == "stopped":
+            assert summaries[task.name].dropped == task.dropped
     if "hang" not in fired:
         threads = [t for task in service.tasks.tasks for t in (*task.threads, task._hook)]
         assert not any(t is not None and t.is_alive() for t in threads)

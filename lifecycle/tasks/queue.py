@@ -22,6 +22,7 @@ import itertools
 import logging
 import math
 import queue
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -36,10 +37,27 @@ from lifecycle.options import option
 from lifecycle.spec import TaskState
 from lifecycle.task import Task, TryLater
 
-__all__ = ["PriorityQueueTask", "QueueTask", "UniqueQueueTask"]
+__all__ = ["PriorityQueueTask", "QueueTask", "UniqueQueueTask", "dropped_in_cause"]
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
+
+#: How a queue task's ``finish`` record says what it dropped at stop; `dropped_in_cause` reads
+#: it back, so the two stay one format.
+_DROPPED_CAUSE = "{count} queued item(s) not run; their futures failed with TaskStopped"
+# The count at the start of the cause, or after another remark and "; " (a run loop that
+# returned early says so first).
+_DROPPED_COUNT = re.compile(r"(?:\A|; )(\d{1,18}) queued item\(s\) not run; ")
+
+
+def dropped_in_cause(cause: str | None) -> int | None:
+    """The number of queued items a ``finish`` record's ``cause`` says the task dropped at stop,
+    never run (as a `QueueTask` writes it); None when the cause says nothing of dropped items.
+    Pure; any text is accepted."""
+    if not cause:
+        return None
+    found = _DROPPED_COUNT.search(cause)
+    return int(found[1]) if found is not None else None
 
 
 def _check_count(owner: object, what: str, value: object, declared: option) -> int:
@@ -485,7 +503,7 @@ class QueueTask(Task):
             dropped = self._dropped
         if not dropped:
             return None
-        return f"{dropped} queued item(s) not run; their futures failed with TaskStopped"
+        return _DROPPED_CAUSE.format(count=dropped)
 
     # -- admission -----------------------------------------------------------------------------
 
