@@ -220,7 +220,12 @@ class Kinds(Service):
 class Holding(QueueTask):
     """One worker that holds each item until the task is asked to stop."""
 
+    def __init__(self, service: Any = None) -> None:
+        super().__init__(service)
+        self.holding = threading.Event()  # set once the worker holds an item
+
     def execute(self, item: Any, context: ExecuteContext) -> Any:
+        self.holding.set()
         self.stop_event.wait()
         return item
 
@@ -234,7 +239,10 @@ class Filler(Task):
 
     def run_loop(self) -> None:
         holding = self.service.tasks.require(Holding)
-        for index in range(self.ITEMS + 1):
+        holding.put(0)
+        # Exactly ITEMS wait behind the held one only once the worker really holds it.
+        holding.holding.wait(30)
+        for index in range(1, self.ITEMS + 1):
             holding.put(index)
         self.service.shutdown("queue filled")
         self.stop_event.wait()
