@@ -622,6 +622,8 @@ class _FileAudit:
             self._unsealed()
         run = _Run(table, described=bool(table))
         records, last_seq, head, sealed_at = self._lines(first, lines, header is not None, run)
+        # Every line read verified under its key (an incomplete journal is reported apart).
+        sealed = self.keys is not None and not any(v.rule in _SEAL_RULES for v in self.violations)
         if not self.partial:
             run.finish()
             if self.sealing and sealed_at is None:
@@ -654,7 +656,6 @@ class _FileAudit:
         found = sorted(
             [*self.violations, *run.violations], key=lambda v: (v.line is None, v.line or 0)
         )
-        sealed = self.keys is not None and not any(v.rule in _SEAL_RULES for v in found)
         return AuditReport(
             violations=found,
             sealed=sealed,

@@ -21,7 +21,7 @@ from typing import Any, NoReturn, TextIO
 
 from lifecycle import diagrams
 from lifecycle import plan as planning
-from lifecycle.audit import check
+from lifecycle.audit import audit
 from lifecycle.demo import DemoService
 from lifecycle.errors import (
     BadReference,
@@ -40,6 +40,7 @@ from lifecycle.journal import (
 )
 from lifecycle.loading import load
 from lifecycle.options import bound_options
+from lifecycle.seal import DEFAULT_EPOCH_LENGTH, SealKeyError, keygen, load_verify_key
 from lifecycle.service import Service
 from lifecycle.spec import SPEC_SCHEMA_VERSION, SPECS, MachineSpec
 from lifecycle.task import task_name
@@ -196,17 +197,51 @@ def _add_diagram(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.set_defaults(command=_cmd_diagram)
 
 
+#: What a clean audit of an unsealed journal proves, said plainly.
+UNSEALED = "unsealed: detects accidental edits, not a forger"
+
+
 def _cmd_audit(args: argparse.Namespace) -> int:
-    try:
-        violations = check(args.file, partial=args.partial)
-    except JournalFormatError as exc:
-        _say(f"lifecycle audit: cannot audit {args.file}: {exc}", sys.stderr)
+    prog = "lifecycle audit"
+    if args.expect_head is not None and not _is_hex_hash(args.expect_head):
+        _say(f"{prog}: error: --expect-head takes a SHA-256 in hex (64 digits)", sys.stderr)
         return EXIT_USAGE
+    try:
+        key = None if args.verify_key is None else load_verify_key(args.verify_key)
+        report = audit(
+            args.file,
+            partial=args.partial,
+            verify_key=key,
+            expect_head=args.expect_head,
+            run_id=args.run_id,
+        )
+    except SealKeyError as exc:
+        _say(f"{prog}: {exc}", sys.stderr)
+        return EXIT_USAGE
+    except JournalFormatError as exc:
+        _say(f"{prog}: cannot audit {args.file}: {exc}", sys.stderr)
+        return EXIT_USAGE
+    violations = report.violations
+    if report.sealed:
+        integrity = "sealed: every line's MAC verified with the verification key"
+    elif report.complete is not None and key is None:
+        integrity = "sealed, but not verified: give --verify-key to check its MACs"
+    elif report.complete is not None:
+        integrity = "sealed, but its seal does not verify"
+    else:
+        integrity = UNSEALED
     if args.json:
         doc = {
             "file": args.file,
             "partial": args.partial,
             "clean": not violations,
+            "sealed": report.sealed,
+            "integrity": integrity,
+            "run_id": report.run_id,
+            "head": report.head,
+            "records": report.records,
+            "last_seq": report.last_seq,
+            "complete": report.complete,
             "violations": [v.to_dict() for v in violations],
         }
         print(json.dumps(_json_safe(doc), indent=2))
@@ -215,8 +250,45 @@ def _cmd_audit(args: argparse.Namespace) -> int:
             _say(str(violation))
         count = len(violations)
         verdict = "clean" if not count else f"{count} violation{'s' if count != 1 else ''}"
-        _say(f"lifecycle audit: {args.file}: {verdict}", sys.stderr)
+        _say(f"{prog}: {args.file}: {verdict}; {integrity}", sys.stderr)
+        if args.partial:
+            last = "none" if report.last_seq is None else str(report.last_seq)
+            ending = {True: "ends with its seal line", False: "has no seal line: cut short"}
+            told = "" if report.complete is None else f"; it {ending[report.complete]}"
+            _say(f"{prog}: verified {report.records} record(s), last seq {last}{told}", sys.stderr)
     return EXIT_FAILED if violations else EXIT_OK
+
+
+def _is_hex_hash(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    try:
+        ident = keygen(args.seal_file, args.verify_file)
+    except SealKeyError as exc:
+        _say(f"lifecycle keygen: {exc}", sys.stderr)
+        return EXIT_FAILED
+    _say(f"sealing key (for the writer): {args.seal_file}")
+    _say(f"verification key (keep it off the writer's machine): {args.verify_file}")
+    print(f"key id: {ident}")
+    return EXIT_OK
+
+
+def _add_keygen(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "keygen",
+        help="create a sealing key and its verification key for sealed journals",
+        description=(
+            "Create SEAL_FILE, the key state a writer seals journals with (--seal), and "
+            "VERIFY_FILE, the key an auditor checks them with (audit --verify-key). Both are "
+            "mode 0600; neither is overwritten. Keep VERIFY_FILE away from the machine that "
+            "writes the journals: it can forge any of them. Exit 0 made, 1 not made."
+        ),
+    )
+    p.add_argument("seal_file", metavar="SEAL_FILE", help="the sealing key state to create")
+    p.add_argument("verify_file", metavar="VERIFY_FILE", help="the verification key to create")
+    p.set_defaults(command=_cmd_keygen)
 
 
 def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -235,8 +307,16 @@ def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--partial",
         action="store_true",
-        help="accept a run cut short: no stop records at the end, a last line cut mid-write",
+        help="accept a run cut short: no stop records or seal line at the end, a last line cut "
+        "mid-write; says how many records it verified and the last seq",
     )
+    p.add_argument(
+        "--verify-key",
+        metavar="VERIFY_FILE",
+        help="check every line's MAC with this verification key (a sealed journal)",
+    )
+    p.add_argument("--expect-head", metavar="HEX", help="the chain head the run printed on exit")
+    p.add_argument("--run-id", metavar="ID", help="the run id the run printed on exit")
     p.set_defaults(command=_cmd_audit)
 
 
@@ -379,9 +459,7 @@ def _print_summary(service: Service) -> None:
     queues = {task_name(cls) for cls in tasks.task_classes if issubclass(cls, QueueTask)}
     # Only a created task has an instance that may have dropped items.
     dropped = {
-        name: queue.dropped
-        for name in queues
-        if isinstance(queue := tasks.get(name), QueueTask)
+        name: queue.dropped for name in queues if isinstance(queue := tasks.get(name), QueueTask)
     }
     head = ["task", "final state", "time to running", *(["dropped"] if queues else []), "cause"]
     rows = []
@@ -433,15 +511,34 @@ def _run_service(service: Service, journal: Journal, quiet: bool, prog: str) -> 
         code = code if code != EXIT_OK else EXIT_FAILED
     if not quiet:
         _print_summary(service)
+    if journal.path is not None and lost is None:
+        # What `lifecycle audit --run-id ID --expect-head HEX` checks: a journal swapped for
+        # another run's, or rewritten, then fails.
+        sealed = "sealed, " if journal.sealed else ""
+        _say(
+            f"{prog}: journal {journal.path}: {sealed}run id {journal.run_id}, "
+            f"chain head {journal.head}",
+            sys.stderr,
+        )
     return code
 
 
-def _open_journal(path: str | None, prog: str) -> Journal | None:
+def _open_journal(
+    path: str | None,
+    prog: str,
+    seal: str | None = None,
+    seal_epoch: int = DEFAULT_EPOCH_LENGTH,
+) -> Journal | None:
+    if seal is not None and path is None:
+        print(f"{prog}: error: --seal needs --journal FILE", file=sys.stderr)
+        return None
     try:
-        return Journal(path)
+        return Journal(path, seal=seal, seal_epoch=seal_epoch)
     except JournalWriteError as exc:
         _say(f"{prog}: cannot write the journal {exc.path!r}: {exc.error}", sys.stderr)
-        return None
+    except SealKeyError as exc:
+        _say(f"{prog}: cannot seal the journal: {exc}", sys.stderr)
+    return None
 
 
 def run_service_class(
@@ -453,6 +550,8 @@ def run_service_class(
     usage_prog: str | None = None,
     journal: str | None = None,
     quiet: bool = False,
+    seal: str | None = None,
+    seal_epoch: int = DEFAULT_EPOCH_LENGTH,
     help_before: Callable[[], str] | None = None,
     help_after: Callable[[], str] | None = None,
 ) -> int:
@@ -461,8 +560,10 @@ def run_service_class(
     What `lifecycle run` and `Service.main` do. ``prog`` starts every message, ``label`` names
     the service in them, ``usage_prog`` is the program name in the service's help. ``journal``:
     a file to stream the journal to; ``quiet``: print no transitions nor summary, and a
-    failure in one line. For ``--help``, ``help_before`` and ``help_after`` give the text to
-    print around the service's help.
+    failure in one line; ``seal``: a sealing key state file to seal the journal with, its key
+    evolving every ``seal_epoch`` lines. With a journal file, the run ends by printing its
+    run id and chain head on stderr. For ``--help``, ``help_before`` and ``help_after`` give
+    the text to print around the service's help.
 
     Exit codes: 0 help shown or stopped cleanly; 1 the run failed (the failure, its traceback
     unless ``quiet``, then the summary table); 2 a bad command line or a bad service
@@ -502,7 +603,7 @@ def run_service_class(
     except BaseException as exc:  # the service's constructor raised
         print(f"{prog}: {label}: creating the service raised {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
-    opened = _open_journal(journal, prog)
+    opened = _open_journal(journal, prog, seal, seal_epoch)
     if opened is None:
         return EXIT_USAGE
     # The probe validated the command line; the service that runs owns the chosen journal.
@@ -518,7 +619,8 @@ def run_service_class(
 def service_main(cls: type[Service], argv: Sequence[str] | None = None) -> int:
     """`Service.main`: run ``cls`` as a program with ``argv`` (default ``sys.argv[1:]``).
 
-    Takes ``--journal FILE`` and ``--quiet`` as `lifecycle run` does, and everything else as
+    Takes ``--journal FILE``, ``--quiet``, ``--seal SEAL_FILE`` and ``--seal-epoch N`` as
+    `lifecycle run` does, and everything else as
     the service's own command line (``--help``, ``--tasks``, options). Returns the exit code
     (see `run_service_class`); never raises for a bad command line or definition.
     """
@@ -536,6 +638,8 @@ def service_main(cls: type[Service], argv: Sequence[str] | None = None) -> int:
             usage_prog=prog,
             journal=known.journal,
             quiet=known.quiet,
+            seal=known.seal,
+            seal_epoch=known.seal_epoch,
             help_after=_run_flags_help,
         )
     except UsageError as exc:
@@ -554,11 +658,11 @@ class _RunFlagsParser(argparse.ArgumentParser):
 
 #: The flags `lifecycle run` and `Service.main` parse themselves, wherever they stand: no
 #: service option may use them.
-_RUN_FLAGS = ("--journal", "--quiet")
+_RUN_FLAGS = ("--journal", "--quiet", "--seal", "--seal-epoch")
 
 
 def _add_run_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    journal_flag, quiet_flag = _RUN_FLAGS
+    journal_flag, quiet_flag, seal_flag, epoch_flag = _RUN_FLAGS
     parser.add_argument(
         journal_flag, metavar="FILE", help="stream the journal to FILE as it happens"
     )
@@ -567,6 +671,36 @@ def _add_run_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) ->
         action="store_true",
         help="print no transitions and no summary, and a failure in one line",
     )
+    _add_seal_flags(parser, seal_flag, epoch_flag)
+
+
+def _add_seal_flags(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    seal_flag: str = "--seal",
+    epoch_flag: str = "--seal-epoch",
+) -> None:
+    parser.add_argument(
+        seal_flag,
+        metavar="SEAL_FILE",
+        help="seal the journal with this key state (made by `lifecycle keygen`)",
+    )
+    parser.add_argument(
+        epoch_flag,
+        metavar="N",
+        type=_positive_int,
+        default=DEFAULT_EPOCH_LENGTH,
+        help=f"evolve the sealing key every N lines ({DEFAULT_EPOCH_LENGTH})",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
+    return value
 
 
 def _run_flags_help() -> str:
@@ -600,6 +734,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         usage_prog=f"{prog} {args.target}",
         journal=args.journal,
         quiet=args.quiet,
+        seal=args.seal,
+        seal_epoch=args.seal_epoch,
         help_before=lambda: args.parser.format_help() + "\n",
     )
 
@@ -610,7 +746,10 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run a service until SIGINT or SIGTERM",
         add_help=False,
         allow_abbrev=False,
-        usage="lifecycle run [-h] [--journal FILE] [--quiet] MODULE:CLASS [service options]",
+        usage=(
+            "lifecycle run [-h] [--journal FILE] [--quiet] [--seal SEAL_FILE] [--seal-epoch N] "
+            "MODULE:CLASS [service options]"
+        ),
         description=(
             "Run the Service subclass CLASS of MODULE, printing each transition, until SIGINT "
             "or SIGTERM (a second one while stopping forces the exit), then a summary table; "
@@ -628,7 +767,7 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     prog = "lifecycle demo"
-    journal = _open_journal(args.journal, prog)
+    journal = _open_journal(args.journal, prog, args.seal, args.seal_epoch)
     if journal is None:
         return EXIT_USAGE
     try:
@@ -642,7 +781,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print()
     print(", ".join(f"{name}: {count}" for name, count in service.counts().items()))
     if args.journal:
-        print(f"journal: {args.journal} (check it with `lifecycle audit {args.journal}`)")
+        how = f" --verify-key VERIFY_FILE --run-id {journal.run_id}" if args.seal else ""
+        print(f"journal: {args.journal} (check it with `lifecycle audit {args.journal}{how}`)")
     print(f"demo {service.state}; exit code {code}")
     return code
 
@@ -663,6 +803,7 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--duration", type=float, default=3.0, metavar="SECONDS", help="how long to run (3)"
     )
     p.add_argument("--journal", metavar="FILE", help="write the journal to FILE (JSONL)")
+    _add_seal_flags(p)
     p.set_defaults(command=_cmd_demo)
 
 
@@ -689,6 +830,7 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]
     _add_spec,
     _add_diagram,
     _add_audit,
+    _add_keygen,
     _add_plan,
     _add_run,
     _add_demo,
