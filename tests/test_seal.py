@@ -26,8 +26,8 @@ from lifecycle.demo import DemoService
 from lifecycle.journal import Journal, Transition, canonical, chain_hash, read_journal
 from lifecycle.seal import (
     EpochKeys,
-    SealKeyError,
     Sealer,
+    SealKeyError,
     keygen,
     line_mac,
     load_verify_key,
