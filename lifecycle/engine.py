@@ -80,7 +80,14 @@ class Lifecycle:
     """
 
     __slots__ = (
-        "_state", "_table", "_terminal", "journal", "lock", "on_terminal", "spec", "subject"
+        "_state",
+        "_table",
+        "_terminal",
+        "journal",
+        "lock",
+        "on_terminal",
+        "spec",
+        "subject",
     )
 
     def __init__(

@@ -764,24 +764,28 @@ class JournalReader:
         self._file = _open_regular_file(self.path)
 
     def __iter__(self) -> Iterator[JournalLine]:
-        for row in self.rows():
-            yield JournalLine(*row)
+        for number, raw, ended, value in self.rows():
+            yield JournalLine(number, raw, ended, parse_line(raw) if value is None else value)
 
-    def rows(self) -> Iterator[tuple[int, bytes, bool, dict[str, Any] | str]]:
+    def rows(
+        self, *, parse: bool = True
+    ) -> Iterator[tuple[int, bytes, bool, dict[str, Any] | str | None]]:
         """The lines as plain tuples, the fields of `JournalLine` in order: for readers of
-        millions of lines, which need not build an object per line."""
+        millions of lines, which need not build an object per line. ``parse=False``: the
+        value is None (the reader parses the line itself, with `parse_line`), except for a
+        line too long to keep, whose value still says so."""
         limit = MAX_LINE_BYTES
         number = 0
         readline = self._file.readline
-        parse = parse_line
+        parser = parse_line if parse else _no_parse
         while chunk := readline(limit + 1):
             number += 1
             if chunk[-1:] == b"\n":
-                yield number, chunk[:-1], True, parse(chunk[:-1])
+                yield number, chunk[:-1], True, parser(chunk[:-1])
             elif len(chunk) > limit:
                 yield number, b"", self._skip_line(), f"longer than {limit} bytes"
             else:
-                yield number, chunk, False, parse(chunk)
+                yield number, chunk, False, parser(chunk)
 
     def _skip_line(self) -> bool:
         """Read past the rest of the current line; whether a newline ended it."""
@@ -833,6 +837,10 @@ def _kind_of(mode: int) -> str | None:
         (stat.S_ISSOCK, "a socket"),
     )
     return next((name for test, name in kinds if test(mode)), "a special file")
+
+
+def _no_parse(raw: bytes) -> None:
+    return None
 
 
 def _finite_float(text: str) -> float:
