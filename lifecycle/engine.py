@@ -80,14 +80,7 @@ class Lifecycle:
     """
 
     __slots__ = (
-        "_state",
-        "_table",
-        "_terminal",
-        "journal",
-        "lock",
-        "on_terminal",
-        "spec",
-        "subject",
+        "_state", "_table", "_terminal", "journal", "lock", "on_terminal", "spec", "subject"
     )
 
     def __init__(

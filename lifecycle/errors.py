@@ -286,6 +286,7 @@ class StopTimeout(LifecycleError, TimeoutError):
         )
 
 
+
 class TaskExit(LifecycleError):
     """A task's code raised a `BaseException` that is not an `Exception` (`SystemExit`,
     `KeyboardInterrupt`, ...). It is that task's failure, not the program's exit.
@@ -297,7 +298,9 @@ class TaskExit(LifecycleError):
     def __init__(self, task: str, exception: BaseException) -> None:
         self.task = task
         self.exception = exception
-        super().__init__(f"task {task!r} raised {type(exception).__name__}({safe_str(exception)})")
+        super().__init__(
+            f"task {task!r} raised {type(exception).__name__}({safe_str(exception)})"
+        )
         self.__cause__ = exception
 
 
@@ -346,6 +349,7 @@ class TaskStopped(LifecycleError):
         super().__init__(f"task {task!r} {why} before {what} ran")
 
 
+
 class InvalidItem(LifecycleError, TypeError):
     """An item a queue task cannot hold (unorderable for a priority queue, unhashable for a
     unique queue). Attributes: ``task`` (its name), ``item`` and ``problem``.
@@ -356,7 +360,6 @@ class InvalidItem(LifecycleError, TypeError):
         self.item = item
         self.problem = problem
         super().__init__(f"task {task!r} cannot queue {safe_repr(item)}: {problem}")
-
 
 class QueueFull(LifecycleError):
     """A bounded queue task stayed full for the whole time a submitter could wait.
@@ -372,7 +375,6 @@ class QueueFull(LifecycleError):
             f"queue of task {task!r} is full ({max_items} items) and stayed full for "
             f"{timeout:g}s; retry later, raise its max-items, or pass a longer timeout"
         )
-
 
 class ForcedShutdown(LifecycleError):
     """A second signal arrived while the service was stopping; it gave up waiting.

@@ -156,7 +156,9 @@ class option:
         bounds = {"gt": gt, "ge": ge, "lt": lt, "le": le}
         for key, bound in bounds.items():
             if bound is not None and (
-                isinstance(bound, bool) or not isinstance(bound, int | float) or math.isnan(bound)
+                isinstance(bound, bool)
+                or not isinstance(bound, int | float)
+                or math.isnan(bound)
             ):
                 raise OptionError(label, f"{key} must be a number, not {bound!r}")
         for strict, inclusive in (("gt", "ge"), ("lt", "le")):
@@ -230,7 +232,9 @@ class option:
             out_of_bounds = True
         if nonfinite or out_of_bounds:
             wanted = " ".join(
-                part for part in ("a finite number" if nonfinite else "", self.bounds) if part
+                part
+                for part in ("a finite number" if nonfinite else "", self.bounds)
+                if part
             )
             return f"must be {wanted}, not {value!r}"
         if self.check is not None:

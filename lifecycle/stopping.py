@@ -238,7 +238,9 @@ class StopCoordinator:
     def force(self) -> None:
         """Begin the stop of every task not asked yet, at once, last in order first."""
         with self._lock:
-            self._begin_all([n for n in reversed(self._order.names) if n not in self._begun])
+            self._begin_all(
+                [n for n in reversed(self._order.names) if n not in self._begun]
+            )
 
     def _rank(self, name: str) -> int:
         return -self._order.position(name)

@@ -116,8 +116,7 @@ def format_table(rows: Sequence[Row]) -> str:
 
 def format_phases(rows: Sequence[Row]) -> str:
     """Figure 1's per-phase costs (µs per task, medians) for each N and contender."""
-    from tests.benchmarks.audit_figures import figure_7_audit
-from tests.benchmarks.core_figures import PHASES
+    from tests.benchmarks.core_figures import PHASES
 
     seen: set[int] = set()
     lines = [
