@@ -566,3 +566,51 @@ def test_a_sealer_refuses_a_bad_epoch_length_and_a_damaged_key_file(
     seal.write_text(json.dumps({**doc, "epoch": -1}))
     with pytest.raises(SealKeyError, match="bad epoch"):
         Sealer(seal)
+
+
+# -- the library and Service.main ------------------------------------------------------------
+
+
+def test_service_main_takes_seal_and_seal_epoch(
+    tmp_path: Path, keys: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.services import SelfStopping
+
+    journal = tmp_path / "main.jsonl"
+    argv = ["--quiet", "--journal", str(journal), "--seal", str(keys[0]), "--seal-epoch", "3"]
+    assert SelfStopping.main(argv) == 0
+    assert "sealed, run id" in capsys.readouterr().err
+    assert objects_of(journal)[0]["seal"]["every"] == 3
+    assert audit(capsys, str(journal), "--verify-key", str(keys[1]))[0] == 0
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "many"])
+def test_a_bad_seal_epoch_is_a_usage_error(
+    tmp_path: Path, keys: tuple[Path, Path], value: str
+) -> None:
+    argv = ["demo", "--journal", str(tmp_path / "j"), "--seal", str(keys[0])]
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--seal-epoch", value])
+    assert exited.value.code == 2
+
+
+def test_a_journal_sealed_without_a_file_is_refused(keys: tuple[Path, Path]) -> None:
+    with pytest.raises(ValueError, match="needs a file"):
+        Journal(seal=keys[0])
+
+
+def test_a_task_table_changed_after_the_first_epoch_keeps_the_header_and_the_seal(
+    tmp_path: Path, keys: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal = tmp_path / "j.jsonl"
+    with Journal(journal, seal=keys[0], seal_epoch=2) as writer:
+        writer.describe_tasks({"A": {"deps": []}})
+        writer.record("task", "A", "create", "registered", "created", True)  # header rewritten
+        writer.record("task", "A", "init", "created", "initialized", True)
+        writer.record("task", "A", "start", "initialized", "running", True)
+        writer.describe_tasks({"B": {"deps": []}})  # too late: the first key is gone
+        writer.record("task", "A", "stop", "running", "stopping", True)
+        writer.record("task", "A", "finish", "stopping", "stopped", True)
+    assert set(objects_of(journal)[0]["tasks"]) == {"A"}
+    code, out, _ = audit(capsys, str(journal), "--verify-key", str(keys[1]), "--partial")
+    assert (code, out) == (0, "")
