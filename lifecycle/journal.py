@@ -67,6 +67,7 @@ __all__ = [
     "JournalFormatError",
     "JournalLine",
     "JournalReader",
+    "JournalRecords",
     "JournalWriteError",
     "Transition",
     "canonical",
@@ -888,41 +889,69 @@ def parse_line(raw: bytes) -> dict[str, Any] | str:
 
 
 def read_journal(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Transition]]:
-    """Read a journal file: its header and records. Does not check the hash chain.
+    """Read a journal file: its header and records. Does not check the hash chain or the seal.
 
     Raises `JournalFormatError` (with the line number) for a file that is not a journal:
     unreadable or not a regular file, a bad line (see `parse_line`), wrong format or version,
     or a record with missing or bad fields. `lifecycle.audit` is the checker that reports
-    tampering rather than raising.
+    tampering rather than raising. Holds every record in memory: `JournalRecords` streams them.
     """
-    with JournalReader(path) as reader:
-        lines = iter(reader)
-        first = next(lines, None)
-        if first is None:
-            raise JournalFormatError("empty file: no journal header", line=1)
-        header = _object_of(first)
-        if header.get("format") != FORMAT:
-            raise JournalFormatError(
-                f"not a lifecycle journal (format {header.get('format')!r})", 1
-            )
-        if not is_format_version(header.get("version")):
-            raise JournalFormatError(
-                f"unsupported journal version {header.get('version')!r} "
-                f"(expected one of {', '.join(map(str, FORMAT_VERSIONS))})",
-                1,
-            )
-        records = []
-        for line in lines:
+    with JournalRecords(path) as journal:
+        return journal.header, list(journal)
+
+
+class JournalRecords:
+    """A journal file's header, read at once, and its records, read as they are iterated: in
+    memory bounded by one line, whatever the file's length. Iterate once.
+
+    Raises `JournalFormatError` as `read_journal` does: the header's problems when made, a
+    record's when iteration reaches it. A final ``seal`` line is skipped. Use as a context
+    manager, or call `close`. Not thread-safe.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._reader = JournalReader(path)
+        try:
+            self._lines = iter(self._reader)
+            first = next(self._lines, None)
+            if first is None:
+                raise JournalFormatError("empty file: no journal header", line=1)
+            header = _object_of(first)
+            if header.get("format") != FORMAT:
+                raise JournalFormatError(
+                    f"not a lifecycle journal (format {header.get('format')!r})", 1
+                )
+            if not is_format_version(header.get("version")):
+                raise JournalFormatError(
+                    f"unsupported journal version {header.get('version')!r} "
+                    f"(expected one of {', '.join(map(str, FORMAT_VERSIONS))})",
+                    1,
+                )
+        except BaseException:
+            self._reader.close()
+            raise
+        self.header: dict[str, Any] = header
+
+    def __iter__(self) -> Iterator[Transition]:
+        for line in self._lines:
             data = _object_of(line)
             if is_seal_line(data):
                 continue
             data.pop("hash", None)
             data.pop("mac", None)
             try:
-                records.append(Transition.from_dict(data))
+                yield Transition.from_dict(data)
             except JournalFormatError as exc:
                 raise JournalFormatError(exc.reason, line.number) from None
-    return header, records
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self) -> JournalRecords:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _object_of(line: JournalLine) -> dict[str, Any]:

@@ -614,3 +614,25 @@ def test_a_task_table_changed_after_the_first_epoch_keeps_the_header_and_the_sea
     assert set(objects_of(journal)[0]["tasks"]) == {"A"}
     code, out, _ = audit(capsys, str(journal), "--verify-key", str(keys[1]), "--partial")
     assert (code, out) == (0, "")
+
+
+def test_a_sealed_journal_draws_and_a_reordered_one_draws_as_if_sorted(
+    sealed: tuple[Path, Path],
+) -> None:
+    from lifecycle import diagrams
+    from lifecycle.spec import TASK
+
+    journal = sealed[0]
+    header, records = read_journal(journal)
+    expected = diagrams.journal_machine_diagram(TASK, (header, records))
+    assert diagrams.journal_machine_diagram(TASK, journal) == expected
+    deps = diagrams.journal_dependency_diagram(journal)
+    assert deps == diagrams.journal_dependency_diagram((header, records))
+    # Two task records swapped (and the chain recomputed): the file is streamed, finds them
+    # out of order, and is read again sorted.
+    objs = objects_of(journal)
+    subject = next(objs[i]["subject"] for i in record_lines(objs) if objs[i]["kind"] == "task")
+    first, second = [i for i in record_lines(objs) if objs[i]["subject"] == subject][:2]
+    objs[first], objs[second] = objs[second], objs[first]
+    journal.write_bytes(forge(objs))
+    assert diagrams.journal_machine_diagram(TASK, journal) == expected
