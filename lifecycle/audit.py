@@ -175,7 +175,8 @@ class AuditReport:
     """What `audit` found in a journal file.
 
     ``violations`` as `check` returns them; ``sealed`` is True when the journal is sealed and
-    every line's MAC verified with the verification key given (no ``seal`` violation);
+    every line read verified with the verification key given: its MAC, its hash and its form
+    (a journal without its final seal line is reported apart, as incomplete);
     ``records`` counts the transition records read and ``last_seq`` is the last one's
     ``seq`` (None if none); ``complete`` whether a sealed journal ends with its ``seal`` line
     (None for an unsealed one); ``run_id`` the header's run id (None for a version 1 file);
