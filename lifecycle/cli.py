@@ -459,7 +459,9 @@ def _print_summary(service: Service) -> None:
     queues = {task_name(cls) for cls in tasks.task_classes if issubclass(cls, QueueTask)}
     # Only a created task has an instance that may have dropped items.
     dropped = {
-        name: queue.dropped for name in queues if isinstance(queue := tasks.get(name), QueueTask)
+        name: queue.dropped
+        for name in queues
+        if isinstance(queue := tasks.get(name), QueueTask)
     }
     head = ["task", "final state", "time to running", *(["dropped"] if queues else []), "cause"]
     rows = []
@@ -620,9 +622,9 @@ def service_main(cls: type[Service], argv: Sequence[str] | None = None) -> int:
     """`Service.main`: run ``cls`` as a program with ``argv`` (default ``sys.argv[1:]``).
 
     Takes ``--journal FILE``, ``--quiet``, ``--seal SEAL_FILE`` and ``--seal-epoch N`` as
-    `lifecycle run` does, and everything else as
-    the service's own command line (``--help``, ``--tasks``, options). Returns the exit code
-    (see `run_service_class`); never raises for a bad command line or definition.
+    `lifecycle run` does, and everything else as the service's own command line (``--help``,
+    ``--tasks``, options). Returns the exit code (see `run_service_class`); never raises for a
+    bad command line or definition.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else cls.name
