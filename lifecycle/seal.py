@@ -277,6 +277,7 @@ class Sealer:
         self.epoch = epoch
         self._signed = 0  # lines signed in this epoch
         self._lines = 0  # lines signed in this run
+        self._closed = False
         self.mac = ""  # the last line's MAC
         try:
             self._persist()
@@ -299,7 +300,10 @@ class Sealer:
 
     def sign(self, line_hash: str) -> str:
         """The MAC of the next line, whose hash is ``line_hash``; evolves the key after
-        ``every`` lines. Raises `SealKeyError` if the key file cannot be rewritten."""
+        ``every`` lines. Raises `SealKeyError` if the key file cannot be rewritten, and
+        `RuntimeError` once closed (its key is gone)."""
+        if self._closed:
+            raise RuntimeError("the sealer is closed: its key was erased")
         if self._signed == self.every:
             self._evolve()
         self.mac = line_mac(self._key, self.mac, line_hash)
@@ -310,7 +314,7 @@ class Sealer:
     def close(self) -> None:
         """Forget the key in use. Idempotent; signing afterwards raises `RuntimeError`."""
         _erase(self._key)
-        self._signed = -1
+        self._closed = True
 
     def _evolve(self) -> None:
         new = bytearray(next_key(self._key))
@@ -322,8 +326,6 @@ class Sealer:
 
     def _persist(self) -> None:
         """Write the next epoch's key state to the file, atomically."""
-        if self._signed < 0:
-            raise RuntimeError("the sealer is closed")
         if self.epoch + 1 > MAX_EPOCH:
             raise SealKeyError(self.path, f"the key chain is used up (epoch {MAX_EPOCH})")
         ahead = bytearray(next_key(self._key))

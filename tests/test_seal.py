@@ -636,3 +636,65 @@ def test_a_sealed_journal_draws_and_a_reordered_one_draws_as_if_sorted(
     objs[first], objs[second] = objs[second], objs[first]
     journal.write_bytes(forge(objs))
     assert diagrams.journal_machine_diagram(TASK, journal) == expected
+
+
+def test_an_evolved_or_closed_key_is_overwritten_in_memory(keys: tuple[Path, Path]) -> None:
+    sealer = Sealer(keys[0], every=2)
+    first = sealer._key  # the bytearray that holds K[e] while it is in use
+    assert any(first)
+    for index in range(3):  # the third line is signed in the next epoch
+        sealer.sign(f"{index:064x}")
+    assert first == bytearray(len(first)) and sealer.epoch == sealer.start + 1
+    current = sealer._key
+    sealer.close()
+    assert current == bytearray(len(current))
+    with pytest.raises(RuntimeError, match="closed"):
+        sealer.sign("0" * 64)
+
+
+def test_a_key_file_that_cannot_be_rewritten_stops_the_streaming_as_a_write_error(
+    tmp_path: Path, keys: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lifecycle.seal
+
+    journal = Journal(tmp_path / "j.jsonl", seal=keys[0], seal_epoch=2)
+
+    def refuse(source: str, target: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(lifecycle.seal.os, "replace", refuse)
+    for index in range(3):
+        journal.record("task", f"T{index}", "create", "registered", "created", True)
+    journal.close()
+    error = journal.stream_error
+    assert error is not None and "cannot be rewritten: No space left on device" in str(error)
+    assert len(journal.records) == 3  # the records are kept in memory
+
+
+def test_no_log_line_holds_key_material(
+    tmp_path: Path,
+    keys: tuple[Path, Path],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import lifecycle.seal
+
+    seal, verify = keys
+    secrets = {json.loads(verify.read_text())["key"], json.loads(seal.read_text())["key"]}
+    caplog.set_level("DEBUG")
+    journal = Journal(tmp_path / "j.jsonl", seal=seal, seal_epoch=2)
+    secrets.add(json.loads(seal.read_text())["key"])
+    for index in range(3):
+        journal.record("task", f"T{index}", "create", "registered", "created", True)
+    journal.describe_tasks({"Late": {"deps": []}})  # logs: the header can no longer change
+
+    def refuse(source: str, target: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(lifecycle.seal.os, "replace", refuse)
+    for index in range(3):  # logs: streaming stopped, the key file cannot be rewritten
+        journal.record("task", f"U{index}", "create", "registered", "created", True)
+    journal.close()
+    assert {record.levelname for record in caplog.records} >= {"WARNING", "ERROR"}
+    for secret in secrets:
+        assert secret not in caplog.text
