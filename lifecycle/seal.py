@@ -65,7 +65,7 @@ DEFAULT_EPOCH_LENGTH = 256
 KDF = "sha256-label-v1"
 #: The highest epoch a verifier derives a key for (each step is one SHA-256): a bound on the
 #: work a hostile header can ask for. A writer refuses to go past it.
-MAX_EPOCH = 2**24
+MAX_EPOCH = 2**22
 
 _KEY_BYTES = 32
 _EVOLVE = b"lifecycle-seal/evolve\x00"
