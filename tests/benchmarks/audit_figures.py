@@ -95,9 +95,14 @@ elif what == "diagram":
 elif what == "baseline":
     import lifecycle.audit, lifecycle.diagrams
 # VmHWM, the peak resident set of this program (ru_maxrss would count the parent's, inherited
-# at fork).
-with open("/proc/self/status") as status:
-    print(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+# at fork); ru_maxrss only where there is no /proc.
+try:
+    with open("/proc/self/status") as status:
+        print(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+except OSError:
+    import resource, sys
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(peak // 1024 if sys.platform == "darwin" else peak)  # bytes on macOS, else KiB
 """
 
 
