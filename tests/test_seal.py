@@ -34,7 +34,7 @@ from lifecycle.seal import (
     next_key,
 )
 
-# -- helpers: the attacker's tools -------------------------------------------------------------
+# -- what an attacker works with ---------------------------------------------------------------
 
 
 def objects_of(path: Path) -> list[dict[str, Any]]:
