@@ -44,20 +44,40 @@ file carries):
 ``not-terminal``
     At the end of the run a collection or service is not in a terminal state, a collection that
     stopped left a task that is not, or a journal that describes tasks has no collection record.
+``seal``
+    A sealed journal (see `lifecycle.seal`): a line's ``mac`` is missing or is not the MAC of
+    the line under its epoch's key (checked only with a verification key), the key is not the
+    one that sealed the journal, the header's ``seal`` is malformed, the final ``seal`` line
+    does not count the records or name the last record's hash, lines follow it, or it is
+    missing (the journal is incomplete: cut short, or its writer killed). Also: a verification
+    key given for a journal that is not sealed.
+``run``
+    The journal is not the run expected: its header's run id differs from ``run_id``, its
+    chain head (the last line's hash) from ``expect_head``, or a version 2 header lacks a
+    well-formed ``run`` (id, host, pid, start time, package version).
 
-With ``partial=True`` a run cut short is accepted: the end-of-run rules (``not-terminal``) are
-skipped and a last line cut mid-write (a process killed while writing) is ignored. A journal's
-task table (its header, or the ``tasks`` argument) is taken to describe the tasks of the
-journal's collection.
+With ``partial=True`` a run cut short is accepted: the end-of-run rules (``not-terminal``, and
+a missing ``seal`` line) are skipped and a last line cut mid-write (a process killed while
+writing) is ignored. A journal's task table (its header, or the ``tasks`` argument) is taken to
+describe the tasks of the journal's collection.
+
+What a clean audit proves: of an unsealed journal, that it was not edited by accident (anyone
+can recompute its hash chain); of a sealed journal audited with its verification key, that no
+line was changed, added, dropped or moved by anyone without a key of its epoch (`AuditReport`
+``sealed``). Files are read line by line: memory does not grow with the file's size.
 
 Pure functions over their input; safe to call from any thread.
 """
 
 from __future__ import annotations
 
-import itertools
+import hashlib
+import hmac
+import math
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 import attrs
@@ -66,16 +86,18 @@ from lifecycle.errors import DependencyCycle
 from lifecycle.graph import topological_order
 from lifecycle.journal import (
     FORMAT,
-    FORMAT_VERSION,
+    FORMAT_VERSIONS,
+    MAX_INT_DIGITS,
     Journal,
     JournalFormatError,
-    JournalLine,
     JournalReader,
     Transition,
     is_format_version,
+    is_seal_line,
+    parse_line,
 )
 from lifecycle.journal import canonical as _canonical
-from lifecycle.journal import chain_hash as _chain_hash
+from lifecycle.seal import KDF, MAX_EPOCH, EpochKeys, VerifyKey
 from lifecycle.spec import SPECS, TASK, CollectionState, MachineSpec, TaskState
 from lifecycle.stopping import StopOrder
 
@@ -83,8 +105,10 @@ __all__ = [
     "FILE_SUBJECTS",
     "RULES",
     "AuditInputError",
+    "AuditReport",
     "StopOrderRule",
     "Violation",
+    "audit",
     "check",
     "task_table",
 ]
@@ -101,6 +125,8 @@ RULES = (
     "deps-order",
     "stop-order",
     "not-terminal",
+    "seal",
+    "run",
 )
 
 _HEADER = "<header>"
@@ -115,6 +141,10 @@ _Table = dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
 _INIT, _START, _STOP = "init", "start", "stop"
 # The collection's trigger and source of giving up on a stop (a passed deadline).
 _FAIL, _STOPPING = "fail", CollectionState.STOPPING.value
+#: Each machine's state names, for one set lookup per record.
+_STATES = {name: frozenset(s.value for s in spec.states) for name, spec in SPECS.items()}
+_TASK_KIND = TASK.name
+_TASK_TERMINAL = frozenset(s.value for s in TaskState if TASK.is_terminal(s.value))
 
 
 @attrs.frozen
@@ -156,25 +186,67 @@ class AuditInputError(JournalFormatError):
     """
 
 
+@attrs.frozen
+class AuditReport:
+    """What `audit` found in a journal file.
+
+    ``violations`` as `check` returns them; ``sealed`` is True when the journal is sealed and
+    every line read verified with the verification key given: its MAC, its hash and its form
+    (a journal without its final seal line is reported apart, as incomplete);
+    ``records`` counts the transition records read and ``last_seq`` is the last one's
+    ``seq`` (None if none); ``complete`` whether a sealed journal ends with its ``seal`` line
+    (None for an unsealed one); ``run_id`` the header's run id (None for a version 1 file);
+    ``head`` the chain head, the last line's hash (None if it has none).
+    """
+
+    violations: list[Violation]
+    sealed: bool
+    records: int
+    last_seq: int | None
+    complete: bool | None
+    run_id: str | None
+    head: str | None
+
+    @property
+    def clean(self) -> bool:
+        return not self.violations
+
+
 def check(
     source: str | os.PathLike[str] | Journal | Iterable[Transition],
     *,
     tasks: Mapping[str, Mapping[str, Any]] | None = None,
     partial: bool = False,
+    verify_key: VerifyKey | None = None,
+    expect_head: str | None = None,
+    run_id: str | None = None,
 ) -> list[Violation]:
     """Every violation in a journal, in line (or sequence) order; empty when the run is clean.
 
-    ``source`` is a journal file's path (every rule, including the format version and the hash
-    chain), a `Journal` (its records and task table), or an iterable of `Transition` records.
-    ``tasks`` (records only) maps task names to ``{"deps": [...], ...}`` as in a journal header,
-    enabling the ``deps-order`` and end-of-run task checks. ``partial``: accept a run cut short.
+    ``source`` is a journal file's path (every rule, including the format version, the hash
+    chain and the seal), a `Journal` (its records and task table), or an iterable of
+    `Transition` records. ``tasks`` (records only) maps task names to ``{"deps": [...], ...}``
+    as in a journal header, enabling the ``deps-order`` and end-of-run task checks.
+    ``partial``: accept a run cut short. ``verify_key``, ``expect_head`` and ``run_id`` (files
+    only): see `audit`.
 
     Raises `AuditInputError` for input that cannot be audited (see its docstring).
     """
     if isinstance(source, (str, os.PathLike)):
         if tasks is not None:
             raise AuditInputError("tasks= is only for records: a journal file has its own header")
-        return _check_file(source, partial)
+        return audit(
+            source,
+            partial=partial,
+            verify_key=verify_key,
+            expect_head=expect_head,
+            run_id=run_id,
+        ).violations
+    if verify_key is not None or expect_head is not None or run_id is not None:
+        raise AuditInputError(
+            "verify_key=, expect_head= and run_id= are only for journal files: records carry "
+            "no seal, run id or hashes"
+        )
     if isinstance(source, Journal):
         records: Iterable[object] = source.records
         if tasks is None:
@@ -204,8 +276,8 @@ def check(
                 Violation(None, "format", str(rec.subject), f"expected a record: {exc.reason}")
             )
             continue
-        run.violations.extend(clock.check(rec, None))
-        run.feed(rec, None)
+        run.violations.extend(clock.check(rec.mono, rec.subject, rec.seq, None))
+        run.feed(rec.seq, rec.kind, rec.subject, rec.trigger, rec.source, rec.dest, rec.ok, None)
     if not partial:
         run.finish()
     return run.violations
@@ -252,18 +324,25 @@ class StopOrderRule:
         have not ended, or hold back what they are ordered after), else an empty sequence."""
         if not rec.ok:
             return ()
-        if rec.kind != TASK.name:
-            if rec.kind == "collection" and rec.trigger == _FAIL and rec.source == _STOPPING:
+        return self.judge(rec.kind, rec.subject, rec.trigger, rec.source, rec.dest)
+
+    def judge(
+        self, kind: str, subject: str, trigger: str, source: str, dest: str | None
+    ) -> Sequence[str]:
+        """`feed` for an ``ok`` record given by its fields (a reader that builds no
+        `Transition` per line)."""
+        if kind != _TASK_KIND:
+            if kind == "collection" and trigger == _FAIL and source == _STOPPING:
                 self.gave_up = True
             return ()
-        order, name = self._order, rec.subject
-        if order is None or name not in order:
+        order = self._order
+        if order is None or subject not in order:
             return ()
         blockers: Sequence[str] = ()
-        if rec.trigger == _STOP and not self.gave_up and not order.may_stop(name):
-            blockers = order.blockers(name)
-        if rec.dest is not None and TASK.is_terminal(rec.dest):
-            order.end(name)
+        if trigger == _STOP and not self.gave_up and not order.may_stop(subject):
+            blockers = order.blockers(subject)
+        if dest is not None and dest in _TASK_TERMINAL:
+            order.end(subject)
         return blockers
 
 
@@ -285,65 +364,96 @@ class _Run:
     def report(self, line: int | None, rule: str, subject: str, message: str, seq: int) -> None:
         self.violations.append(Violation(line, rule, subject, message, seq))
 
-    def feed(self, rec: Transition, line: int | None) -> None:
-        def report(rule: str, message: str) -> None:
-            self.report(line, rule, rec.subject, message, rec.seq)
-
-        if self.last_seq is not None and rec.seq <= self.last_seq:
-            report("seq-order", f"expected a seq above {self.last_seq}, got {rec.seq}")
-        self.last_seq = rec.seq
-        spec = SPECS.get(rec.kind)
+    def feed(
+        self,
+        seq: int,
+        kind: str,
+        subject: str,
+        trigger: str,
+        source: str,
+        dest: str | None,
+        ok: bool,
+        line: int | None,
+    ) -> None:
+        """Judge one record, given by its fields (no `Transition` is built per line)."""
+        last_seq = self.last_seq
+        if last_seq is not None and seq <= last_seq:
+            self.report(
+                line, "seq-order", subject, f"expected a seq above {last_seq}, got {seq}", seq
+            )
+        self.last_seq = seq
+        spec = SPECS.get(kind)
         if spec is None:
             known = ", ".join(SPECS)
-            report("illegal-edge", f"expected a machine kind among {known}; got {rec.kind!r}")
-            return
-        key = (rec.kind, rec.subject)
-        current = self.state.get(key, spec.initial)
-        self.last_line[key] = line
-        if rec.source != current:
-            first = "" if key in self.state else " (its first record starts at the initial state)"
-            report(
-                "continuity",
-                f"expected {rec.kind} {rec.subject!r} to leave {current!r}, where its previous "
-                f"record left it{first}; the record leaves {rec.source!r}",
+            self.report(
+                line,
+                "illegal-edge",
+                subject,
+                f"expected a machine kind among {known}; got {kind!r}",
+                seq,
             )
-        after = rec.source if _is_state(spec, rec.source) else current
-        expected = spec.table.get((rec.source, rec.trigger))
-        if rec.ok:
+            return
+        key = (kind, subject)
+        state = self.state
+        current = state.get(key, spec.initial)
+        self.last_line[key] = line
+        if source != current:
+            first = "" if key in state else " (its first record starts at the initial state)"
+            self.report(
+                line,
+                "continuity",
+                subject,
+                f"expected {kind} {subject!r} to leave {current!r}, where its previous "
+                f"record left it{first}; the record leaves {source!r}",
+                seq,
+            )
+        states = _STATES[kind]
+        after = source if source in states else current
+        expected = spec.table.get((source, trigger))
+        if ok:
             if expected is None:
-                report("illegal-edge", _no_edge(spec, rec.source, rec.trigger))
-            elif rec.dest != expected:
-                report(
+                self.report(line, "illegal-edge", subject, _no_edge(spec, source, trigger), seq)
+            elif dest != expected:
+                self.report(
+                    line,
                     "illegal-edge",
-                    f"expected {rec.trigger!r} from {rec.source!r} to lead to {expected!r}, "
-                    f"not {rec.dest!r}",
+                    subject,
+                    f"expected {trigger!r} from {source!r} to lead to {expected!r}, not {dest!r}",
+                    seq,
                 )
-            if rec.dest is not None and _is_state(spec, rec.dest):
-                after = rec.dest
+            if dest is not None and dest in states:
+                after = dest
             elif expected is not None:
                 after = expected
-            if rec.kind == TASK.name:
-                self._deps_order(rec, line)
-            else:
-                self.stop_rule.feed(rec)
+            if kind == _TASK_KIND:
+                self._deps_order(seq, subject, trigger, line)
+            blockers = self.stop_rule.judge(kind, subject, trigger, source, dest)
+            if blockers:
+                self._stop_order(seq, subject, line, blockers)
         else:
-            if rec.dest is not None:
-                report("format", f"expected a refused record to have no dest, not {rec.dest!r}")
-            if expected is not None:
-                report(
-                    "refused-was-legal",
-                    f"expected a refused trigger to be illegal, but {rec.trigger!r} from "
-                    f"{rec.source!r} is an edge of the {spec.name} machine (to {expected!r})",
+            if dest is not None:
+                self.report(
+                    line,
+                    "format",
+                    subject,
+                    f"expected a refused record to have no dest, not {dest!r}",
+                    seq,
                 )
-        self.state[key] = after
+            if expected is not None:
+                self.report(
+                    line,
+                    "refused-was-legal",
+                    subject,
+                    f"expected a refused trigger to be illegal, but {trigger!r} from "
+                    f"{source!r} is an edge of the {spec.name} machine (to {expected!r})",
+                    seq,
+                )
+        state[key] = after
 
-    def _deps_order(self, rec: Transition, line: int | None) -> None:
-        name = rec.subject
-        if rec.trigger in (_INIT, _START):
+    def _deps_order(self, seq: int, name: str, trigger: str, line: int | None) -> None:
+        if trigger in (_INIT, _START):
             done, verb = (
-                (self.initialized, "initialized")
-                if rec.trigger == _INIT
-                else (self.started, "started")
+                (self.initialized, "initialized") if trigger == _INIT else (self.started, "started")
             )
             for dep in self.deps.get(name, ()):
                 if dep not in done:
@@ -352,7 +462,7 @@ class _Run:
                         "deps-order",
                         name,
                         f"expected its DEPS {dep!r} to be {verb} before it",
-                        rec.seq,
+                        seq,
                     )
             for wanted in self.wants.get(name, ()):
                 state = self.state.get((TASK.name, wanted), TASK.initial)
@@ -363,15 +473,11 @@ class _Run:
                         name,
                         f"expected its WANTS {wanted!r} to be {verb} (or ended) before it; "
                         f"{wanted!r} is still {state}",
-                        rec.seq,
+                        seq,
                     )
             done.add(name)
-        blockers = self.stop_rule.feed(rec)
-        if blockers:
-            self._stop_order(rec, line, blockers)
 
-    def _stop_order(self, rec: Transition, line: int | None, blockers: Sequence[str]) -> None:
-        name = rec.subject
+    def _stop_order(self, seq: int, name: str, line: int | None, blockers: Sequence[str]) -> None:
         waiting = ", ".join(
             f"{user!r} ({self.state.get((TASK.name, user), TASK.initial)})" for user in blockers
         )
@@ -381,7 +487,7 @@ class _Run:
             name,
             "expected every task ordered after it (DEPS or WANTS) to have ended before it was "
             f"asked to stop; still waiting for {waiting}",
-            rec.seq,
+            seq,
         )
 
     def finish(self) -> None:
@@ -429,7 +535,7 @@ class _Run:
 
 
 def _is_state(spec: MachineSpec, value: object) -> bool:
-    return isinstance(value, str) and any(s.value == value for s in spec.states)
+    return isinstance(value, str) and value in _STATES[spec.name]
 
 
 def _no_edge(spec: MachineSpec, source: str, trigger: str) -> str:
@@ -490,108 +596,527 @@ def _parse_tasks(obj: object) -> tuple[_Table, list[str]]:
     return table, problems
 
 
-# -- the file: lines, format, header, hash chain ----------------------------------------------
+# -- the file: lines, format, header, hash chain, seal ----------------------------------------
 
 _Report = Callable[[int, str, str, str], None]
 
+#: Keys a version 2 line carries outside what its hash covers.
+_UNHASHED_V1 = frozenset({"hash"})
+_UNHASHED_V2 = frozenset({"hash", "mac"})
+#: The rules whose absence a sealed journal's verdict needs: its MACs, hashes and form.
+_SEAL_RULES = frozenset({"seal", "hash-chain", "format"})
 
-def _check_file(path: str | os.PathLike[str], partial: bool) -> list[Violation]:
+
+def audit(
+    path: str | os.PathLike[str],
+    *,
+    partial: bool = False,
+    verify_key: VerifyKey | None = None,
+    expect_head: str | None = None,
+    run_id: str | None = None,
+) -> AuditReport:
+    """Audit a journal file: every rule of `check`, and what the file says about itself.
+
+    ``verify_key``: check every line's MAC (a sealed journal; an unsealed one is then a
+    ``seal`` violation). ``expect_head``: the chain head the run printed on exit (hex);
+    ``run_id``: the run id it printed. Reads the file line by line, in memory bounded by the
+    longest line and the number of subjects, not by the number of records.
+
+    Raises `AuditInputError` for a file that cannot be audited (see its docstring).
+    """
     shown = os.fspath(path)
     try:
         reader = JournalReader(path)
     except JournalFormatError as exc:
         raise AuditInputError(exc.reason) from exc
     with reader:
-        return _check_lines(shown, iter(reader), partial)
-
-
-def _check_lines(shown: str, lines: Iterator[JournalLine], partial: bool) -> list[Violation]:
-    first = next(lines, None)
-    if first is None:
-        raise AuditInputError(f"{shown!r} is empty: no journal header", line=1)
-
-    violations: list[Violation] = []
-
-    def report(line: int, rule: str, subject: str, message: str) -> None:
-        violations.append(Violation(line, rule, subject, message))
-
-    if not isinstance(first.value, dict):
-        raise AuditInputError(
-            f"{shown!r} is not a lifecycle journal: line 1 is {first.value}", line=1
+        return _FileAudit(shown, partial, verify_key).run(
+            reader.rows(parse=False), expect_head, run_id
         )
-    header: dict[str, Any] | None = first.value
-    if first.value.get("format") != FORMAT:
-        if not {"seq", "kind", "subject"} <= first.value.keys():
-            raise AuditInputError(
-                f"{shown!r} is not a lifecycle journal: line 1 has format "
-                f"{first.value.get('format')!r}, expected {FORMAT!r}",
-                line=1,
-            )
-        report(1, "format", _HEADER, "expected the journal header first; line 1 is a record")
-        header = None
-    table: _Table = {}
-    if header is not None:
-        table = _check_header(header, report)
-    run = _Run(table, described=bool(table))
-    clock = _Clock()
 
-    previous: str | None = ""
-    for line in itertools.chain([first], lines):
-        number, raw, ended, obj = line.number, line.raw, line.ended, line.value
-        if not ended:
-            if isinstance(obj, dict):
-                if not partial:
-                    report(number, "format", _JOURNAL, "expected a newline at the end of the file")
-            else:
-                if not partial:
-                    report(
-                        number,
-                        "format",
-                        _JOURNAL,
-                        "expected a complete last line; it is cut short (the writer was "
-                        "killed mid-line: audit it as partial to accept that)",
-                    )
-                break
-        if not isinstance(obj, dict):
-            report(number, "format", _JOURNAL, f"expected a JSON object; the line is {obj}")
-            previous = None
-            continue
-        named = obj.get("subject")
-        subject = named if isinstance(named, str) else _JOURNAL
-        if obj.get("format") == FORMAT:
-            subject = _HEADER
-        stored = obj.get("hash")
-        body = {k: v for k, v in obj.items() if k != "hash"}
-        if raw.decode("utf-8") != _canonical(obj):
-            report(number, "format", subject, "expected canonical JSON (sorted keys, no spaces)")
-        if not isinstance(stored, str):
-            report(number, "hash-chain", subject, "expected a 'hash' field chaining the line")
-        elif previous is not None and stored != _chain_hash(previous, _canonical(body)):
-            after = "the start of the chain" if number == 1 else f"line {number - 1}'s hash"
-            report(
-                number,
-                "hash-chain",
-                subject,
-                f"expected the hash of {after} and this line; it differs: this line was "
-                "edited, or lines were dropped, inserted or reordered before it",
+
+class _FileAudit:
+    """The state of one file's audit while its lines stream by."""
+
+    def __init__(self, shown: str, partial: bool, verify_key: VerifyKey | None) -> None:
+        self.shown = shown
+        self.partial = partial
+        self.verify_key = verify_key
+        self.violations: list[Violation] = []
+        self.sealing = False  # the header says the journal is sealed
+        self.keys: EpochKeys | None = None  # set when the MACs can be checked
+        self.start = 0
+        self.every = 1
+        self.run_id: str | None = None
+        self.version: object = None
+
+    def report(self, line: int | None, rule: str, subject: str, message: str) -> None:
+        self.violations.append(Violation(line, rule, subject, message))
+
+    def run(
+        self,
+        lines: Iterator[tuple[int, bytes, bool, dict[str, Any] | str | None]],
+        expect_head: str | None,
+        run_id: str | None,
+    ) -> AuditReport:
+        """Audit ``lines`` (`JournalReader.rows` without parsing: the fast path parses only
+        the lines it must)."""
+        row = next(lines, None)
+        if row is None:
+            raise AuditInputError(f"{self.shown!r} is empty: no journal header", line=1)
+        number, raw, ended, parsed = row
+        first = (number, raw, ended, parse_line(raw) if parsed is None else parsed)
+        shown = self.shown
+        report = self.report
+        value = first[3]
+        if not isinstance(value, dict):
+            raise AuditInputError(
+                f"{shown!r} is not a lifecycle journal: line 1 is {value}", line=1
             )
-        previous = stored if isinstance(stored, str) else None
-        if number == 1 and header is not None:
+        header: dict[str, Any] | None = value
+        if value.get("format") != FORMAT:
+            if not {"seq", "kind", "subject"} <= value.keys():
+                raise AuditInputError(
+                    f"{shown!r} is not a lifecycle journal: line 1 has format "
+                    f"{value.get('format')!r}, expected {FORMAT!r}",
+                    line=1,
+                )
+            report(1, "format", _HEADER, "expected the journal header first; line 1 is a record")
+            header = None
+        table: _Table = {}
+        if header is not None:
+            table = _check_header(header, report)
+            self.version = header.get("version")
+            self._check_run(header)
+            self._open_seal(header)
+        elif self.verify_key is not None:
+            self._unsealed()
+        run = _Run(table, described=bool(table))
+        records, last_seq, head, sealed_at = self._lines(first, lines, header is not None, run)
+        # Every line read verified under its key (an incomplete journal is reported apart).
+        sealed = self.keys is not None and not any(v.rule in _SEAL_RULES for v in self.violations)
+        if not self.partial:
+            run.finish()
+            if self.sealing and sealed_at is None:
+                after = "" if last_seq is None else f", the last of seq {last_seq}"
+                report(
+                    None,
+                    "seal",
+                    _JOURNAL,
+                    f"expected the final seal line; the journal ends without it after {records} "
+                    f"record(s){after}: it is incomplete, cut short or its writer killed "
+                    "(audit it as partial to accept that)",
+                )
+        if run_id is not None and run_id != self.run_id:
+            report(
+                1,
+                "run",
+                _HEADER,
+                f"expected run id {run_id!r}; the journal's is {self.run_id!r}: another run's "
+                "journal",
+            )
+        if expect_head is not None and expect_head.lower() != head:
+            report(
+                None,
+                "run",
+                _JOURNAL,
+                f"expected the chain head {expect_head!r}; the journal's is {head!r}: another "
+                "run's journal, or one rewritten or cut short",
+            )
+        # File and record findings in line order; end-of-run findings without a line come last.
+        found = sorted(
+            [*self.violations, *run.violations], key=lambda v: (v.line is None, v.line or 0)
+        )
+        return AuditReport(
+            violations=found,
+            sealed=sealed,
+            records=records,
+            last_seq=last_seq,
+            complete=(sealed_at is not None) if self.sealing else None,
+            run_id=self.run_id,
+            head=head,
+        )
+
+    def _lines(
+        self,
+        first: tuple[int, bytes, bool, dict[str, Any] | str],
+        lines: Iterator[tuple[int, bytes, bool, dict[str, Any] | str | None]],
+        has_header: bool,
+        run: _Run,
+    ) -> tuple[int, int | None, str | None, int | None]:
+        """Check every line; returns the record count, the last seq, the chain head and the
+        seal line's number (None if there is none). The hot loop: locals, no object per line."""
+        report = self.report
+        partial = self.partial
+        unhashed = _UNHASHED_V1 if self.version == 1 else _UNHASHED_V2
+        v2 = self.version != 1
+        sealing, keys, start, every = self.sealing, self.keys, self.start, self.every
+        epoch, key = start, (keys.key(start) if keys is not None else b"")
+        previous: str | None = ""  # the hash chain so far (None: broken by a bad line)
+        mac_before: str | None = ""  # the MAC chain so far
+        head: str | None = None
+        records, last_seq, last_mono = 0, None, None
+        sealed_at: int | None = None
+        canonical, sha256, digest = _canonical, hashlib.sha256, hmac.digest
+        feed = run.feed
+        number = 0
+        fast = v2 and _RECORD_LINE.fullmatch
+        for number, raw, ended, obj in _chain_one(first, lines):
+            if obj is None:
+                # The fast path: a record line that the pattern proves canonical, whose
+                # fields it gives without parsing or serializing JSON. Anything else (an
+                # escape, a non-ASCII byte, an odd float, a missing or extra key) goes the
+                # general way below, which finds the same verdict for these lines.
+                match = (
+                    fast(raw.decode("latin-1"))
+                    if fast
+                    and ended
+                    and sealed_at is None
+                    and len(raw) <= _FAST_LINE
+                    and b"\\" not in raw
+                    else None
+                )
+                if match is not None:
+                    (_, dest, stored, kind, mac, mono_text, ok_text, seq_text, source) = (
+                        match.group(1, 2, 3, 4, 5, 6, 7, 8, 9)
+                    )
+                    subject, time_text, trigger = match.group(10, 12, 13)
+                    if (mac is not None) == sealing and (
+                        time_text.isdigit() or _FLOAT_REPR(float(time_text)) == time_text
+                    ):
+                        text = match.string
+                        hash_at, hash_end = match.span(3)
+                        if mac is None:
+                            body = text[: hash_at - 9] + text[hash_end + 1 :]
+                        else:
+                            mac_at, mac_end = match.span(5)
+                            body = (
+                                text[: hash_at - 9]
+                                + text[hash_end + 1 : mac_at - 8]
+                                + text[mac_end + 1 :]
+                            )
+                        if previous is not None and (
+                            stored != sha256((previous + body).encode()).hexdigest()
+                        ):
+                            report(number, "hash-chain", subject, _hash_differs(number))
+                        previous = head = stored
+                        if mac is not None:
+                            if keys is not None and mac_before is not None:
+                                now = start + (number - 1) // every
+                                if now != epoch:
+                                    epoch, key = now, keys.key(now)
+                                signed = digest(key, (mac_before + stored).encode(), "sha256")
+                                if not hmac.compare_digest(signed.hex(), mac):
+                                    report(number, "seal", subject, _mac_differs(epoch))
+                            mac_before = mac
+                        seq, mono = int(seq_text), int(mono_text)
+                        records += 1
+                        last_seq = seq
+                        if last_mono is not None and mono < last_mono:
+                            run.violations.append(
+                                _Clock.violation(last_mono, mono, subject, seq, number)
+                            )
+                        last_mono = mono
+                        feed(seq, kind, subject, trigger, source, dest, ok_text == "true", number)
+                        continue
+                obj = parse_line(raw)
+            if not ended:
+                if isinstance(obj, dict):
+                    if not partial:
+                        report(
+                            number, "format", _JOURNAL, "expected a newline at the end of the file"
+                        )
+                else:
+                    if not partial:
+                        report(
+                            number,
+                            "format",
+                            _JOURNAL,
+                            "expected a complete last line; it is cut short (the writer was "
+                            "killed mid-line: audit it as partial to accept that)",
+                        )
+                    break
+            if not isinstance(obj, dict):
+                report(number, "format", _JOURNAL, f"expected a JSON object; the line is {obj}")
+                previous = mac_before = head = None
+                continue
+            named = obj.get("subject")
+            subject = named if type(named) is str else _JOURNAL
+            is_header = obj.get("format") == FORMAT
+            if is_header:
+                subject = _HEADER
+            if sealed_at is not None:
+                report(
+                    number,
+                    "seal",
+                    subject,
+                    f"expected nothing after the seal line (line {sealed_at}); lines were "
+                    "appended to a closed journal",
+                )
+            stored = obj.get("hash")
+            text = canonical(obj)
+            is_canonical = text.encode("ascii") == raw
+            if not is_canonical:
+                report(
+                    number, "format", subject, "expected canonical JSON (sorted keys, no spaces)"
+                )
+            before = previous
+            if type(stored) is not str:
+                report(number, "hash-chain", subject, "expected a 'hash' field chaining the line")
+                previous = None
+            else:
+                if previous is not None:
+                    cut = _body_text(text, obj, unhashed) if is_canonical else None
+                    if cut is None:
+                        cut = canonical({k: v for k, v in obj.items() if k not in unhashed})
+                    if stored != sha256((previous + cut).encode()).hexdigest():
+                        report(number, "hash-chain", subject, _hash_differs(number))
+                previous = stored
+            head = previous
+            if sealing:
+                mac = obj.get("mac")
+                if type(mac) is not str:
+                    report(number, "seal", subject, "expected a 'mac' field sealing the line")
+                    mac_before = None
+                else:
+                    if keys is not None and mac_before is not None and type(stored) is str:
+                        now = start + (number - 1) // every
+                        if now != epoch:
+                            epoch, key = now, keys.key(now)
+                        expected = digest(key, (mac_before + stored).encode(), "sha256").hex()
+                        if not hmac.compare_digest(expected, mac):
+                            report(number, "seal", subject, _mac_differs(epoch))
+                    mac_before = mac
+            elif v2 and "mac" in obj:
+                report(number, "format", subject, "expected no 'mac' in an unsealed journal")
+            if number == 1 and has_header:
+                continue
+            if is_header:
+                report(number, "format", _HEADER, "expected a record; found another journal header")
+                continue
+            if v2 and is_seal_line(obj):
+                self._seal_line(number, obj, records, before)
+                sealed_at = number
+                continue
+            fields = _record_fields(obj)
+            if fields is None:
+                try:
+                    rec = Transition.from_dict({k: v for k, v in obj.items() if k not in unhashed})
+                except JournalFormatError as exc:
+                    report(number, "format", subject, f"expected a transition record: {exc.reason}")
+                    continue
+                fields = (
+                    rec.seq,
+                    rec.mono,
+                    rec.kind,
+                    rec.subject,
+                    rec.trigger,
+                    rec.source,
+                    rec.dest,
+                    rec.ok,
+                )
+            seq, mono, kind, subject, trigger, source, dest, ok = fields
+            records += 1
+            last_seq = seq
+            if last_mono is not None and mono < last_mono:
+                run.violations.append(_Clock.violation(last_mono, mono, subject, seq, number))
+            last_mono = mono
+            feed(seq, kind, subject, trigger, source, dest, ok, number)
+        return records, last_seq, head, sealed_at
+
+    def _seal_line(
+        self, number: int, obj: dict[str, Any], records: int, before: str | None
+    ) -> None:
+        if not self.sealing:
+            self.report(
+                number,
+                "format",
+                _JOURNAL,
+                "expected a record; found a seal line in an unsealed journal",
+            )
+            return
+        expected = {"records": records, "head": before}
+        if obj["seal"] != expected or type(obj["seal"].get("records")) is not int:
+            self.report(
+                number,
+                "seal",
+                _JOURNAL,
+                f"expected the seal line to count {records} record(s) ending at hash {before!r}; "
+                f"it says {obj['seal']!r}: records were dropped or added",
+            )
+
+    def _check_run(self, header: Mapping[str, Any]) -> None:
+        if header.get("version") == 1:
+            return
+        run = header.get("run")
+        fields = {"id": str, "host": str, "pid": int, "start": (int, float), "lifecycle": str}
+        good = isinstance(run, Mapping) and all(
+            type(run.get(name)) in (kinds if isinstance(kinds, tuple) else (kinds,))
+            for name, kinds in fields.items()
+        )
+        if not good or not run or not math.isfinite(run["start"]):
+            self.report(
+                1,
+                "run",
+                _HEADER,
+                "expected 'run': the run's id, host, pid, start time and package version",
+            )
+            return
+        self.run_id = run["id"]
+
+    def _open_seal(self, header: Mapping[str, Any]) -> None:
+        seal = header.get("seal")
+        if seal is None or header.get("version") == 1:
+            if seal is not None:
+                self.report(1, "seal", _HEADER, "expected no seal in a version 1 journal")
+            if self.verify_key is not None:
+                self._unsealed()
+            return
+        self.sealing = True
+        good = (
+            isinstance(seal, Mapping)
+            and type(seal.get("key")) is str
+            and type(seal.get("epoch")) is int
+            and 0 <= seal["epoch"] <= MAX_EPOCH
+            and type(seal.get("every")) is int
+            and seal["every"] >= 1
+            and seal.get("kdf") == KDF
+        )
+        if not good:
+            self.report(
+                1,
+                "seal",
+                _HEADER,
+                f"expected 'seal' to name the key id, the first epoch (0 to {MAX_EPOCH}), the "
+                f"epoch length (at least 1) and the key derivation {KDF!r}; got {seal!r}",
+            )
+            return
+        self.start, self.every = seal["epoch"], seal["every"]
+        key = self.verify_key
+        if key is None:
+            return
+        if key.id != seal["key"]:
+            self.report(
+                1,
+                "seal",
+                _HEADER,
+                f"expected the journal to be sealed with key {key.id}; it names key "
+                f"{seal['key']!r}: another key's journal, or a forged header",
+            )
+            return
+        self.keys = EpochKeys(key, self.start)
+
+    def _unsealed(self) -> None:
+        self.report(
+            1,
+            "seal",
+            _HEADER,
+            "expected a sealed journal (a verification key was given); this one is not sealed, "
+            "so anyone who can write the file can rewrite it undetected",
+        )
+
+
+def _hash_differs(number: int) -> str:
+    after = "the start of the chain" if number == 1 else f"line {number - 1}'s hash"
+    return (
+        f"expected the hash of {after} and this line; it differs: this line was edited, or "
+        "lines were dropped, inserted or reordered before it"
+    )
+
+
+def _mac_differs(epoch: int) -> str:
+    return (
+        f"expected the MAC of this line under the key of epoch {epoch}; it differs: the line "
+        "was forged or altered, or lines were dropped, inserted or reordered before it"
+    )
+
+
+# A record line exactly as the writer makes it (canonical JSON: sorted keys, no spaces), its
+# strings free of escapes (a line holding a backslash never takes this path): what the pattern
+# matches, `canonical` of the parsed line would give again, byte for byte, provided ``time``,
+# when not an integer, is written as `float.__repr__` writes it (checked apart).
+_STR = r'"([\x20\x21\x23-\x5b\x5d-\x7e]*)"'
+_NULL_OR_STR = r'(?:null|"([\x20\x21\x23-\x5b\x5d-\x7e]*)")'
+_INT = r"(0|-?[1-9][0-9]*)"
+_HEX = r'"([0-9a-f]{64})"'
+_RECORD_LINE = re.compile(
+    r'\{"cause":' + _NULL_OR_STR
+    + r',"dest":' + _NULL_OR_STR
+    + r',"hash":' + _HEX
+    + r',"kind":' + _STR
+    + r'(?:,"mac":' + _HEX + r")?"
+    + r',"mono":' + _INT
+    + r',"ok":(true|false)'
+    + r',"seq":' + _INT
+    + r',"source":' + _STR
+    + r',"subject":' + _STR
+    + r',"thread":' + _STR
+    + r',"time":(0|-?[1-9][0-9]*|-?(?:0|[1-9][0-9]*)\.[0-9]+(?:e[+-][0-9]+)?|-?[1-9]e[+-][0-9]+)'
+    + r',"trigger":' + _STR
+    + r"\}"
+)  # fmt: skip
+_FLOAT_REPR = float.__repr__
+#: The longest line the fast path takes: no integer on it can pass the parser's digit limit.
+_FAST_LINE = MAX_INT_DIGITS
+
+
+def _chain_one(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield first
+    yield from rest
+
+
+def _body_text(text: str, obj: Mapping[str, Any], unhashed: frozenset[str]) -> str | None:
+    """The canonical JSON of ``obj`` without its unhashed keys, cut from ``text`` (the
+    canonical JSON of ``obj``) instead of serialized again; None when that cannot be done
+    safely (a value not a string, or a needle found twice), for the caller to serialize."""
+    for name in unhashed:
+        if name not in obj:
             continue
-        if obj.get("format") == FORMAT:
-            report(number, "format", _HEADER, "expected a record; found another journal header")
-            continue
-        try:
-            rec = Transition.from_dict(body)
-        except JournalFormatError as exc:
-            report(number, "format", subject, f"expected a transition record: {exc.reason}")
-            continue
-        violations.extend(clock.check(rec, number))
-        run.feed(rec, number)
-    if not partial:
-        run.finish()
-    # File and record findings in line order; end-of-run findings without a line come last.
-    return sorted([*violations, *run.violations], key=lambda v: (v.line is None, v.line or 0))
+        value = obj[name]
+        if type(value) is not str:
+            return None
+        # Inside a canonical string every '"' is escaped, so '"name":"value"' can only be a
+        # key and its value; it must occur once, to be this object's own key.
+        needle = f'"{name}":{encode_basestring_ascii(value)}'
+        at = text.find(needle)
+        if at < 0 or text.find(needle, at + 1) >= 0:
+            return None
+        end = at + len(needle)
+        if text[at - 1] == ",":
+            text = text[: at - 1] + text[end:]
+        elif text[end] == ",":
+            text = text[:at] + text[end + 1 :]
+        else:
+            text = text[:at] + text[end:]
+    return text
+
+
+def _record_fields(
+    obj: Mapping[str, Any],
+) -> tuple[int, int, str, str, str, str, str | None, bool] | None:
+    """A record's checked fields (seq, mono, kind, subject, trigger, source, dest, ok), or None
+    when one is missing or has a bad type (`Transition.from_dict` then says which)."""
+    try:
+        seq, time, mono, ok = obj["seq"], obj["time"], obj["mono"], obj["ok"]
+        kind, subject, trigger, source = obj["kind"], obj["subject"], obj["trigger"], obj["source"]
+        dest, cause, thread = obj["dest"], obj["cause"], obj["thread"]
+    except KeyError:
+        return None
+    if (
+        type(seq) is int
+        and type(mono) is int
+        and type(ok) is bool
+        and type(kind) is str
+        and type(subject) is str
+        and type(trigger) is str
+        and type(source) is str
+        and type(thread) is str
+        and (dest is None or type(dest) is str)
+        and (cause is None or type(cause) is str)
+        and (type(time) is int or (type(time) is float and math.isfinite(time)))
+    ):
+        return seq, mono, kind, subject, trigger, source, dest, ok
+    return None
 
 
 class _Clock:
@@ -604,12 +1129,16 @@ class _Clock:
     def __init__(self) -> None:
         self.last: int | None = None
 
-    def check(self, rec: Transition, line: int | None) -> list[Violation]:
-        last, self.last = self.last, rec.mono
-        if last is None or rec.mono >= last:
+    def check(self, mono: int, subject: str, seq: int, line: int | None) -> list[Violation]:
+        last, self.last = self.last, mono
+        if last is None or mono >= last:
             return []
-        message = f"expected a mono time of at least {last} (the previous record's), got {rec.mono}"
-        return [Violation(line, "seq-order", rec.subject, message, rec.seq)]
+        return [self.violation(last, mono, subject, seq, line)]
+
+    @staticmethod
+    def violation(last: int, mono: int, subject: str, seq: int, line: int | None) -> Violation:
+        message = f"expected a mono time of at least {last} (the previous record's), got {mono}"
+        return Violation(line, "seq-order", subject, message, seq)
 
 
 def _check_header(header: Mapping[str, Any], report: _Report) -> _Table:
@@ -617,7 +1146,8 @@ def _check_header(header: Mapping[str, Any], report: _Report) -> _Table:
     wants)``."""
     version = header.get("version")
     if not is_format_version(version):
-        report(1, "format", _HEADER, f"expected journal version {FORMAT_VERSION}, got {version!r}")
+        known = " or ".join(map(str, FORMAT_VERSIONS))
+        report(1, "format", _HEADER, f"expected journal version {known}, got {version!r}")
     specs = header.get("specs")
     if not isinstance(specs, Mapping):
         report(1, "header", _HEADER, "expected 'specs': the machines the journal was written for")

@@ -24,7 +24,7 @@ import attrs
 from lifecycle import diagrams
 from lifecycle import plan as planning
 from lifecycle import timeline as timelines
-from lifecycle.audit import FILE_SUBJECTS, check
+from lifecycle.audit import FILE_SUBJECTS, AuditReport, audit
 from lifecycle.demo import DemoService
 from lifecycle.errors import (
     BadReference,
@@ -53,6 +53,7 @@ from lifecycle.outcome import (
     outcome,
     timeline,
 )
+from lifecycle.seal import DEFAULT_EPOCH_LENGTH, SealKeyError, keygen, load_verify_key
 from lifecycle.service import Service
 from lifecycle.spec import SPEC_SCHEMA_VERSION, SPECS, TASK, MachineSpec
 from lifecycle.task import task_name
@@ -213,11 +214,8 @@ def _add_diagram(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 #: key changes meaning or goes away, not when one is added.
 AUDIT_SCHEMA_VERSION = 1
 
-
-def _sealed(path: str) -> bool:
-    """Whether the journal at ``path`` is sealed and its seal verified. Sealing does not exist
-    yet: no journal is sealed."""
-    return False
+#: What a clean audit of an unsealed journal proves, said plainly.
+UNSEALED = "unsealed: detects accidental edits, not a forger"
 
 
 @attrs.frozen
@@ -353,17 +351,43 @@ def _outcome_doc(result: Outcome, selection: _Selection) -> dict[str, Any]:
     return doc
 
 
+def _integrity(report: AuditReport, verified: bool) -> str:
+    """What the audit proves about the file, in one phrase: sealed and verified, or not."""
+    if report.sealed:
+        return "sealed: every line's MAC verified with the verification key"
+    if report.complete is not None and not verified:
+        return "sealed, but not verified: give --verify-key to check its MACs"
+    if report.complete is not None:
+        return "sealed, but its seal does not verify"
+    return UNSEALED
+
+
 def _cmd_audit(args: argparse.Namespace) -> int:
     prog = "lifecycle audit"
+    if args.expect_head is not None and not _is_hex_hash(args.expect_head):
+        _say(f"{prog}: error: --expect-head takes a SHA-256 in hex (64 digits)", sys.stderr)
+        return EXIT_USAGE
     try:
-        violations = check(args.file, partial=args.partial)
+        key = None if args.verify_key is None else load_verify_key(args.verify_key)
+        report = audit(
+            args.file,
+            partial=args.partial,
+            verify_key=key,
+            expect_head=args.expect_head,
+            run_id=args.run_id,
+        )
         result = outcome(args.file)
+    except SealKeyError as exc:
+        _say(f"{prog}: {exc}", sys.stderr)
+        return EXIT_USAGE
     except JournalFormatError as exc:
         _say(f"{prog}: cannot audit {args.file}: {exc}", sys.stderr)
         return EXIT_USAGE
     selection = _select(args, ((s.kind, s.name) for s in result.subjects), prog)
     if selection is None:
         return EXIT_USAGE
+    violations = report.violations
+    integrity = _integrity(report, key is not None)
     kinds: dict[str, set[str]] = {}
     for subject in result.subjects:
         kinds.setdefault(subject.name, set()).add(subject.kind)
@@ -379,7 +403,13 @@ def _cmd_audit(args: argparse.Namespace) -> int:
             "file": args.file,
             "partial": args.partial,
             "clean": not violations,
-            "sealed": _sealed(args.file),
+            "sealed": report.sealed,
+            "integrity": integrity,
+            "run_id": report.run_id,
+            "head": report.head,
+            "records": report.records,
+            "last_seq": report.last_seq,
+            "complete": report.complete,
             "violations": [v.to_dict() for v in shown],
             "outcome": _outcome_doc(result, selection),
         }
@@ -391,10 +421,15 @@ def _cmd_audit(args: argparse.Namespace) -> int:
             print()
         _print_outcome(result, selection)
     count = len(violations)
-    integrity = "clean" if not count else f"{count} violation{'s' if count != 1 else ''}"
+    verdict = "clean" if not count else f"{count} violation{'s' if count != 1 else ''}"
     if len(shown) < count:
-        integrity += f" ({count - len(shown)} not shown: another subject)"
-    _say(f"{prog}: {args.file}: {integrity}; {_verdict_line(result)}", sys.stderr)
+        verdict += f" ({count - len(shown)} not shown: another subject)"
+    _say(f"{prog}: {args.file}: {verdict}; {integrity}; {_verdict_line(result)}", sys.stderr)
+    if args.partial:
+        last = "none" if report.last_seq is None else str(report.last_seq)
+        ending = {True: "ends with its seal line", False: "has no seal line: cut short"}
+        told = "" if report.complete is None else f"; it {ending[report.complete]}"
+        _say(f"{prog}: verified {report.records} record(s), last seq {last}{told}", sys.stderr)
     if violations or (args.require_success and not result.succeeded):
         return EXIT_FAILED
     return EXIT_OK
@@ -413,6 +448,38 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
         choices=KINDS,
         help="only subjects of this kind; repeatable",
     )
+
+
+def _is_hex_hash(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    try:
+        ident = keygen(args.seal_file, args.verify_file)
+    except SealKeyError as exc:
+        _say(f"lifecycle keygen: {exc}", sys.stderr)
+        return EXIT_FAILED
+    _say(f"sealing key (for the writer): {args.seal_file}")
+    _say(f"verification key (keep it off the writer's machine): {args.verify_file}")
+    print(f"key id: {ident}")
+    return EXIT_OK
+
+
+def _add_keygen(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "keygen",
+        help="create a sealing key and its verification key for sealed journals",
+        description=(
+            "Create SEAL_FILE, the key state a writer seals journals with (--seal), and "
+            "VERIFY_FILE, the key an auditor checks them with (audit --verify-key). Both are "
+            "mode 0600; neither is overwritten. Keep VERIFY_FILE away from the machine that "
+            "writes the journals: it can forge any of them. Exit 0 made, 1 not made."
+        ),
+    )
+    p.add_argument("seal_file", metavar="SEAL_FILE", help="the sealing key state to create")
+    p.add_argument("verify_file", metavar="VERIFY_FILE", help="the verification key to create")
+    p.set_defaults(command=_cmd_keygen)
 
 
 def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -435,7 +502,8 @@ def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--partial",
         action="store_true",
-        help="accept a run cut short: no stop records at the end, a last line cut mid-write",
+        help="accept a run cut short: no stop records or seal line at the end, a last line cut "
+        "mid-write; says how many records it verified and the last seq",
     )
     p.add_argument(
         "--require-success",
@@ -443,6 +511,13 @@ def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="also exit 1 when the run itself did not succeed (failed or unfinished)",
     )
     _add_selection(p)
+    p.add_argument(
+        "--verify-key",
+        metavar="VERIFY_FILE",
+        help="check every line's MAC with this verification key (a sealed journal)",
+    )
+    p.add_argument("--expect-head", metavar="HEX", help="the chain head the run printed on exit")
+    p.add_argument("--run-id", metavar="ID", help="the run id the run printed on exit")
     p.set_defaults(command=_cmd_audit)
 
 
@@ -701,15 +776,34 @@ def _run_service(service: Service, journal: Journal, quiet: bool, prog: str) -> 
         code = code if code != EXIT_OK else EXIT_FAILED
     if not quiet:
         _print_summary(service)
+    if journal.path is not None and lost is None:
+        # What `lifecycle audit --run-id ID --expect-head HEX` checks: a journal swapped for
+        # another run's, or rewritten, then fails.
+        sealed = "sealed, " if journal.sealed else ""
+        _say(
+            f"{prog}: journal {journal.path}: {sealed}run id {journal.run_id}, "
+            f"chain head {journal.head}",
+            sys.stderr,
+        )
     return code
 
 
-def _open_journal(path: str | None, prog: str) -> Journal | None:
+def _open_journal(
+    path: str | None,
+    prog: str,
+    seal: str | None = None,
+    seal_epoch: int = DEFAULT_EPOCH_LENGTH,
+) -> Journal | None:
+    if seal is not None and path is None:
+        print(f"{prog}: error: --seal needs --journal FILE", file=sys.stderr)
+        return None
     try:
-        return Journal(path)
+        return Journal(path, seal=seal, seal_epoch=seal_epoch)
     except JournalWriteError as exc:
         _say(f"{prog}: cannot write the journal {exc.path!r}: {exc.error}", sys.stderr)
-        return None
+    except SealKeyError as exc:
+        _say(f"{prog}: cannot seal the journal: {exc}", sys.stderr)
+    return None
 
 
 def run_service_class(
@@ -721,6 +815,8 @@ def run_service_class(
     usage_prog: str | None = None,
     journal: str | None = None,
     quiet: bool = False,
+    seal: str | None = None,
+    seal_epoch: int = DEFAULT_EPOCH_LENGTH,
     help_before: Callable[[], str] | None = None,
     help_after: Callable[[], str] | None = None,
 ) -> int:
@@ -729,8 +825,10 @@ def run_service_class(
     What `lifecycle run` and `Service.main` do. ``prog`` starts every message, ``label`` names
     the service in them, ``usage_prog`` is the program name in the service's help. ``journal``:
     a file to stream the journal to; ``quiet``: print no transitions nor summary, and a
-    failure in one line. For ``--help``, ``help_before`` and ``help_after`` give the text to
-    print around the service's help.
+    failure in one line; ``seal``: a sealing key state file to seal the journal with, its key
+    evolving every ``seal_epoch`` lines. With a journal file, the run ends by printing its
+    run id and chain head on stderr. For ``--help``, ``help_before`` and ``help_after`` give
+    the text to print around the service's help.
 
     Exit codes: 0 help shown or stopped cleanly; 1 the run failed (the failure, its traceback
     unless ``quiet``, then the summary table); 2 a bad command line or a bad service
@@ -770,7 +868,7 @@ def run_service_class(
     except BaseException as exc:  # the service's constructor raised
         print(f"{prog}: {label}: creating the service raised {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
-    opened = _open_journal(journal, prog)
+    opened = _open_journal(journal, prog, seal, seal_epoch)
     if opened is None:
         return EXIT_USAGE
     # The probe validated the command line; the service that runs owns the chosen journal.
@@ -786,9 +884,10 @@ def run_service_class(
 def service_main(cls: type[Service], argv: Sequence[str] | None = None) -> int:
     """`Service.main`: run ``cls`` as a program with ``argv`` (default ``sys.argv[1:]``).
 
-    Takes ``--journal FILE`` and ``--quiet`` as `lifecycle run` does, and everything else as
-    the service's own command line (``--help``, ``--tasks``, options). Returns the exit code
-    (see `run_service_class`); never raises for a bad command line or definition.
+    Takes ``--journal FILE``, ``--quiet``, ``--seal SEAL_FILE`` and ``--seal-epoch N`` as
+    `lifecycle run` does, and everything else as the service's own command line (``--help``,
+    ``--tasks``, options). Returns the exit code (see `run_service_class`); never raises for a
+    bad command line or definition.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else cls.name
@@ -804,6 +903,8 @@ def service_main(cls: type[Service], argv: Sequence[str] | None = None) -> int:
             usage_prog=prog,
             journal=known.journal,
             quiet=known.quiet,
+            seal=known.seal,
+            seal_epoch=known.seal_epoch,
             help_after=_run_flags_help,
         )
     except UsageError as exc:
@@ -822,11 +923,11 @@ class _RunFlagsParser(argparse.ArgumentParser):
 
 #: The flags `lifecycle run` and `Service.main` parse themselves, wherever they stand: no
 #: service option may use them.
-_RUN_FLAGS = ("--journal", "--quiet")
+_RUN_FLAGS = ("--journal", "--quiet", "--seal", "--seal-epoch")
 
 
 def _add_run_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    journal_flag, quiet_flag = _RUN_FLAGS
+    journal_flag, quiet_flag, seal_flag, epoch_flag = _RUN_FLAGS
     parser.add_argument(
         journal_flag, metavar="FILE", help="stream the journal to FILE as it happens"
     )
@@ -835,6 +936,36 @@ def _add_run_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) ->
         action="store_true",
         help="print no transitions and no summary, and a failure in one line",
     )
+    _add_seal_flags(parser, seal_flag, epoch_flag)
+
+
+def _add_seal_flags(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    seal_flag: str = "--seal",
+    epoch_flag: str = "--seal-epoch",
+) -> None:
+    parser.add_argument(
+        seal_flag,
+        metavar="SEAL_FILE",
+        help="seal the journal with this key state (made by `lifecycle keygen`)",
+    )
+    parser.add_argument(
+        epoch_flag,
+        metavar="N",
+        type=_positive_int,
+        default=DEFAULT_EPOCH_LENGTH,
+        help=f"evolve the sealing key every N lines ({DEFAULT_EPOCH_LENGTH})",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
+    return value
 
 
 def _run_flags_help() -> str:
@@ -868,6 +999,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         usage_prog=f"{prog} {args.target}",
         journal=args.journal,
         quiet=args.quiet,
+        seal=args.seal,
+        seal_epoch=args.seal_epoch,
         help_before=lambda: args.parser.format_help() + "\n",
     )
 
@@ -878,7 +1011,10 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run a service until SIGINT or SIGTERM",
         add_help=False,
         allow_abbrev=False,
-        usage="lifecycle run [-h] [--journal FILE] [--quiet] MODULE:CLASS [service options]",
+        usage=(
+            "lifecycle run [-h] [--journal FILE] [--quiet] [--seal SEAL_FILE] [--seal-epoch N] "
+            "MODULE:CLASS [service options]"
+        ),
         description=(
             "Run the Service subclass CLASS of MODULE, printing each transition, until SIGINT "
             "or SIGTERM (a second one while stopping forces the exit), then a summary table; "
@@ -896,7 +1032,7 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     prog = "lifecycle demo"
-    journal = _open_journal(args.journal, prog)
+    journal = _open_journal(args.journal, prog, args.seal, args.seal_epoch)
     if journal is None:
         return EXIT_USAGE
     try:
@@ -910,7 +1046,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print()
     print(", ".join(f"{name}: {count}" for name, count in service.counts().items()))
     if args.journal:
-        print(f"journal: {args.journal} (check it with `lifecycle audit {args.journal}`)")
+        how = f" --verify-key VERIFY_FILE --run-id {journal.run_id}" if args.seal else ""
+        print(f"journal: {args.journal} (check it with `lifecycle audit {args.journal}{how}`)")
     print(f"demo {service.state}; exit code {code}")
     return code
 
@@ -931,6 +1068,7 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--duration", type=float, default=3.0, metavar="SECONDS", help="how long to run (3)"
     )
     p.add_argument("--journal", metavar="FILE", help="write the journal to FILE (JSONL)")
+    _add_seal_flags(p)
     p.set_defaults(command=_cmd_demo)
 
 
@@ -959,6 +1097,7 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]
     _add_audit,
     _add_summary,
     _add_timeline,
+    _add_keygen,
     _add_plan,
     _add_run,
     _add_demo,

@@ -54,15 +54,21 @@ import shutil
 import subprocess
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
 from lifecycle.collection import Tasks
 from lifecycle.errors import LifecycleError
-from lifecycle.journal import Journal, JournalFormatError, Transition, read_journal
+from lifecycle.journal import (
+    Journal,
+    JournalFormatError,
+    JournalRecords,
+    Transition,
+    read_journal,
+)
 from lifecycle.loading import load
 from lifecycle.spec import SPECS, TASK, MachineSpec, TaskState
 from lifecycle.task import Task, task_name
@@ -231,8 +237,11 @@ def journal_machine_diagram(spec: MachineSpec, journal: JournalSource) -> Machin
     ``journal`` is a `Journal`, a path to a journal file, or ``(header, records)``. Raises
     `JournalFormatError` for an unreadable file.
     """
-    _, records = _load(journal)
-    mine = sorted((r for r in records if r.kind == spec.name), key=lambda r: r.seq)
+    return _in_seq_order(journal, lambda _, records: _machine_diagram(spec, records))
+
+
+def _machine_diagram(spec: MachineSpec, records: Iterable[Transition]) -> MachineDiagram:
+    mine = (r for r in records if r.kind == spec.name)
     counts: Counter[tuple[str, str, str]] = Counter()
     off_spec: Counter[tuple[str, str, str]] = Counter()
     refused: Counter[tuple[str, str]] = Counter()
@@ -412,12 +421,17 @@ def journal_dependency_diagram(journal: JournalSource) -> DependencyDiagram:
     ``journal`` is a `Journal`, a path to a journal file, or ``(header, records)``. Raises
     `JournalFormatError` for an unreadable file or a header whose ``tasks`` is malformed.
     """
-    header, records = _load(journal)
+    return _in_seq_order(journal, _dependency_diagram)
+
+
+def _dependency_diagram(
+    header: Mapping[str, Any], records: Iterable[Transition]
+) -> DependencyDiagram:
     tasks = header.get("tasks", {})
     if not isinstance(tasks, Mapping):
         raise JournalFormatError("header field 'tasks' is not an object", line=1)
     final: dict[str, str] = {}
-    for rec in sorted(records, key=lambda r: r.seq):
+    for rec in records:
         if rec.kind == TASK.name and rec.ok and rec.dest is not None:
             final[rec.subject] = rec.dest
     states = {name: final.get(name, TASK.initial) for name in tasks}
@@ -430,12 +444,45 @@ def journal_dependency_diagram(journal: JournalSource) -> DependencyDiagram:
 JournalSource = Journal | str | os.PathLike[str] | tuple[Mapping[str, Any], Sequence[Transition]]
 
 
-def _load(journal: JournalSource) -> tuple[Mapping[str, Any], Sequence[Transition]]:
-    if isinstance(journal, Journal):
-        return journal.header(), journal.records
-    if isinstance(journal, tuple):
-        return journal
-    return read_journal(journal)
+_Drawn = TypeVar("_Drawn")
+
+
+class _OutOfOrder(Exception):
+    """A journal file's records are not in sequence order (it was edited): sort them."""
+
+
+def _in_seq_order(
+    journal: JournalSource,
+    draw: Callable[[Mapping[str, Any], Iterable[Transition]], _Drawn],
+) -> _Drawn:
+    """``draw(header, records)`` with the records in sequence order.
+
+    A file is streamed (memory bounded by a line, not by its length): its records are in
+    order unless it was edited, and then it is read again whole and sorted, as records given
+    in memory are (a stable sort: records of equal ``seq`` keep their order).
+    """
+    if isinstance(journal, (str, os.PathLike)):
+        with JournalRecords(journal) as opened:
+            try:
+                return draw(opened.header, _checked_order(opened))
+            except _OutOfOrder:
+                pass
+        header: Mapping[str, Any]
+        header, records = read_journal(journal)
+    elif isinstance(journal, Journal):
+        header, records = journal.header(), list(journal.records)
+    else:
+        header, records = journal[0], list(journal[1])
+    return draw(header, sorted(records, key=lambda r: r.seq))
+
+
+def _checked_order(records: Iterable[Transition]) -> Iterator[Transition]:
+    last: int | None = None
+    for rec in records:
+        if last is not None and rec.seq < last:
+            raise _OutOfOrder
+        last = rec.seq
+        yield rec
 
 
 # -- text --------------------------------------------------------------------------------------

@@ -3,15 +3,23 @@
 A `Journal` keeps its records in memory, tells subscribers about each one as it is appended,
 and can stream them to a JSONL file as they happen. The file format:
 
-* line 1, the header: ``{"format": "lifecycle-journal", "version": 1, "specs": {...},
-  "tasks": {name: {"class": ..., "deps": [...], "wants": [...]}}, "hash": ...}``;
-* then one record per line, the fields of `Transition` plus ``hash``.
+* line 1, the header: ``{"format": "lifecycle-journal", "version": 2, "run": {"id": ...,
+  "host": ..., "pid": ..., "start": ..., "lifecycle": ...}, "specs": {...}, "tasks": {name:
+  {"class": ..., "deps": [...], "wants": [...]}}, "hash": ...}``, plus ``"seal": {"key": ...,
+  "epoch": ..., "every": ..., "kdf": ...}`` when sealed;
+* then one record per line, the fields of `Transition` plus ``hash``;
+* a sealed journal closed cleanly ends with ``{"seal": {"records": N, "head": ...}, "hash": ...}``
+  (how many records, and the hash of the last one).
 
 Every line is canonical JSON (sorted keys, no spaces). Its ``hash`` is the SHA-256 (hex) of the
-previous line's hash followed by the line's canonical JSON without the ``hash`` key; the header
-chains from the empty string. Editing, dropping, inserting or reordering a line breaks the chain,
-which `lifecycle.audit` reports. Each streamed line is flushed as it is written, so a process
-killed at any moment leaves a valid prefix.
+previous line's hash followed by the line's canonical JSON without the ``hash`` and ``mac`` keys;
+the header chains from the empty string. Editing, dropping, inserting or reordering a line breaks
+the chain, which `lifecycle.audit` reports. The chain has no key: it detects accidental edits,
+not a forger, who can recompute it. A sealed journal (``Journal(path, seal=SEAL_FILE)``) adds to
+every line a ``mac`` under a key that evolves one way (see `lifecycle.seal`), which only the
+holder of the verification key can check and no one can recompute for a line already written.
+Each streamed line is flushed as it is written, so a process killed at any moment leaves a valid
+prefix. Version 1 files (no ``run``, never sealed) are still read.
 
 Reading: `JournalReader` is the one reader of journal files, used by `read_journal`,
 `lifecycle.audit` and `lifecycle.diagrams`. It opens only a regular file (a FIFO, a device, a
@@ -26,12 +34,15 @@ from __future__ import annotations
 import contextlib
 import enum
 import errno
+import functools
 import hashlib
 import json
 import logging
 import math
 import os
 import re
+import secrets
+import socket
 import stat
 import tempfile
 import threading
@@ -43,17 +54,20 @@ from typing import IO, Any, BinaryIO
 import attrs
 
 from lifecycle.errors import JournalWriteError, LifecycleError
+from lifecycle.seal import DEFAULT_EPOCH_LENGTH, KDF, Sealer, SealKeyError
 from lifecycle.spec import SPECS
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "FORMAT_VERSIONS",
     "MAX_INT_DIGITS",
     "MAX_LINE_BYTES",
     "Journal",
     "JournalFormatError",
     "JournalLine",
     "JournalReader",
+    "JournalRecords",
     "JournalWriteError",
     "Transition",
     "canonical",
@@ -61,6 +75,7 @@ __all__ = [
     "chain_hash",
     "describe_cause",
     "is_format_version",
+    "is_seal_line",
     "journal_or_new",
     "parse_line",
     "read_journal",
@@ -70,7 +85,9 @@ logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
 
 FORMAT = "lifecycle-journal"
-FORMAT_VERSION = 1
+#: The version a journal is written in; `FORMAT_VERSIONS` are those read.
+FORMAT_VERSION = 2
+FORMAT_VERSIONS = (1, 2)
 
 #: The longest line a reader takes, in bytes, its newline not counted: far above any line the
 #: engine writes (the header of 100,000 tasks is a few MB), and a bound on what one line of a
@@ -177,9 +194,13 @@ def _text(state: str) -> str:
     return state._value_ if isinstance(state, enum.Enum) else str(state)
 
 
+#: Built once: `json.dumps` with options builds an encoder on every call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode
+
+
 def canonical(obj: Mapping[str, Any]) -> str:
     """The canonical JSON text of ``obj``: sorted keys, no spaces, ASCII only."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return _CANONICAL(obj)
 
 
 def chain_hash(previous: str, line: str) -> str:
@@ -276,9 +297,27 @@ class Journal:
     Listeners added with `subscribe` are called with each record, in sequence order, on the
     thread that fired the trigger, while the journal's lock is held: keep them quick, and never
     fire triggers from them. A listener that raises is logged and otherwise ignored.
+
+    ``seal``: a sealing key state file (made by ``lifecycle keygen``): every line of the file
+    gets a MAC under a key that evolves every ``seal_epoch`` lines (see `lifecycle.seal`), and
+    `close` ends the file with a ``seal`` line. The header's task table is then brought up to
+    date only while the first epoch's key is still held (its first ``seal_epoch`` lines); after
+    that the header keeps the table it had, as for a file that cannot be rewritten. Raises
+    `lifecycle.seal.SealKeyError` for a key file that cannot be used, `ValueError` for a seal
+    without a path or a bad ``seal_epoch``. A key file that can no longer be rewritten while
+    streaming is a write error (`stream_error`).
+
+    ``run_id`` (random, in the header with the host name, pid, start time and package version)
+    and ``head`` (the hash of the last line written) identify the file's run.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        seal: str | os.PathLike[str] | None = None,
+        seal_epoch: int = DEFAULT_EPOCH_LENGTH,
+    ) -> None:
         self._lock = threading.Lock()
         # Plain tuples, not `Transition`s: CPython's collector stops tracking a tuple of atomic
         # values, so a journal of millions of records adds nothing to every full collection
@@ -300,8 +339,37 @@ class Journal:
         self.stream_error: JournalWriteError | None = None
         self._on_stream_error: tuple[Callable[[JournalWriteError], object], ...] = ()
         self.path = os.fspath(path) if path is not None else None
+        self.run_id = secrets.token_hex(16)
+        self._run = {
+            "id": self.run_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "start": time.time(),
+            "lifecycle": _package_version(),
+        }
+        self._sealer: Sealer | None = None
+        if seal is not None:
+            if self.path is None:
+                raise ValueError("a sealed journal needs a file: give a path with seal=")
+            self._sealer = Sealer(seal, seal_epoch)
         if self.path is not None:
-            self._open(self.path)
+            try:
+                self._open(self.path)
+            except BaseException:
+                if self._sealer is not None:
+                    self._sealer.close()
+                raise
+
+    @property
+    def head(self) -> str:
+        """The hash of the last line written to the file (empty before any): the chain head."""
+        with self._lock:
+            return self._hash
+
+    @property
+    def sealed(self) -> bool:
+        """Whether the file is sealed (``seal=`` was given)."""
+        return self._sealer is not None
 
     # -- recording -------------------------------------------------------------------------
 
@@ -409,23 +477,34 @@ class Journal:
         with self._lock:
             return self._header()
 
-    def _header(self) -> dict[str, Any]:
-        return {
+    def _header(self, sealed: bool = True) -> dict[str, Any]:
+        header = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
+            "run": dict(self._run),
             "specs": {name: spec.to_dict() for name, spec in SPECS.items()},
             "tasks": {name: info.to_dict() for name, info in self._tasks.items()},
         }
+        if sealed and self._sealer is not None:
+            sealer = self._sealer
+            header["seal"] = {
+                "key": sealer.key_id,
+                "epoch": sealer.start,
+                "every": sealer.every,
+                "kdf": KDF,
+            }
+        return header
 
     # -- files -----------------------------------------------------------------------------
 
     def write(self, path: str | os.PathLike[str]) -> None:
         """Write the whole journal to ``path`` in the JSONL format, replacing the file.
 
+        The copy is never sealed (its header names the run, not the seal).
         Raises `JournalWriteError` if the file cannot be written.
         """
         with self._lock:
-            header = self._header()
+            header = self._header(sealed=False)
             rows = list(self._rows)
         try:
             with open(path, "w", encoding="ascii") as out:
@@ -437,19 +516,27 @@ class Journal:
     def close(self) -> None:
         """Finish the streamed file: bring its header up to date and close it. Idempotent.
 
-        Records appended after `close` are kept in memory (`records`, `write`) but no longer
-        streamed. An error while finishing the file is kept in `stream_error`, like any other
-        write error, and not raised.
+        A sealed file ends with its ``seal`` line (the record count and the last record's
+        hash), and the key in use is forgotten. Records appended after `close` are kept in
+        memory (`records`, `write`) but no longer streamed. An error while finishing the file
+        is kept in `stream_error`, like any other write error, and not raised.
         """
         with self._lock:
-            if self._file is None:
-                return
             try:
-                self._sync_header()
-                file, self._file = self._file, None
-                file.close()
-            except (OSError, ValueError) as exc:
-                self._stop_streaming(exc, "at close")
+                if self._file is None:
+                    return
+                try:
+                    self._sync_header()
+                    if self._sealer is not None:
+                        end = {"seal": {"records": self._streamed, "head": self._hash}}
+                        self._write(self._line(end))
+                    file, self._file = self._file, None
+                    file.close()
+                except (OSError, ValueError) as exc:
+                    self._stop_streaming(exc, "at close")
+            finally:
+                if self._sealer is not None:
+                    self._sealer.close()
 
     def __enter__(self) -> Journal:
         return self
@@ -489,6 +576,11 @@ class Journal:
         file, self._file = self._file, None
         if isinstance(exc, OSError):
             error = exc
+        elif isinstance(exc, SealKeyError):
+            # The key state could not move on: a record signed with a key left on disk would
+            # lose forward security, so streaming stops as for a failed write.
+            error = OSError(errno.EIO, str(exc))
+            error.__cause__ = exc
         elif file is not None and file.closed:
             # Writing to a closed file object raises ValueError; say what the OS would.
             error = OSError(errno.EBADF, "I/O operation on closed file")
@@ -512,12 +604,13 @@ class Journal:
             return
         if self._header_version is None:
             self._write(self._line(self._header()))
-        elif self._rewritable:
+        elif self._rewritable and (self._sealer is None or self._sealer.in_first_epoch):
             self._rewrite()
         else:
             logger.warning(
                 "journal %s: the task table changed after the header was written to a file "
-                "that cannot be rewritten; the header lists the tasks known then",
+                "that cannot be rewritten (or whose first seal key is gone); the header lists "
+                "the tasks known then",
                 self.path,
             )
         self._header_version = self._tasks_version
@@ -531,6 +624,8 @@ class Journal:
         if self._file is None:
             return
         self._hash = ""
+        if self._sealer is not None:
+            self._sealer.restart()
         streamed = self._rows[: self._streamed]
         text = "".join([self._line(self._header()), *(self._line(_row_dict(r)) for r in streamed)])
         if not self._replace(text):
@@ -586,14 +681,27 @@ class Journal:
         return True
 
     def _line(self, obj: dict[str, Any]) -> str:
-        """The file line of ``obj``, chained to the previous line."""
+        """The file line of ``obj``, chained to the previous line (and sealed, if it is)."""
         self._hash = chain_hash(self._hash, canonical(obj))
-        return canonical({**obj, "hash": self._hash}) + "\n"
+        if self._sealer is None:
+            return canonical({**obj, "hash": self._hash}) + "\n"
+        return canonical({**obj, "hash": self._hash, "mac": self._sealer.sign(self._hash)}) + "\n"
 
     def _write(self, text: str) -> None:
         if self._file is not None:
             self._file.write(text)
             self._file.flush()
+
+
+@functools.cache
+def _package_version() -> str:
+    """The installed package's version, for the header ("unknown" if not installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("lifecycle-engine")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def journal_or_new(journal: object) -> Journal:
@@ -615,8 +723,13 @@ def _chained_lines(objs: Iterable[dict[str, Any]]) -> Iterable[str]:
 
 
 def is_format_version(value: object) -> bool:
-    """Whether ``value`` is `FORMAT_VERSION` itself: the int, not ``true`` or ``1.0``."""
-    return type(value) is int and value == FORMAT_VERSION
+    """Whether ``value`` is one of `FORMAT_VERSIONS` itself: the int, not ``true`` or ``1.0``."""
+    return type(value) is int and value in FORMAT_VERSIONS
+
+
+def is_seal_line(obj: Mapping[str, Any]) -> bool:
+    """Whether a journal line's object is the final ``seal`` line of a sealed journal."""
+    return "seal" in obj and "seq" not in obj and "format" not in obj
 
 
 @attrs.frozen(slots=True)
@@ -652,16 +765,28 @@ class JournalReader:
         self._file = _open_regular_file(self.path)
 
     def __iter__(self) -> Iterator[JournalLine]:
+        for number, raw, ended, value in self.rows():
+            yield JournalLine(number, raw, ended, parse_line(raw) if value is None else value)
+
+    def rows(
+        self, *, parse: bool = True
+    ) -> Iterator[tuple[int, bytes, bool, dict[str, Any] | str | None]]:
+        """The lines as plain tuples, the fields of `JournalLine` in order: for readers of
+        millions of lines, which need not build an object per line. ``parse=False``: the
+        value is None (the reader parses the line itself, with `parse_line`), except for a
+        line too long to keep, whose value still says so."""
         limit = MAX_LINE_BYTES
         number = 0
-        while chunk := self._file.readline(limit + 1):
+        readline = self._file.readline
+        parser = parse_line if parse else _no_parse
+        while chunk := readline(limit + 1):
             number += 1
-            ended = chunk.endswith(b"\n")
-            raw = chunk[:-1] if ended else chunk
-            if len(raw) > limit:
-                yield JournalLine(number, b"", self._skip_line(), f"longer than {limit} bytes")
+            if chunk[-1:] == b"\n":
+                yield number, chunk[:-1], True, parser(chunk[:-1])
+            elif len(chunk) > limit:
+                yield number, b"", self._skip_line(), f"longer than {limit} bytes"
             else:
-                yield JournalLine(number, raw, ended, parse_line(raw))
+                yield number, chunk, False, parser(chunk)
 
     def _skip_line(self) -> bool:
         """Read past the rest of the current line; whether a newline ended it."""
@@ -715,6 +840,10 @@ def _kind_of(mode: int) -> str | None:
     return next((name for test, name in kinds if test(mode)), "a special file")
 
 
+def _no_parse(raw: bytes) -> None:
+    return None
+
+
 def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
@@ -760,38 +889,69 @@ def parse_line(raw: bytes) -> dict[str, Any] | str:
 
 
 def read_journal(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Transition]]:
-    """Read a journal file: its header and records. Does not check the hash chain.
+    """Read a journal file: its header and records. Does not check the hash chain or the seal.
 
     Raises `JournalFormatError` (with the line number) for a file that is not a journal:
     unreadable or not a regular file, a bad line (see `parse_line`), wrong format or version,
     or a record with missing or bad fields. `lifecycle.audit` is the checker that reports
-    tampering rather than raising.
+    tampering rather than raising. Holds every record in memory: `JournalRecords` streams them.
     """
-    with JournalReader(path) as reader:
-        lines = iter(reader)
-        first = next(lines, None)
-        if first is None:
-            raise JournalFormatError("empty file: no journal header", line=1)
-        header = _object_of(first)
-        if header.get("format") != FORMAT:
-            raise JournalFormatError(
-                f"not a lifecycle journal (format {header.get('format')!r})", 1
-            )
-        if not is_format_version(header.get("version")):
-            raise JournalFormatError(
-                f"unsupported journal version {header.get('version')!r} "
-                f"(expected {FORMAT_VERSION})",
-                1,
-            )
-        records = []
-        for line in lines:
+    with JournalRecords(path) as journal:
+        return journal.header, list(journal)
+
+
+class JournalRecords:
+    """A journal file's header, read at once, and its records, read as they are iterated: in
+    memory bounded by one line, whatever the file's length. Iterate once.
+
+    Raises `JournalFormatError` as `read_journal` does: the header's problems when made, a
+    record's when iteration reaches it. A final ``seal`` line is skipped. Use as a context
+    manager, or call `close`. Not thread-safe.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._reader = JournalReader(path)
+        try:
+            self._lines = iter(self._reader)
+            first = next(self._lines, None)
+            if first is None:
+                raise JournalFormatError("empty file: no journal header", line=1)
+            header = _object_of(first)
+            if header.get("format") != FORMAT:
+                raise JournalFormatError(
+                    f"not a lifecycle journal (format {header.get('format')!r})", 1
+                )
+            if not is_format_version(header.get("version")):
+                raise JournalFormatError(
+                    f"unsupported journal version {header.get('version')!r} "
+                    f"(expected one of {', '.join(map(str, FORMAT_VERSIONS))})",
+                    1,
+                )
+        except BaseException:
+            self._reader.close()
+            raise
+        self.header: dict[str, Any] = header
+
+    def __iter__(self) -> Iterator[Transition]:
+        for line in self._lines:
             data = _object_of(line)
+            if is_seal_line(data):
+                continue
             data.pop("hash", None)
+            data.pop("mac", None)
             try:
-                records.append(Transition.from_dict(data))
+                yield Transition.from_dict(data)
             except JournalFormatError as exc:
                 raise JournalFormatError(exc.reason, line.number) from None
-    return header, records
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self) -> JournalRecords:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _object_of(line: JournalLine) -> dict[str, Any]:

@@ -64,9 +64,10 @@ def test_a_crashed_run_audits_clean_but_fails_require_success_and_json_names_the
     path, _ = crashed
     audit = lifecycle("audit", str(path))
     assert audit.returncode == 0, audit.stderr
-    assert "clean; the run failed: service 'Crashing' failed: RuntimeError: worker exploded" in (
-        audit.stderr
-    )
+    assert (
+        "clean; unsealed: detects accidental edits, not a forger; "
+        "the run failed: service 'Crashing' failed: RuntimeError: worker exploded"
+    ) in audit.stderr
     assert audit.stdout.startswith(
         "outcome: the run failed: service 'Crashing' failed: RuntimeError: worker exploded\n"
     )

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "lifecycle"
 #: Lowest first. A module may import only from earlier layers.
 LAYERS: list[set[str]] = [
     {"errors"},
-    {"spec", "graph", "loading", "options", "context"},
+    {"spec", "graph", "loading", "options", "context", "seal"},
     {"journal"},
     {"engine"},
     {"task", "stopping", "shutdown"},

@@ -25,6 +25,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tests.benchmarks.audit_figures import figure_7_audit
 from tests.benchmarks.core_figures import figure_1_lifecycle, figure_2_fire, figure_6_memory
 from tests.benchmarks.harness import Config, Row
 from tests.benchmarks.runtime_figures import (
@@ -43,6 +44,7 @@ FIGURES: list[tuple[str, str, Figure]] = [
     ("4", "QueueTask throughput", figure_4_queue),
     ("5", "PeriodicTask accuracy", figure_5_periodic),
     ("6", "memory per task", figure_6_memory),
+    ("7", "journal audit at scale, sealed and unsealed", figure_7_audit),
 ]
 
 DEFAULT_JSON = os.path.join("tests", "benchmarks", "results.json")
