@@ -33,7 +33,7 @@ from typing import Any
 
 import attrs
 
-from lifecycle.audit import StopOrderRule, task_table
+from lifecycle.audit import StopOrderRule, fast_record, task_table
 from lifecycle.errors import DependencyCycle
 from lifecycle.graph import topological_order
 from lifecycle.journal import (
@@ -43,6 +43,7 @@ from lifecycle.journal import (
     JournalReader,
     Transition,
     cause_line,
+    parse_line,
 )
 from lifecycle.spec import COLLECTION, SERVICE, SPECS, TASK, TaskState
 from lifecycle.tasks.queue import dropped_in_cause
@@ -361,25 +362,31 @@ def _read_file(path: str, fold: OutcomeBuilder) -> None:
     except JournalFormatError as exc:
         raise OutcomeInputError(exc.reason) from exc
     with reader:
-        lines = iter(reader)
-        first = next(lines, None)
+        rows = reader.rows(parse=False)
+        first = next(rows, None)
         if first is None:
             raise OutcomeInputError(f"{path!r} is empty: no journal header", line=1)
-        header = first.value
+        header = parse_line(first[1]) if first[3] is None else first[3]
         if not isinstance(header, dict) or header.get("format") != FORMAT:
             raise OutcomeInputError(f"{path!r} is not a lifecycle journal: line 1 is no header", 1)
         fold.describe(header.get("tasks"))
-        for line in lines:
-            obj = line.value
-            if not line.ended or not isinstance(obj, dict):
+        feed = fold.feed
+        for _, raw, ended, value in rows:
+            if not ended:
                 fold.skip()
                 continue
-            try:
-                rec = Transition.from_dict(obj)
-            except JournalFormatError:
+            # Most lines are canonical records: read by the audit's pattern, no JSON parsed.
+            rec = fast_record(raw) if value is None else None
+            if rec is None:
+                obj = parse_line(raw) if value is None else value
+                try:
+                    rec = Transition.from_dict(obj) if isinstance(obj, dict) else None
+                except JournalFormatError:
+                    rec = None
+            if rec is None:
                 fold.skip()
-                continue
-            fold.feed(rec)
+            else:
+                feed(rec)
 
 
 # -- folding -----------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -278,3 +279,21 @@ def test_a_builder_fed_record_by_record_gives_the_same_outcome(tmp_path: Path) -
     assert built.skipped == 1
     assert attrs.evolve(built, skipped=0) == outcome(tmp_path / "run.jsonl")
     assert builder.timeline().subjects == timeline(tmp_path / "run.jsonl").subjects
+
+
+@given(scenario=scenarios(), names=st.lists(st.text(min_size=1, max_size=12), max_size=3))
+def test_a_file_read_by_the_fast_pattern_gives_the_outcome_of_its_records(
+    scenario: object, names: list[str]
+) -> None:
+    # Most lines go through the audit's pattern, not JSON; lines with escapes or non-ASCII
+    # names go the general way. Either way the outcome is the one of the records themselves.
+    journal = Journal()
+    drive(scenario, journal)  # type: ignore[arg-type]
+    for index, name in enumerate(names):  # hostile subjects: quotes, escapes, unicode
+        journal.record("task", name, "create", "registered", "created", True, f"c{index}\n\"")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "run.jsonl"
+        journal.write(path)
+        from_file = outcome(path)
+    assert from_file == outcome(journal)
+    assert from_file.records == len(journal)
