@@ -498,3 +498,26 @@ def test_a_cancelled_map_future_raises_cancelled_error() -> None:
         task.release.set()
         with pytest.raises(CancelledError):
             future.result(WAIT)
+
+
+def test_a_worker_waits_no_longer_than_the_earliest_delayed_retry() -> None:
+    # Two workers: one retries an item for later and its wake-up goes to the other, which then
+    # takes a new item and is busy. The first worker, back in its wait, must still service the
+    # delayed retry when it is due (it used to wait for a wake-up that never came).
+    class Idle(QueueTask):
+        def execute(self, item: Any, context: ExecuteContext) -> Any:
+            return item
+
+    tasks = Tasks([Idle])
+    tasks.create(FakeService())
+    task = tasks.Idle
+    ctx = ExecuteContext(item="later", future=Future())
+    task._retry(ctx, after=0.001)  # delayed, with a wake-up token for an idle worker
+    assert task._channel.get_nowait() is not None  # ... that another worker took
+    taken: list[Any] = []
+    worker = threading.Thread(target=lambda: taken.append(task._take()), daemon=True)
+    worker.start()
+    worker.join(WAIT)
+    assert not worker.is_alive(), "the worker never woke for the delayed retry"
+    assert taken == [ctx]
+    tasks.stop()

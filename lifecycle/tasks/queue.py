@@ -384,7 +384,10 @@ class QueueTask(Task):
 
     def _take(self) -> ExecuteContext | None:
         """The next due item, or None once the task is stopping; waits without polling."""
-        timeout: float | None = None
+        # Wait no longer than the earliest delayed retry: another worker may have taken the
+        # wake-up its retry put, and then be busy, so this worker must service the heap itself.
+        with self._lock:
+            timeout = self._service_delayed()
         while True:
             try:
                 got = self._channel.get(timeout=timeout)
@@ -401,14 +404,7 @@ class QueueTask(Task):
                         lost, why = ctx, self._closed_why
                     ctx = None
                 else:
-                    delayed = self._delayed
-                    if delayed:
-                        now = time.monotonic()
-                        while delayed and delayed[0][0] <= now:
-                            self._channel.put(self._waiting.push(heapq.heappop(delayed)[2]))
-                        timeout = delayed[0][0] - now if delayed else None
-                    else:
-                        timeout = None
+                    timeout = self._service_delayed()
                     if ctx is not None:
                         self._forget(ctx)
                         self._taken += 1
@@ -442,6 +438,17 @@ class QueueTask(Task):
                 ctx.set_result(result)
         finally:
             tally.finished += 1
+
+    def _service_delayed(self) -> float | None:
+        """Queue the delayed retries now due; return the seconds until the next one (None: no
+        retry is delayed). Called with the lock held."""
+        delayed = self._delayed
+        if not delayed:
+            return None
+        now = time.monotonic()
+        while delayed and delayed[0][0] <= now:
+            self._channel.put(self._waiting.push(heapq.heappop(delayed)[2]))
+        return delayed[0][0] - now if delayed else None
 
     def _retry(self, ctx: ExecuteContext, after: float | None) -> None:
         ctx.attempt += 1
