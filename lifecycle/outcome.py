@@ -43,6 +43,7 @@ from lifecycle.journal import (
     JournalReader,
     Transition,
     cause_line,
+    is_seal_line,
     parse_line,
 )
 from lifecycle.spec import COLLECTION, SERVICE, SPECS, TASK, TaskState
@@ -379,6 +380,8 @@ def _read_file(path: str, fold: OutcomeBuilder) -> None:
             rec = fast_record(raw) if value is None else None
             if rec is None:
                 obj = parse_line(raw) if value is None else value
+                if isinstance(obj, dict) and is_seal_line(obj):
+                    continue  # a sealed journal's last line: the seal, not a record to skip
                 try:
                     rec = Transition.from_dict(obj) if isinstance(obj, dict) else None
                 except JournalFormatError:

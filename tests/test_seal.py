@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from lifecycle.cli import UNSEALED, main
 from lifecycle.demo import DemoService
 from lifecycle.journal import Journal, Transition, canonical, chain_hash, read_journal
+from lifecycle.outcome import outcome
 from lifecycle.seal import (
     EpochKeys,
     Sealer,
@@ -698,3 +699,14 @@ def test_no_log_line_holds_key_material(
     assert {record.levelname for record in caplog.records} >= {"WARNING", "ERROR"}
     for secret in secrets:
         assert secret not in caplog.text
+
+
+def test_the_seal_line_is_no_skipped_record_for_the_outcome(
+    sealed: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal, _ = sealed
+    result = outcome(journal)
+    assert result.skipped == 0
+    capsys.readouterr()
+    assert main(["summary", str(journal)]) == 0
+    assert "skipped" not in capsys.readouterr().err
