@@ -32,7 +32,7 @@ from lifecycle.errors import (
 from lifecycle.graph import postorder, topological_order
 from lifecycle.journal import Journal, journal_or_new
 from lifecycle.spec import COLLECTION, TASK, CollectionState, TaskState
-from lifecycle.stopping import StopCoordinator
+from lifecycle.stopping import StopCoordinator, time_left
 from lifecycle.task import SkipTask, Task, task_name
 
 __all__ = ["REGISTERED", "Tasks"]
@@ -338,7 +338,7 @@ class Tasks:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         stop_early = until or (lambda: False)
-        if self._joining.acquire(timeout=-1 if deadline is None else _left(deadline)):
+        if self._joining.acquire(timeout=-1 if deadline is None else time_left(deadline)):
             try:
                 self._wait(deadline, stop_early)
             finally:
@@ -375,7 +375,7 @@ class Tasks:
             if not self._unended(self._start_order) or until():
                 return
             try:
-                self._news.get(timeout=None if deadline is None else _left(deadline))
+                self._news.get(timeout=None if deadline is None else time_left(deadline))
             except queue.Empty:
                 return
 
@@ -616,10 +616,6 @@ def _as_error(name: str, exc: BaseException) -> Exception:
     """``exc`` where an `Exception` must stand (an `ExceptionGroup` member): a `SystemExit` or
     `KeyboardInterrupt` of a task is kept inside a `TaskExit`."""
     return exc if isinstance(exc, Exception) else TaskExit(name, exc)
-
-
-def _left(deadline: float) -> float:
-    return max(0.0, deadline - time.monotonic())
 
 
 #: The module-level collection that `Task.register()` adds to (as in sparts).

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from lifecycle.graph import layers
 
-__all__ = ["StopCoordinator", "StopOrder", "stop_layers"]
+__all__ = ["StopCoordinator", "StopOrder", "stop_layers", "time_left"]
 
 
 class StopOrder:
@@ -81,9 +81,6 @@ class StopOrder:
     def may_stop(self, name: str) -> bool:
         """Whether every task ordered after ``name`` has ended. Raises `KeyError` if unknown."""
         return self._unreleased_after[name] == 0
-
-    def ended(self, name: str) -> bool:
-        return name in self._ended
 
     def blockers(self, name: str) -> list[str]:
         """The tasks ordered directly after ``name`` that are not released yet."""
@@ -209,10 +206,10 @@ class StopCoordinator:
                 self._act_on(got)
                 if not self._order.unended:  # stragglers given up on count as ended here
                     return self.pending() if self.gave_up else []
-            if until() or (deadline is not None and _left(deadline) <= 0):
+            if until() or (deadline is not None and time_left(deadline) <= 0):
                 return self.pending()
             try:
-                got = [self._news.get(timeout=None if deadline is None else _left(deadline))]
+                got = [self._news.get(timeout=None if deadline is None else time_left(deadline))]
             except queue.Empty:
                 got = []
 
@@ -276,5 +273,6 @@ class StopCoordinator:
             self._begin(name, self._late_cause)
 
 
-def _left(deadline: float) -> float:
+def time_left(deadline: float) -> float:
+    """Seconds until ``deadline`` (a `time.monotonic` value), never negative."""
     return max(0.0, deadline - time.monotonic())
