@@ -72,7 +72,8 @@ class Lifecycle:
 
     `fire` is the only way the state changes. Thread-safe: every call holds ``lock``, a
     re-entrant lock that callers may also hold to make a check and a `fire` atomic. Each fired
-    and each refused trigger is appended to ``journal``.
+    and each refused trigger is appended to ``journal``; with ``journal=None`` nothing is
+    recorded (the strictness is the same: an illegal trigger still raises and changes nothing).
 
     ``on_terminal``, if given, is called as ``on_terminal(subject, state)`` right after a
     `fire` reaches a terminal state, with ``lock`` held: it must be quick and must neither
@@ -87,7 +88,7 @@ class Lifecycle:
         self,
         spec: MachineSpec,
         subject: str,
-        journal: Journal,
+        journal: Journal | None,
         *,
         lock: threading.RLock | None = None,
         on_terminal: Callable[[str, Any], object] | None = None,
@@ -127,15 +128,16 @@ class Lifecycle:
         with self.lock:
             source = self._state
             dest = self._table.get((source, trigger))
+            journal = self.journal
             if dest is None:
-                self.journal.record(
-                    self.spec.name, self.subject, trigger, source, None, False, cause
-                )
+                if journal is not None:
+                    journal.record(self.spec.name, self.subject, trigger, source, None, False, cause)
                 raise IllegalTransition(
                     self.subject, self.spec.name, source, trigger, self.spec.allowed(source)
                 )
             self._state = dest
-            self.journal.record(self.spec.name, self.subject, trigger, source, dest, True, cause)
+            if journal is not None:
+                journal.record(self.spec.name, self.subject, trigger, source, dest, True, cause)
             if self.on_terminal is not None and dest in self._terminal:
                 self.on_terminal(self.subject, dest)
         return dest
