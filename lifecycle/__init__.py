@@ -1,5 +1,6 @@
 """lifecycle: a strict, state-machine lifecycle engine for the background tasks of services."""
 
+from lifecycle.bind import BindingError, TransitionVetoed, Trigger, bind, lock_of
 from lifecycle.collection import REGISTERED, Tasks
 from lifecycle.context import ExecuteContext
 from lifecycle.engine import Lifecycle
@@ -54,6 +55,7 @@ __all__ = [
     "SERVICE",
     "SPECS",
     "TASK",
+    "BindingError",
     "CollectionState",
     "DependencyCycle",
     "DuplicateTask",
@@ -92,11 +94,15 @@ __all__ = [
     "TaskStopped",
     "Tasks",
     "Transition",
+    "TransitionVetoed",
+    "Trigger",
     "TryLater",
     "UniqueQueueTask",
     "UnknownOption",
     "UnknownTask",
     "UsageError",
+    "bind",
+    "lock_of",
     "option",
     "read_journal",
 ]

@@ -131,7 +131,9 @@ class Lifecycle:
             journal = self.journal
             if dest is None:
                 if journal is not None:
-                    journal.record(self.spec.name, self.subject, trigger, source, None, False, cause)
+                    journal.record(
+                        self.spec.name, self.subject, trigger, source, None, False, cause
+                    )
                 raise IllegalTransition(
                     self.subject, self.spec.name, source, trigger, self.spec.allowed(source)
                 )

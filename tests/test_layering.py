@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"spec", "graph", "loading", "options", "context", "seal"},
     {"journal"},
     {"engine"},
-    {"task", "stopping", "shutdown"},
+    {"task", "stopping", "shutdown", "bind"},
     {"collection"},
     {"tasks.periodic", "tasks.queue"},
     {"tasks"},
