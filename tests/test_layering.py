@@ -29,6 +29,7 @@ LAYERS: list[set[str]] = [
     {"service", "plan"},
     {"diagrams", "demo"},
     {"timeline"},
+    {"testing.__init__", "testing.machines"},
     {"__init__"},
     {"cli"},
     {"__main__"},

@@ -1,0 +1,1 @@
+"""The conformance kit: check your own machines and tasks against the lifecycle's promises."""
