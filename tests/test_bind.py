@@ -407,9 +407,9 @@ def test_trigger_methods_false_keeps_the_class_own_methods() -> None:
 
 
 def test_a_subclass_cannot_override_a_trigger_or_the_api() -> None:
-    with pytest.raises(BindingError, match="would replace Sneaky.open"):
+    with pytest.raises(BindingError, match=r"would replace Sneaky\.open"):
         type("Sneaky", (Door,), {"open": lambda self: None})
-    with pytest.raises(BindingError, match="would replace Sneaky.state"):
+    with pytest.raises(BindingError, match=r"would replace Sneaky\.state"):
         type("Sneaky", (Door,), {"state": "open"})
 
 

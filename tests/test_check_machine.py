@@ -92,7 +92,7 @@ class _Lenient(_Liar):
 
 
 def test_check_machine_fails_for_an_object_that_accepts_illegal_triggers() -> None:
-    with pytest.raises(AssertionError, match="no such edge|a lost or doubled move"):
+    with pytest.raises(AssertionError, match=r"no such edge|a lost or doubled move"):
         check_machine(DOOR, _Lenient, max_examples=EXAMPLES)
 
 
