@@ -28,6 +28,7 @@ from typing import Any
 from tests.benchmarks.audit_figures import figure_7_audit
 from tests.benchmarks.core_figures import figure_1_lifecycle, figure_2_fire, figure_6_memory
 from tests.benchmarks.harness import Config, Row
+from tests.benchmarks.machine_figures import figure_8_machines
 from tests.benchmarks.runtime_figures import (
     figure_3_shutdown,
     figure_4_queue,
@@ -45,6 +46,7 @@ FIGURES: list[tuple[str, str, Figure]] = [
     ("5", "PeriodicTask accuracy", figure_5_periodic),
     ("6", "memory per task", figure_6_memory),
     ("7", "journal audit at scale, sealed and unsealed", figure_7_audit),
+    ("8", "your own machine bound to your class", figure_8_machines),
 ]
 
 DEFAULT_JSON = os.path.join("tests", "benchmarks", "results.json")
