@@ -175,7 +175,7 @@ class Binding:
     """
 
     __slots__ = (
-        "cond", "initial", "journal", "kind", "spec", "subject_of", "table", "trigger_methods"
+        "guards", "initial", "journal", "kind", "spec", "subject_of", "table", "trigger_methods"
     )
 
     spec: MachineSpec
@@ -183,7 +183,8 @@ class Binding:
     kind: str
     initial: Any
     table: Mapping[tuple[str, str], Any]
-    cond: Mapping[str, tuple[tuple[str, Callable[[Any], object], bool], ...]]
+    #: trigger → its guards, ``cond`` ones first: (label, call, the answer that lets it pass).
+    guards: Mapping[str, tuple[tuple[str, Callable[[Any], object], bool], ...]]
     subject_of: Callable[[Any], str]
     trigger_methods: bool
 
@@ -200,7 +201,7 @@ class Binding:
         object.__setattr__(self, "kind", spec.name)
         object.__setattr__(self, "initial", spec.state(spec.initial))
         object.__setattr__(self, "table", dispatch_table(spec))
-        object.__setattr__(self, "cond", guards)
+        object.__setattr__(self, "guards", guards)
         object.__setattr__(self, "subject_of", subject_of)
         object.__setattr__(self, "trigger_methods", trigger_methods)
 
@@ -429,7 +430,7 @@ def _check_hooks(cls: type, binding: Binding) -> None:
             raise BindingError(
                 cls.__qualname__, f"hook {attribute} is an async def; hooks are called directly"
             )
-    for trigger, guards in binding.cond.items():
+    for trigger, guards in binding.guards.items():
         for label, call, _ in guards:
             if isinstance(call, operator.methodcaller):
                 method = label.rsplit(".", 1)[1]
@@ -509,7 +510,7 @@ def _compile(cls: type, binding: Binding) -> None:
                 n for n in (f"before_{trigger}", f"on_exit_{source}") if hasattr(cls, n)
             )
             after = tuple(n for n in (f"on_enter_{dest}", f"after_{trigger}") if hasattr(cls, n))
-            guards = binding.cond.get(trigger, ())
+            guards = binding.guards.get(trigger, ())
             if guards or before or after:
                 steps[source] = _Step(guards, before, after)
         function = (
