@@ -123,7 +123,7 @@ class Lifecycle:
         """Move along ``trigger`` and return the new state.
 
         Raises `IllegalTransition` when the current state has no such edge; the state is then
-        unchanged and a refused record (``ok=False``) is journaled.
+        unchanged and a refused record (``ok=False``) is journaled (when there is a journal).
         """
         with self.lock:
             source = self._state
