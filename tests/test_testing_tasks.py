@@ -324,3 +324,10 @@ def test_a_task_can_be_checked_inside_its_own_service() -> None:
         region = "eu"
 
     check_tasks(Needy, service=Regional, max_examples=5)
+
+
+def test_the_readme_service_tasks_keep_every_promise() -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    module = ModuleType("readme_example")
+    exec(compile(blocks[0], str(README), "exec"), module.__dict__)
+    check_tasks(*module.App.TASKS, service=module.App, options={"Poller_interval": 0.01})

@@ -15,7 +15,8 @@ Fixtures:
   still alive, or if its journal does not audit clean.
 
 Loaded in every pytest run of an environment where the package is installed, so importing it
-is cheap: the library is imported only when a fixture is used, and hypothesis never.
+is cheap: beyond the package itself (what ``import lifecycle`` costs), the modules a fixture
+needs are imported when it is used, and hypothesis never.
 """
 
 from __future__ import annotations
