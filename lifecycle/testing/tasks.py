@@ -26,7 +26,9 @@ abandoned: the engine's threads are daemon threads.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import math
+import queue
 import sys
 import sysconfig
 import threading
@@ -324,7 +326,9 @@ class _Example:
         self.kit_threads: set[threading.Thread] = set()
         self.entered: dict[str, int] = {}  # task -> workers that entered run_loop
         self.entered_changed = threading.Condition()
-        self.timers: list[threading.Timer] = []
+        # The stop records of tasks asked to stop, for the watchdog: (name, deadline), or None
+        # to end it. A SimpleQueue: its put is quick enough for a journal listener.
+        self.stopping: queue.SimpleQueue[tuple[str, float] | None] = queue.SimpleQueue()
         self.findings: list[_Finding] = []
         self.start_error: BaseException | None = None
         self.neighbour: type[Task] | None = None
@@ -348,6 +352,7 @@ class _Example:
         before = set(threading.enumerate())
         plan, service = self.plan, self.service
         try:
+            self._thread(self._watch, "check_tasks-watchdog")
             starter = self._thread(self._start, "check_tasks-start")
             starter.join(plan.start_timeout)
             if starter.is_alive():
@@ -369,11 +374,9 @@ class _Example:
             self._judge_journal()
         finally:
             self.release.set()
-            for timer in self.timers:
-                timer.cancel()
-            for thread in [*self.timers, *self.kit_threads]:
-                if thread is not threading.current_thread():
-                    thread.join(0.1 if thread.is_alive() else None)
+            self.stopping.put(None)
+            for thread in self.kit_threads:  # the watchdog ends now; a hung start is abandoned
+                thread.join(0.1)
         self.findings.sort(key=lambda f: f.rank)
         return self.findings
 
@@ -420,10 +423,7 @@ class _Example:
             if phase == "twice" and rec.subject == target:
                 self.service.shutdown("check_tasks: stop requested again")
             if rec.dest == TaskState.STOPPING:
-                timer = threading.Timer(self.plan.stop_timeout, self._overran, (rec.subject,))
-                timer.daemon = True
-                self.timers.append(timer)
-                timer.start()
+                self.stopping.put((rec.subject, time.monotonic() + self.plan.stop_timeout))
         elif rec.trigger in ("finish", "fail", "skip"):
             with self.entered_changed:
                 self.entered_changed.notify_all()
@@ -461,6 +461,23 @@ class _Example:
             init_task()
 
         return init_task_with_a_stop_request
+
+    def _watch(self) -> None:
+        """The watchdog: give up on each task still running ``stop_timeout`` after it was
+        asked to stop (woken by the stop records and by the earliest deadline, no polling)."""
+        due: list[tuple[float, str]] = []  # a heap of (deadline, task)
+        while True:
+            wait = max(0.0, due[0][0] - time.monotonic()) if due else None
+            try:
+                news = self.stopping.get(timeout=wait)
+            except queue.Empty:
+                news = ("", 0.0)  # a deadline came: nothing new
+            if news is None:
+                return
+            if news[0]:
+                heapq.heappush(due, (news[1], news[0]))
+            while due and due[0][0] <= time.monotonic():
+                self._overran(heapq.heappop(due)[1])
 
     def _overran(self, name: str) -> None:
         """``name`` was asked to stop ``stop_timeout`` ago: if it still runs, give up on it as
@@ -584,7 +601,7 @@ class _Example:
             engine.update(task.threads)
             if task._hook is not None:
                 engine.add(task._hook)
-        ours = self.kit_threads | set(self.timers)
+        ours = self.kit_threads
         left = [
             t for t in threading.enumerate()
             if t not in before and t not in ours and t not in engine and t.is_alive()
