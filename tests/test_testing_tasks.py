@@ -66,7 +66,7 @@ def test_the_dependencies_get_faults_and_the_stop_comes_in_every_phase(
         return found  # type: ignore[return-value]
 
     monkeypatch.setattr(_Example, "run", recording)
-    check_tasks(Producer, service=DemoService, max_examples=30)
+    check_tasks(Producer, service=DemoService, max_examples=40)
     phases = {scenario.phase for scenario, _ in seen}
     assert phases == {"while running", "before init", "during init", "while starting", "twice"}
     faults = {fault for scenario, _ in seen for _, fault in scenario.faults}
