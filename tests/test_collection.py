@@ -25,6 +25,7 @@ from lifecycle.errors import (
 from lifecycle.journal import Journal, Transition, read_journal
 from lifecycle.spec import CollectionState, TaskState
 from lifecycle.task import SkipTask, Task
+from lifecycle.testing import wait_for_state
 from tests.strategies import replay, sequence_problems
 
 C = CollectionState
@@ -575,8 +576,7 @@ def test_a_worker_that_raises_fails_its_task_and_asks_the_service_to_shut_down(
     stopper.append(tasks)
     run_through_start(tasks, service)
     assert service.asked.wait(WORKER_DEADLINE)
-    assert tasks.Crashing.join(WORKER_DEADLINE)
-    assert tasks.state_of(Crashing) == T.FAILED
+    wait_for_state(tasks.Crashing, T.FAILED, WORKER_DEADLINE)
     assert tasks.Crashing.failure is error
     (reason,) = service.reasons
     assert "'Crashing'" in reason and str(error) in reason

@@ -29,6 +29,7 @@ from lifecycle.service import Service
 from lifecycle.spec import CollectionState, ServiceState, TaskState
 from lifecycle.task import RETURNED_EARLY, Task
 from lifecycle.tasks import QueueTask
+from lifecycle.testing import wait_for_state
 from tests.fakes import WAIT, FakeService
 
 T = TaskState
@@ -253,7 +254,7 @@ def test_a_run_loop_that_returns_unasked_says_so_in_its_finish_record() -> None:
     tasks.create()
     tasks.init()
     tasks.start()
-    assert tasks.Brief.join(WAIT)
+    wait_for_state(tasks.Brief, T.STOPPED, WAIT)  # it finished, on its worker's thread
     assert tasks.join(WAIT) == []
     (finish,) = [r for r in tasks.journal.records if r.trigger == "finish" and r.kind == "task"]
     assert (finish.source, finish.dest, finish.cause) == ("running", "stopped", RETURNED_EARLY)

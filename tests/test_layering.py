@@ -1,6 +1,6 @@
 """The package's dependency direction: spec, then the engine, then tasks and the collection,
 then the readers of journals (the audit, then the outcome), the service (whose summaries are
-outcomes), the diagrams, then the command line.
+outcomes), the diagrams, the conformance kit (`lifecycle.testing`), then the command line.
 
 Each module may import only modules of a lower layer. Only `cli` prints.
 """
@@ -29,7 +29,11 @@ LAYERS: list[set[str]] = [
     {"service", "plan"},
     {"diagrams", "demo"},
     {"timeline"},
-    {"testing.__init__", "testing.machines"},
+    # The conformance kit and its pytest plugin read the layers below: a wait on any lifecycle,
+    # then the checks that run services and audit their journals.
+    {"testing.waiting"},
+    {"testing.tasks", "testing.plugin", "testing.machines"},
+    {"testing.__init__"},
     {"__init__"},
     {"cli"},
     {"__main__"},

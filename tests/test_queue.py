@@ -20,6 +20,7 @@ from lifecycle.errors import (
     TaskStopped,
 )
 from lifecycle.tasks import PriorityQueueTask, QueueTask, UniqueQueueTask
+from lifecycle.testing import wait_for_state
 from tests.fakes import WAIT, FakeService, running, stop
 
 
@@ -133,8 +134,7 @@ def test_an_exception_on_an_item_nobody_observes_is_a_crash() -> None:
         task = tasks.Fragile
         task.put("boom")
         assert service.asked.wait(WAIT)
-        assert task.join(WAIT)
-        assert task.state == TaskState.FAILED
+        wait_for_state(task, TaskState.FAILED, WAIT)
         assert isinstance(task.failure, RuntimeError)
         assert service.reasons == ["task 'Fragile' failed: RuntimeError: unobserved"]
         with pytest.raises(TaskNotRunning):
