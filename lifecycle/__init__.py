@@ -29,7 +29,15 @@ from lifecycle.errors import (
     UnknownTask,
     UsageError,
 )
-from lifecycle.journal import Journal, JournalFormatError, Transition, read_journal
+from lifecycle.journal import (
+    InvalidJournalOption,
+    Journal,
+    JournalFormatError,
+    JournalIncomplete,
+    MachineConflict,
+    Transition,
+    read_journal,
+)
 from lifecycle.options import option
 from lifecycle.service import Service
 from lifecycle.spec import (
@@ -43,6 +51,7 @@ from lifecycle.spec import (
     ServiceState,
     TaskState,
 )
+from lifecycle.specfile import dump_spec, load_spec, resolve_spec
 from lifecycle.task import SkipTask, Task, TryLater
 from lifecycle.tasks import PeriodicTask, PriorityQueueTask, QueueTask, UniqueQueueTask
 
@@ -64,14 +73,17 @@ __all__ = [
     "IllegalTransition",
     "InitError",
     "InvalidItem",
+    "InvalidJournalOption",
     "InvalidSpec",
     "InvalidTask",
     "Journal",
     "JournalFormatError",
+    "JournalIncomplete",
     "JournalWriteError",
     "Lifecycle",
     "LifecycleError",
     "LifecycleInterrupt",
+    "MachineConflict",
     "MachineSpec",
     "OptionConflict",
     "OptionError",
@@ -97,6 +109,9 @@ __all__ = [
     "UnknownOption",
     "UnknownTask",
     "UsageError",
+    "dump_spec",
+    "load_spec",
     "option",
     "read_journal",
+    "resolve_spec",
 ]

@@ -14,8 +14,10 @@ each machine (`MachineSpec.to_dict`)::
     dest = "open"
     when = "someone opens it"
 
-in TOML (a ``.toml`` file, read with `tomllib`) or JSON (a ``.json`` file). ``when`` may be
-left out (it defaults to ``""``); every other key is required and no other key is allowed.
+in TOML (a ``.toml`` file, read with `tomllib`) or JSON (a ``.json`` file; the whole
+document ``lifecycle spec --spec REF --json`` prints, ``{"schema": 1, "machines": [...]}`` with
+one machine, is read too). ``when`` may be left out (it defaults to ``""``); every other key
+is required and no other key is allowed.
 Nothing in a file is executed: it is data, turned into a new `enum.StrEnum` of its states
 (member names derived from the values, values kept as written) and a `MachineSpec`, validated
 as any spec is. `dump_spec` writes a spec back in either format, so that a printed spec loads
@@ -40,7 +42,7 @@ from typing import Any
 
 from lifecycle.errors import BadReference, InvalidSpec
 from lifecycle.loading import load
-from lifecycle.spec import Edge, MachineSpec
+from lifecycle.spec import SPEC_SCHEMA_VERSION, Edge, MachineSpec
 
 __all__ = [
     "MAX_SPEC_BYTES",
@@ -110,7 +112,24 @@ def load_spec(path: str | os.PathLike[str]) -> MachineSpec:
             raise InvalidSpec(shown, f"line {exc.lineno}: not valid JSON: {exc.msg}") from None
         except (ValueError, RecursionError) as exc:
             raise InvalidSpec(shown, f"not valid JSON: {exc or 'nested too deeply'}") from None
+    if fmt == "json" and isinstance(obj, dict) and "machines" in obj:
+        obj = _only_machine(shown, obj)
     return spec_from_dict(obj, source=shown)
+
+
+def _only_machine(source: str, doc: Mapping[str, Any]) -> object:
+    """The machine of a ``lifecycle spec --json`` document that holds one."""
+    if set(doc) != {"schema", "machines"} or doc["schema"] != SPEC_SCHEMA_VERSION:
+        raise InvalidSpec(
+            source,
+            f"expected a machine object, or a spec document (schema {SPEC_SCHEMA_VERSION}) "
+            "of one machine",
+        )
+    machines = doc["machines"]
+    if not isinstance(machines, list) or len(machines) != 1:
+        count = len(machines) if isinstance(machines, list) else "no list of"
+        raise InvalidSpec(source, f"expected a spec document of one machine; it has {count}")
+    return machines[0]
 
 
 def _no_constant(name: str) -> Any:
