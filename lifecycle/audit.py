@@ -409,7 +409,7 @@ class _Run:
             try:
                 spec = spec_from_dict(obj, source=f"machine {shown!r}")
             except InvalidSpec as exc:
-                self.header_problem(line, f"expected a valid machine in {where}: {exc}")
+                self.header_problem(line, f"expected a valid machine in {where}: {exc.problem}")
                 return
         doc = spec.to_dict()
         name = spec.name
