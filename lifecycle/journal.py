@@ -541,10 +541,10 @@ class Journal:
         ``collection`` and ``service`` included). A spec equal in every field to one already
         described (the same file loaded twice) is the same machine.
         """
-        if spec in self._machine_specs:
-            return
         if not isinstance(spec, MachineSpec):
             raise TypeError(f"describe_machine takes a lifecycle.MachineSpec, not {spec!r}")
+        if spec in self._machine_specs:
+            return
         with self._lock:
             known = self._machines.get(spec.name)
             if known is not None:

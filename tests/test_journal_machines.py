@@ -83,6 +83,8 @@ def test_another_machine_under_a_described_name_is_refused(door: MachineSpec) ->
 def test_describe_machine_takes_only_specs() -> None:
     with pytest.raises(TypeError, match=r"takes a lifecycle\.MachineSpec"):
         Journal().describe_machine("door")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"takes a lifecycle\.MachineSpec"):
+        Journal().describe_machine({"name": "door"})  # type: ignore[arg-type]
 
 
 def test_a_machine_described_after_the_header_gets_a_chained_line_before_its_records(

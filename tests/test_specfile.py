@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -322,3 +323,31 @@ def test_lifecycle_spec_with_a_bad_reference_exits_2_naming_it(tmp_path: Path) -
 
 def test_toml_output_needs_one_machine() -> None:
     assert run_cli("spec", "--toml").returncode == 2
+
+
+# -- the README --------------------------------------------------------------------------------
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _own_machines_blocks(language: str) -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("### In a file; audit and diagrams", 1)[1].split("\n## ", 1)[0]
+    return re.findall(rf"```{language}\n(.*?)```", section, re.S)
+
+
+def test_the_readme_door_is_the_fixture_door(tmp_path: Path) -> None:
+    (toml_text,) = _own_machines_blocks("toml")
+    path = write(tmp_path, "door.toml", toml_text)
+    assert load_spec(path).to_dict() == door_dict()
+
+
+def test_the_readme_door_example_runs_and_audits_clean(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (code,) = _own_machines_blocks("python")
+    write(tmp_path, "door.toml", DOOR.read_text())
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, str(README), "exec"), {})
+    done = run_cli("audit", "door.jsonl", "--spec", "door.toml")
+    assert done.returncode == 0, done.stdout + done.stderr
