@@ -462,7 +462,12 @@ class Journal:
         ok: bool,
         cause: BaseException | str | None = None,
     ) -> None:
-        """Append one record with the next sequence number. Thread-safe."""
+        """Append one record with the next sequence number. Thread-safe.
+
+        ``kind`` names the record's machine: a built-in one, or one given to
+        `describe_machine` before (a `Lifecycle` does that when made); the audit reports a
+        record of any other machine. Not checked here, to keep this call cheap.
+        """
         text = describe_cause(cause)
         thread = threading.current_thread().name
         with self._lock:
