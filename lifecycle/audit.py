@@ -246,7 +246,8 @@ def check(
     only): see `audit`. ``specs``: the machines to trust (see `audit`); a `Journal`'s own
     described machines are compared with them.
 
-    Raises `AuditInputError` for input that cannot be audited (see its docstring).
+    Raises `AuditInputError` for input that cannot be audited (see its docstring), and for a
+    bounded `Journal` (``max_records``) that has dropped records.
     """
     pins = pinned_specs(specs)
     if isinstance(source, (str, os.PathLike)):
@@ -267,6 +268,12 @@ def check(
         )
     described: Mapping[str, MachineSpec] = {}
     if isinstance(source, Journal):
+        if source.dropped:
+            # Its subjects would seem to start mid-way: every one a continuity violation.
+            raise AuditInputError(
+                f"the journal kept only its last {len(source)} record(s) (max_records) and "
+                f"dropped {source.dropped}: audit the file it streamed to instead"
+            )
         records: Iterable[object] = source.records
         described = source.machines
         if tasks is None:

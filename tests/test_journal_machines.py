@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lifecycle import Lifecycle, load_spec
-from lifecycle.audit import audit, check
+from lifecycle.audit import AuditInputError, audit, check
 from lifecycle.journal import (
     FORMAT_VERSION,
     InvalidJournalOption,
@@ -228,3 +228,12 @@ def test_a_bounded_journal_that_dropped_records_keeps_its_streamed_file_whole(
     header, records = read_journal(path)
     assert header["tasks"] == {} and [r.seq for r in records] == [1, 2, 3]
     assert check(path, partial=True) == []
+
+
+def test_a_bounded_journal_that_dropped_records_is_not_audited_in_memory() -> None:
+    journal = Journal(max_records=1)
+    journal.record("task", "A", "create", "registered", "created", True)
+    assert check(journal, partial=True) == []
+    journal.record("task", "A", "init", "created", "initialized", True)
+    with pytest.raises(AuditInputError, match="dropped 1: audit the file"):
+        check(journal, partial=True)
