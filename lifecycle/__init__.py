@@ -30,7 +30,15 @@ from lifecycle.errors import (
     UnknownTask,
     UsageError,
 )
-from lifecycle.journal import Journal, JournalFormatError, Transition, read_journal
+from lifecycle.journal import (
+    InvalidJournalOption,
+    Journal,
+    JournalFormatError,
+    JournalIncomplete,
+    MachineConflict,
+    Transition,
+    read_journal,
+)
 from lifecycle.options import option
 from lifecycle.service import Service
 from lifecycle.spec import (
@@ -44,6 +52,7 @@ from lifecycle.spec import (
     ServiceState,
     TaskState,
 )
+from lifecycle.specfile import dump_spec, load_spec, resolve_spec
 from lifecycle.task import SkipTask, Task, TryLater
 from lifecycle.tasks import PeriodicTask, PriorityQueueTask, QueueTask, UniqueQueueTask
 
@@ -66,14 +75,17 @@ __all__ = [
     "IllegalTransition",
     "InitError",
     "InvalidItem",
+    "InvalidJournalOption",
     "InvalidSpec",
     "InvalidTask",
     "Journal",
     "JournalFormatError",
+    "JournalIncomplete",
     "JournalWriteError",
     "Lifecycle",
     "LifecycleError",
     "LifecycleInterrupt",
+    "MachineConflict",
     "MachineSpec",
     "OptionConflict",
     "OptionError",
@@ -102,7 +114,10 @@ __all__ = [
     "UnknownTask",
     "UsageError",
     "bind",
+    "dump_spec",
+    "load_spec",
     "lock_of",
     "option",
     "read_journal",
+    "resolve_spec",
 ]

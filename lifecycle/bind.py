@@ -67,7 +67,7 @@ from typing import Any, NoReturn, Protocol, TypeVar
 
 from lifecycle.engine import dispatch_table
 from lifecycle.errors import IllegalTransition, LifecycleError, safe_str
-from lifecycle.journal import Journal, describe_cause
+from lifecycle.journal import VETO_CAUSE_PREFIX, Journal, describe_cause, is_veto_cause
 from lifecycle.spec import MachineSpec
 
 __all__ = [
@@ -83,10 +83,6 @@ __all__ = [
     "lock_of",
 ]
 
-#: Every refused record of a veto has a cause starting with this (then the hook and why), so
-#: that a reader tells a veto (a legal edge refused by the subject's own code) from a refusal
-#: of an edge the table lacks.
-VETO_CAUSE_PREFIX = "vetoed by "
 
 #: Per-instance storage. Plain attributes (or slots of these names): no wrapper object per
 #: instance, and the hot path reads them with one attribute lookup each.
@@ -161,11 +157,6 @@ class Trigger(Protocol):
     """The type of a trigger method, for annotations on a bound class (``open: Trigger``)."""
 
     def __call__(self, cause: BaseException | str | None = None) -> Any: ...
-
-
-def is_veto_cause(cause: str | None) -> bool:
-    """Whether a refused record's ``cause`` is a veto's (see `VETO_CAUSE_PREFIX`)."""
-    return cause is not None and cause.startswith(VETO_CAUSE_PREFIX)
 
 
 class Binding:
@@ -250,6 +241,8 @@ def bind(
         binding = Binding(spec, journal, guards, _namer(name, subject), trigger_methods)
         _check_storage(cls)
         _check_clashes(cls, binding, inherited=True)
+        if journal is not None:
+            journal.describe_machine(spec)  # before its first record, as the journal requires
         type.__setattr__(cls, _BINDING, binding)
         _install_subclass_hook(cls)
         _install_getstate(cls)

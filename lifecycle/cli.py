@@ -24,7 +24,7 @@ import attrs
 from lifecycle import diagrams
 from lifecycle import plan as planning
 from lifecycle import timeline as timelines
-from lifecycle.audit import FILE_SUBJECTS, AuditReport, audit
+from lifecycle.audit import FILE_SUBJECTS, AuditInputError, AuditReport, audit, pinned_specs
 from lifecycle.demo import DemoService
 from lifecycle.errors import (
     BadReference,
@@ -56,6 +56,7 @@ from lifecycle.outcome import (
 from lifecycle.seal import DEFAULT_EPOCH_LENGTH, SealKeyError, keygen, load_verify_key
 from lifecycle.service import Service
 from lifecycle.spec import SPEC_SCHEMA_VERSION, SPECS, TASK, MachineSpec
+from lifecycle.specfile import resolve_spec, to_toml
 from lifecycle.task import task_name
 from lifecycle.tasks import QueueTask
 
@@ -90,7 +91,8 @@ def _json_safe(value: Any) -> Any:
 
 
 def _print_table(spec: MachineSpec) -> None:
-    print(f"{spec.name} (initial: {spec.initial}; terminal: {', '.join(sorted(spec.terminal))})")
+    terminal = ", ".join(sorted(spec.terminal)) or "none"
+    print(f"{spec.name} (initial: {spec.initial}; terminal: {terminal})")
     rows = [(e.trigger, ", ".join(e.sources), e.dest, e.when) for e in spec.transitions]
     widths = [max(len(r[i]) for r in [("trigger", "from", "to", ""), *rows]) for i in range(3)]
     print(f"  {'trigger':<{widths[0]}}  {'from':<{widths[1]}}  {'to':<{widths[2]}}  when")
@@ -98,15 +100,39 @@ def _print_table(spec: MachineSpec) -> None:
         print(f"  {trigger:<{widths[0]}}  {sources:<{widths[1]}}  {dest:<{widths[2]}}  {when}")
 
 
+def _resolve_specs(references: Sequence[str] | None, prog: str) -> list[MachineSpec] | None:
+    """The machines ``--spec`` flags name; None (having said why) when one cannot be loaded."""
+    specs = []
+    for reference in references or ():
+        try:
+            specs.append(resolve_spec(reference))
+        except BadReference as exc:
+            _say(f"{prog}: --spec {exc}", sys.stderr)
+            return None
+    return specs
+
+
 def _cmd_spec(args: argparse.Namespace) -> int:
+    machines: Sequence[MachineSpec] = list(SPECS.values())
+    if args.spec is not None:
+        found = _resolve_specs([args.spec], "lifecycle spec")
+        if found is None:
+            return EXIT_USAGE
+        machines = found
+    if args.toml:
+        if args.spec is None or args.json:
+            _say("lifecycle spec: --toml prints one machine: give --spec, not --json", sys.stderr)
+            return EXIT_USAGE
+        sys.stdout.write(to_toml(machines[0]))
+        return EXIT_OK
     if args.json:
         doc = {
             "schema": SPEC_SCHEMA_VERSION,
-            "machines": [spec.to_dict() for spec in SPECS.values()],
+            "machines": [spec.to_dict() for spec in machines],
         }
         print(json.dumps(doc, indent=2))
         return EXIT_OK
-    for index, spec in enumerate(SPECS.values()):
+    for index, spec in enumerate(machines):
         if index:
             print()
         _print_table(spec)
@@ -114,8 +140,20 @@ def _cmd_spec(args: argparse.Namespace) -> int:
 
 
 def _add_spec(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("spec", help="print the task, collection and service state tables")
+    p = sub.add_parser(
+        "spec",
+        help="print the task, collection and service state tables, or a machine of yours",
+        description=(
+            "Print the built-in machines' tables, or the machine --spec names: a machine file "
+            "(PATH.toml, PATH.json) or MODULE:NAME naming a lifecycle.MachineSpec. What --json "
+            "and --toml print is a machine file that loads back as it is."
+        ),
+    )
     p.add_argument("--json", action="store_true", help="print them as JSON (stable schema)")
+    p.add_argument(
+        "--spec", metavar="PATH_OR_MODULE:NAME", help="print this machine instead of the built-in"
+    )
+    p.add_argument("--toml", action="store_true", help="print the --spec machine as a TOML file")
     p.set_defaults(command=_cmd_spec)
 
 
@@ -126,8 +164,18 @@ def _diagram_fail(message: str, code: int = EXIT_USAGE) -> int:
 
 def _cmd_diagram(args: argparse.Namespace) -> int:
     if args.all is not None:
-        if args.machine or args.deps or args.journal or args.out or args.format or args.highlight:
-            return _diagram_fail("--all DIR takes no machine, --deps, --journal, --format or --out")
+        if (
+            args.machine
+            or args.spec
+            or args.deps
+            or args.journal
+            or args.out
+            or args.format
+            or args.highlight
+        ):
+            return _diagram_fail(
+                "--all DIR takes no machine, --spec, --deps, --journal, --format or --out"
+            )
         try:
             written = diagrams.write_all(args.all, svgs=diagrams.has_graphviz())
         except LifecycleError as exc:
@@ -147,29 +195,38 @@ def _cmd_diagram(args: argparse.Namespace) -> int:
         return _diagram_fail(f"unknown format {fmt!r}; expected one of {known}")
     if args.machine is not None and args.machine not in SPECS:
         return _diagram_fail(
-            f"unknown machine {args.machine!r}; expected one of {', '.join(SPECS)}"
+            f"unknown machine {args.machine!r}; expected one of {', '.join(SPECS)} (draw a "
+            "machine of yours with --spec)"
         )
-    if args.machine is not None and args.deps:
-        return _diagram_fail("give a machine or --deps, not both")
-    if args.highlight and (args.machine is None or args.journal):
+    if args.machine is not None and args.spec is not None:
+        return _diagram_fail("give a machine or --spec, not both")
+    machine: MachineSpec | None = None
+    if args.spec is not None:
+        found = _resolve_specs([args.spec], "lifecycle diagram")
+        if found is None:
+            return EXIT_USAGE
+        machine = found[0]
+    elif args.machine is not None:
+        machine = SPECS[args.machine]
+    if machine is not None and args.deps:
+        return _diagram_fail("give a machine (or --spec) or --deps, not both")
+    if args.highlight and (machine is None or args.journal):
         return _diagram_fail("--highlight needs a machine and no --journal")
     if args.deps and args.journal:
         return _diagram_fail("--deps draws a live graph, --journal an observed one: give one")
     try:
-        if args.machine is not None and args.journal:
-            diagram: diagrams.Diagram = diagrams.journal_machine_diagram(
-                SPECS[args.machine], args.journal
-            )
-        elif args.machine is not None:
-            diagram = diagrams.machine_diagram(SPECS[args.machine], args.highlight)
+        if machine is not None and args.journal:
+            diagram: diagrams.Diagram = diagrams.journal_machine_diagram(machine, args.journal)
+        elif machine is not None:
+            diagram = diagrams.machine_diagram(machine, args.highlight)
         elif args.deps:
             diagram = diagrams.dependency_diagram(_load_target(args.deps))
         elif args.journal:
             diagram = diagrams.journal_dependency_diagram(args.journal)
         else:
             return _diagram_fail(
-                "nothing to draw: give a machine (task, collection, service), --deps "
-                "MODULE:CLASS, --journal FILE or --all DIR"
+                "nothing to draw: give a machine (task, collection, service), --spec "
+                "PATH_OR_MODULE:NAME, --deps MODULE:CLASS, --journal FILE or --all DIR"
             )
     except LifecycleError as exc:
         return _diagram_fail(str(exc))
@@ -195,12 +252,18 @@ def _add_diagram(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "diagram",
         help="draw a machine or a dependency graph as Mermaid, Graphviz DOT or SVG",
         description=(
-            "Draw a machine (optionally annotated from a journal), the dependency graph of a "
+            "Draw a machine (a built-in one, or yours with --spec; optionally annotated from a "
+            "journal), the dependency graph of a "
             "service or collection (live, with --deps) or as a journal observed it (--journal "
             "alone), or every checked-in diagram (--all DIR)."
         ),
     )
     p.add_argument("machine", nargs="?", help="task, collection or service")
+    p.add_argument(
+        "--spec",
+        metavar="PATH_OR_MODULE:NAME",
+        help="draw this machine: a machine file (.toml, .json) or a MachineSpec's MODULE:NAME",
+    )
     p.add_argument("--deps", metavar="MODULE:CLASS", help="a service, collection or task class")
     p.add_argument("--journal", metavar="FILE", help="a journal file written by a run")
     p.add_argument("--format", help="mermaid (default), dot or svg; else taken from --out")
@@ -367,6 +430,14 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     if args.expect_head is not None and not _is_hex_hash(args.expect_head):
         _say(f"{prog}: error: --expect-head takes a SHA-256 in hex (64 digits)", sys.stderr)
         return EXIT_USAGE
+    given = _resolve_specs(args.spec, prog)
+    if given is None:
+        return EXIT_USAGE
+    try:
+        pins = pinned_specs(given)
+    except AuditInputError as exc:
+        _say(f"{prog}: --spec: {exc}", sys.stderr)
+        return EXIT_USAGE
     try:
         key = None if args.verify_key is None else load_verify_key(args.verify_key)
         report = audit(
@@ -375,11 +446,13 @@ def _cmd_audit(args: argparse.Namespace) -> int:
             verify_key=key,
             expect_head=args.expect_head,
             run_id=args.run_id,
+            specs=pins,
         )
         result = outcome(args.file)
     except SealKeyError as exc:
         _say(f"{prog}: {exc}", sys.stderr)
         return EXIT_USAGE
+
     except JournalFormatError as exc:
         _say(f"{prog}: cannot audit {args.file}: {exc}", sys.stderr)
         return EXIT_USAGE
@@ -518,6 +591,14 @@ def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--expect-head", metavar="HEX", help="the chain head the run printed on exit")
     p.add_argument("--run-id", metavar="ID", help="the run id the run printed on exit")
+    p.add_argument(
+        "--spec",
+        action="append",
+        metavar="PATH_OR_MODULE:NAME",
+        help="trust this machine (a machine file or a MachineSpec's MODULE:NAME): its records "
+        "are judged by it, and a journal declaring another machine of its name is a "
+        "violation; repeatable",
+    )
     p.set_defaults(command=_cmd_audit)
 
 

@@ -96,6 +96,8 @@ class Lifecycle:
         self.spec = spec
         self.subject = subject
         self.journal = journal
+        if journal is not None:
+            journal.describe_machine(spec)  # the journal describes every machine it records
         self.lock = lock if lock is not None else threading.RLock()
         self.on_terminal = on_terminal
         self._table = dispatch_table(spec)

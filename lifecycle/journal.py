@@ -8,6 +8,9 @@ and can stream them to a JSONL file as they happen. The file format:
   {"class": ..., "deps": [...], "wants": [...]}}, "hash": ...}``, plus ``"seal": {"key": ...,
   "epoch": ..., "every": ..., "kdf": ...}`` when sealed;
 * then one record per line, the fields of `Transition` plus ``hash``;
+* a machine described after the header was written (version 3) is declared by a line of its
+  own, ``{"machine": {...}, "hash": ...}`` (the machine object of ``lifecycle spec --json``),
+  chained and sealed as any line, before the first record of that machine;
 * a sealed journal closed cleanly ends with ``{"seal": {"records": N, "head": ...}, "hash": ...}``
   (how many records, and the hash of the last one).
 
@@ -19,7 +22,14 @@ not a forger, who can recompute it. A sealed journal (``Journal(path, seal=SEAL_
 every line a ``mac`` under a key that evolves one way (see `lifecycle.seal`), which only the
 holder of the verification key can check and no one can recompute for a line already written.
 Each streamed line is flushed as it is written, so a process killed at any moment leaves a valid
-prefix. Version 1 files (no ``run``, never sealed) are still read.
+prefix. Version 1 files (no ``run``, never sealed) and version 2 files (no machine lines, only
+the built-in machines in the header) are still read.
+
+Self-description: the header's ``specs`` lists every machine the journal knows when it is
+written (the built-in three, and every machine given to `Journal.describe_machine` before),
+and every machine described later gets its ``machine`` line, so that every record's machine is
+described, under the chain, before the record. `lifecycle.engine.Lifecycle` describes its
+machine when it is made.
 
 Reading: `JournalReader` is the one reader of journal files, used by `read_journal`,
 `lifecycle.audit` and `lifecycle.diagrams`. It opens only a regular file (a FIFO, a device, a
@@ -31,11 +41,13 @@ non-finite number), never an exception of the JSON parser.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import enum
 import errno
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -55,7 +67,7 @@ import attrs
 
 from lifecycle.errors import JournalWriteError, LifecycleError
 from lifecycle.seal import DEFAULT_EPOCH_LENGTH, KDF, Sealer, SealKeyError
-from lifecycle.spec import SPECS
+from lifecycle.spec import SPECS, MachineSpec
 
 __all__ = [
     "FORMAT",
@@ -63,19 +75,25 @@ __all__ = [
     "FORMAT_VERSIONS",
     "MAX_INT_DIGITS",
     "MAX_LINE_BYTES",
+    "VETO_CAUSE_PREFIX",
+    "InvalidJournalOption",
     "Journal",
     "JournalFormatError",
+    "JournalIncomplete",
     "JournalLine",
     "JournalReader",
     "JournalRecords",
     "JournalWriteError",
+    "MachineConflict",
     "Transition",
     "canonical",
     "cause_line",
     "chain_hash",
     "describe_cause",
     "is_format_version",
+    "is_machine_line",
     "is_seal_line",
+    "is_veto_cause",
     "journal_or_new",
     "parse_line",
     "read_journal",
@@ -86,8 +104,10 @@ logger.addHandler(logging.NullHandler())
 
 FORMAT = "lifecycle-journal"
 #: The version a journal is written in; `FORMAT_VERSIONS` are those read.
-FORMAT_VERSION = 2
-FORMAT_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+FORMAT_VERSIONS = (1, 2, 3)
+#: The first version whose files may hold ``machine`` lines and user machines in the header.
+MACHINE_LINES_SINCE = 3
 
 #: The longest line a reader takes, in bytes, its newline not counted: far above any line the
 #: engine writes (the header of 100,000 tasks is a few MB), and a bound on what one line of a
@@ -179,6 +199,41 @@ class _TaskInfo:
         return {"class": self.cls, "deps": list(self.deps), "wants": list(self.wants)}
 
 
+class InvalidJournalOption(LifecycleError, ValueError):
+    """A `Journal` was given an unusable option (``max_records`` not a positive int)."""
+
+
+class MachineConflict(LifecycleError, ValueError):
+    """`Journal.describe_machine` was given a machine whose name the journal already describes
+    with another definition: its records could not be told apart.
+
+    Attributes: ``name``.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"the journal already describes a different machine named {name!r}: give each "
+            "machine its own name"
+        )
+
+
+class JournalIncomplete(LifecycleError, ValueError):
+    """A bounded journal (``max_records``) was asked for all its records after it dropped some.
+
+    Attributes: ``dropped`` (records no longer held) and ``kept``.
+    """
+
+    def __init__(self, dropped: int, kept: int) -> None:
+        self.dropped = dropped
+        self.kept = kept
+        super().__init__(
+            f"the journal keeps only its last {kept} record(s) and has dropped {dropped}: it "
+            "cannot be written whole (stream it to a file with Journal(path, ...) to keep "
+            "every record)"
+        )
+
+
 class JournalFormatError(LifecycleError, ValueError):
     """A journal file could not be read. ``line`` is the 1-based line number, if known."""
 
@@ -206,6 +261,16 @@ def canonical(obj: Mapping[str, Any]) -> str:
 def chain_hash(previous: str, line: str) -> str:
     """The hash of a line whose canonical JSON (without ``hash``) is ``line``."""
     return hashlib.sha256((previous + line).encode()).hexdigest()
+
+
+#: How the cause of a vetoed trigger begins: a refused record of a legal edge, turned down by a
+#: guard or a before hook of a bound class (`lifecycle.bind`), not by the table.
+VETO_CAUSE_PREFIX = "vetoed by "
+
+
+def is_veto_cause(cause: str | None) -> bool:
+    """Whether a refused record's ``cause`` is a veto's (see `VETO_CAUSE_PREFIX`)."""
+    return cause is not None and cause.startswith(VETO_CAUSE_PREFIX)
 
 
 def describe_cause(exc: BaseException | str | None) -> str | None:
@@ -309,6 +374,18 @@ class Journal:
 
     ``run_id`` (random, in the header with the host name, pid, start time and package version)
     and ``head`` (the hash of the last line written) identify the file's run.
+
+    ``max_records``: keep only the last ``max_records`` records in memory (a ring, for a
+    long-lived process); `records` and ``len()`` then say what is kept and `dropped` how many
+    went. A file streamed alongside still gets every record. `write` refuses, with
+    `JournalIncomplete`, once a record has been dropped (a file of the tail alone would not
+    audit: its subjects would start mid-way); and a task table changed after that is no longer
+    brought into the streamed file's header (its records are gone from memory), as for a file
+    that cannot be rewritten. Raises `InvalidJournalOption` unless it is a positive int (or
+    None: keep everything).
+
+    `describe_machine` makes the journal describe a machine (the built-in three always are):
+    see the module docstring.
     """
 
     def __init__(
@@ -317,13 +394,27 @@ class Journal:
         *,
         seal: str | os.PathLike[str] | None = None,
         seal_epoch: int = DEFAULT_EPOCH_LENGTH,
+        max_records: int | None = None,
     ) -> None:
+        if max_records is not None and (type(max_records) is not int or max_records < 1):
+            raise InvalidJournalOption(
+                f"max_records must be a positive int (or None: keep every record), "
+                f"not {max_records!r}"
+            )
+        self.max_records = max_records
         self._lock = threading.Lock()
         # Plain tuples, not `Transition`s: CPython's collector stops tracking a tuple of atomic
         # values, so a journal of millions of records adds nothing to every full collection
         # (with records as objects, per-task cost grew with the journal), and a tuple is
-        # cheaper to build. `records` makes the `Transition`s when asked.
-        self._rows: list[_Row] = []
+        # cheaper to build. `records` makes the `Transition`s when asked. A bounded journal
+        # keeps them in a deque, whose append drops the oldest at no extra cost.
+        self._rows: list[_Row] | collections.deque[_Row] = (
+            [] if max_records is None else collections.deque(maxlen=max_records)
+        )
+        # The machines described, by name, and the same specs as a set: `describe_machine`'s
+        # repeat calls are one set lookup (a spec's hash is cached).
+        self._machines: dict[str, MachineSpec] = dict(SPECS)
+        self._machine_specs: set[MachineSpec] = set(SPECS.values())
         self._listeners: tuple[Listener, ...] = ()
         self._tasks: dict[str, _TaskInfo] = {}
         # The task table's version, bumped on each change, and the version the file's header
@@ -383,7 +474,12 @@ class Journal:
         ok: bool,
         cause: BaseException | str | None = None,
     ) -> None:
-        """Append one record with the next sequence number. Thread-safe."""
+        """Append one record with the next sequence number. Thread-safe.
+
+        ``kind`` names the record's machine: a built-in one, or one given to
+        `describe_machine` before (a `Lifecycle` does that when made); the audit reports a
+        record of any other machine. Not checked here, to keep this call cheap.
+        """
         text = describe_cause(cause)
         thread = threading.current_thread().name
         with self._lock:
@@ -448,6 +544,52 @@ class Journal:
                     self._tasks[name] = described
                     self._tasks_version += 1
 
+    def describe_machine(self, spec: MachineSpec) -> None:
+        """Describe ``spec`` in this journal, so that its records can be audited against it.
+
+        Idempotent: the same spec again costs one set lookup. The first time, a journal whose
+        file already has its header writes a ``machine`` line declaring it (chained, and sealed
+        if the journal is), before any record of it; else the header will list it. Call it
+        before the machine's first record (`lifecycle.engine.Lifecycle` does, when made).
+        Thread-safe.
+
+        Raises `TypeError` for anything but a `MachineSpec`, and `MachineConflict` when the
+        journal already describes another machine of the same name (the built-in ``task``,
+        ``collection`` and ``service`` included). A spec equal in every field to one already
+        described (the same file loaded twice) is the same machine.
+        """
+        if not isinstance(spec, MachineSpec):
+            raise TypeError(f"describe_machine takes a lifecycle.MachineSpec, not {spec!r}")
+        if spec in self._machine_specs:
+            return
+        with self._lock:
+            known = self._machines.get(spec.name)
+            if known is not None:
+                if known.to_dict() != spec.to_dict():
+                    raise MachineConflict(spec.name)
+                self._machine_specs.add(spec)
+                return
+            self._machines[spec.name] = spec
+            self._machine_specs.add(spec)
+            if self._file is not None and self._header_version is not None:
+                try:
+                    self._write(self._line({"machine": spec.to_dict()}))
+                except (OSError, ValueError) as exc:
+                    self._stop_streaming(exc, f"declaring machine {spec.name!r}")
+
+    @property
+    def machines(self) -> dict[str, MachineSpec]:
+        """The machines this journal describes, by name (a copy): the built-in three and every
+        one given to `describe_machine`."""
+        with self._lock:
+            return dict(self._machines)
+
+    @property
+    def dropped(self) -> int:
+        """How many records a bounded journal (``max_records``) no longer holds (0 if none)."""
+        with self._lock:
+            return self._seq - len(self._rows)
+
     def forget_task(self, name: str) -> None:
         """Drop a task description (its task was unregistered). No-op for an unknown name."""
         with self._lock:
@@ -470,6 +612,7 @@ class Journal:
             return {name: info.to_dict() for name, info in self._tasks.items()}
 
     def __len__(self) -> int:
+        """The number of records held (for a bounded journal, at most ``max_records``)."""
         return len(self._rows)
 
     def header(self) -> dict[str, Any]:
@@ -482,7 +625,7 @@ class Journal:
             "format": FORMAT,
             "version": FORMAT_VERSION,
             "run": dict(self._run),
-            "specs": {name: spec.to_dict() for name, spec in SPECS.items()},
+            "specs": {name: spec.to_dict() for name, spec in self._machines.items()},
             "tasks": {name: info.to_dict() for name, info in self._tasks.items()},
         }
         if sealed and self._sealer is not None:
@@ -500,10 +643,13 @@ class Journal:
     def write(self, path: str | os.PathLike[str]) -> None:
         """Write the whole journal to ``path`` in the JSONL format, replacing the file.
 
-        The copy is never sealed (its header names the run, not the seal).
-        Raises `JournalWriteError` if the file cannot be written.
+        The copy is never sealed (its header names the run, not the seal); its header lists
+        every machine described. Raises `JournalWriteError` if the file cannot be written, and
+        `JournalIncomplete` if a bounded journal has dropped records (see ``max_records``).
         """
         with self._lock:
+            if self._seq != len(self._rows):
+                raise JournalIncomplete(self._seq - len(self._rows), len(self._rows))
             header = self._header(sealed=False)
             rows = list(self._rows)
         try:
@@ -604,19 +750,26 @@ class Journal:
             return
         if self._header_version is None:
             self._write(self._line(self._header()))
-        elif self._rewritable and (self._sealer is None or self._sealer.in_first_epoch):
+        elif (
+            self._rewritable
+            and (self._sealer is None or self._sealer.in_first_epoch)
+            and self._seq == len(self._rows)  # every streamed record still held
+        ):
             self._rewrite()
         else:
             logger.warning(
                 "journal %s: the task table changed after the header was written to a file "
-                "that cannot be rewritten (or whose first seal key is gone); the header lists "
-                "the tasks known then",
+                "that cannot be rewritten (or whose first seal key is gone, or whose records "
+                "a bounded journal dropped); the header lists the tasks known then",
                 self.path,
             )
         self._header_version = self._tasks_version
 
     def _rewrite(self) -> None:
         """Replace the file's content by the current header and the records streamed so far.
+
+        The new header lists every machine described, so the ``machine`` lines of the old file
+        are not needed: the new one has none.
 
         Atomically where it can (see `_replace`); else in place, through the open file, where
         a kill during these few calls can cut the file: there is no other way to fix it.
@@ -626,7 +779,7 @@ class Journal:
         self._hash = ""
         if self._sealer is not None:
             self._sealer.restart()
-        streamed = self._rows[: self._streamed]
+        streamed = itertools.islice(self._rows, self._streamed)
         text = "".join([self._line(self._header()), *(self._line(_row_dict(r)) for r in streamed)])
         if not self._replace(text):
             self._file.seek(0)
@@ -725,6 +878,11 @@ def _chained_lines(objs: Iterable[dict[str, Any]]) -> Iterable[str]:
 def is_format_version(value: object) -> bool:
     """Whether ``value`` is one of `FORMAT_VERSIONS` itself: the int, not ``true`` or ``1.0``."""
     return type(value) is int and value in FORMAT_VERSIONS
+
+
+def is_machine_line(obj: Mapping[str, Any]) -> bool:
+    """Whether a journal line's object is a ``machine`` line (version 3) declaring a machine."""
+    return "machine" in obj and "seq" not in obj and "format" not in obj
 
 
 def is_seal_line(obj: Mapping[str, Any]) -> bool:
@@ -905,8 +1063,10 @@ class JournalRecords:
     memory bounded by one line, whatever the file's length. Iterate once.
 
     Raises `JournalFormatError` as `read_journal` does: the header's problems when made, a
-    record's when iteration reaches it. A final ``seal`` line is skipped. Use as a context
-    manager, or call `close`. Not thread-safe.
+    record's when iteration reaches it. A final ``seal`` line is skipped; a ``machine`` line is
+    not a record: its machine object is added to ``header["specs"]`` as it is read (so once
+    iterated, the header lists every machine the file describes). Use as a context manager, or
+    call `close`. Not thread-safe.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -936,6 +1096,13 @@ class JournalRecords:
         for line in self._lines:
             data = _object_of(line)
             if is_seal_line(data):
+                continue
+            if is_machine_line(data):
+                specs = self.header.get("specs")
+                if isinstance(specs, dict) and isinstance(data["machine"], Mapping):
+                    name = data["machine"].get("name")
+                    if isinstance(name, str):
+                        specs.setdefault(name, data["machine"])
                 continue
             data.pop("hash", None)
             data.pop("mac", None)

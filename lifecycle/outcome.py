@@ -16,7 +16,9 @@ an iterable of `Transition` records (with ``tasks``, the header's task table, wh
 Records are read once, in order, and never kept: memory grows with the number of subjects, not
 of records. Lines of a file that are not records (bad JSON, a missing field, a line cut short)
 are skipped and counted (`Outcome.skipped`): judging them is the audit's job. Refused triggers
-change no state.
+change no state. Records of a user machine (one the journal describes: its header, a
+``machine`` line) are followed too: in `timeline`, and by `OutcomeBuilder.summary`; the
+verdict is the built-in machines' alone.
 
 Times are seconds by the records' monotonic clock (``mono``), counted from the service's
 ``start`` record (else from the first record).
@@ -34,7 +36,7 @@ from typing import Any
 import attrs
 
 from lifecycle.audit import StopOrderRule, fast_record, task_table
-from lifecycle.errors import DependencyCycle
+from lifecycle.errors import DependencyCycle, LifecycleError
 from lifecycle.graph import topological_order
 from lifecycle.journal import (
     FORMAT,
@@ -43,10 +45,12 @@ from lifecycle.journal import (
     JournalReader,
     Transition,
     cause_line,
+    is_machine_line,
     is_seal_line,
     parse_line,
 )
-from lifecycle.spec import COLLECTION, SERVICE, SPECS, TASK, TaskState
+from lifecycle.spec import COLLECTION, SERVICE, SPECS, TASK, MachineSpec, TaskState
+from lifecycle.specfile import spec_from_dict
 from lifecycle.tasks.queue import dropped_in_cause
 
 __all__ = [
@@ -341,6 +345,8 @@ def _read(
         return
     if isinstance(source, Journal):
         fold.describe(source.tasks if tasks is None else tasks)
+        for spec in source.machines.values():
+            fold.machine(spec)
         records: Iterable[object] = source.records
     elif isinstance(source, Iterable):
         if tasks is not None:
@@ -371,6 +377,10 @@ def _read_file(path: str, fold: OutcomeBuilder) -> None:
         if not isinstance(header, dict) or header.get("format") != FORMAT:
             raise OutcomeInputError(f"{path!r} is not a lifecycle journal: line 1 is no header", 1)
         fold.describe(header.get("tasks"))
+        specs = header.get("specs")
+        if isinstance(specs, Mapping):
+            for declared in specs.values():
+                fold.machine(declared)
         feed = fold.feed
         for _, raw, ended, value in rows:
             if not ended:
@@ -382,6 +392,9 @@ def _read_file(path: str, fold: OutcomeBuilder) -> None:
                 obj = parse_line(raw) if value is None else value
                 if isinstance(obj, dict) and is_seal_line(obj):
                     continue  # a sealed journal's last line: the seal, not a record to skip
+                if isinstance(obj, dict) and is_machine_line(obj):
+                    fold.machine(obj["machine"])  # a machine declared, not a record to skip
+                    continue
                 try:
                     rec = Transition.from_dict(obj) if isinstance(obj, dict) else None
                 except JournalFormatError:
@@ -448,12 +461,28 @@ class OutcomeBuilder:
         self.breaches: dict[str, StopOrderBreach] = {}  # the first breach of each task
         self.records = 0
         self.skipped = 0
+        # The machines whose records are followed: the built-in ones, and those `machine`
+        # declares (a built-in one is never replaced: the audit judges such a declaration).
+        self.machines: dict[str, MachineSpec] = dict(SPECS)
 
     def describe(self, tasks: object) -> None:
         """Take the run's task table (a header's ``tasks``); a malformed one orders nothing."""
         self.table = task_table(tasks if tasks is not None else {}) or {}
         self.rule = StopOrderRule(self.table)
         self.judged = self.rule.judged
+
+    def machine(self, declared: object) -> None:
+        """Follow the records of a machine the journal declares (a `MachineSpec`, or its
+        object as a header or a ``machine`` line holds it). A malformed one, a second one of a
+        name, or one named as a built-in machine is ignored (the audit reports them)."""
+        if isinstance(declared, MachineSpec):
+            spec = declared
+        else:
+            try:
+                spec = spec_from_dict(declared)
+            except LifecycleError:
+                return
+        self.machines.setdefault(spec.name, spec)
 
     def skip(self) -> None:
         """Count a line of the journal that is not a record."""
@@ -465,7 +494,7 @@ class OutcomeBuilder:
         if self.first_mono is None:
             self.first_mono = rec.mono
         self.last_mono = rec.mono
-        spec = SPECS.get(rec.kind)
+        spec = self.machines.get(rec.kind)
         if spec is None:
             return
         key = (rec.kind, rec.subject)
@@ -535,7 +564,9 @@ class OutcomeBuilder:
         """The summary of one subject (in its machine's initial state if it has no record)."""
         subject = self.subjects.get((kind, name))
         if subject is None:
-            return SubjectSummary(name, SPECS[kind].initial, None, None, kind=kind)
+            spec = self.machines.get(kind)
+            initial = spec.initial if spec is not None else "?"  # "?": a machine not described
+            return SubjectSummary(name, initial, None, None, kind=kind)
         origin = self.origin()
         to_stop = None
         if subject.stop_at is not None and subject.ended is not None:
@@ -589,7 +620,8 @@ class OutcomeBuilder:
         """The states over time of the records fed so far (empty unless built with spans)."""
         origin = self.origin()
         drawn = []
-        for kind in KINDS:
+        others = dict.fromkeys(kind for kind, _ in self.subjects if kind not in KINDS)
+        for kind in (*KINDS, *others):
             for name in self.names_of(kind):
                 subject = self.subjects.get((kind, name))
                 if subject is None or subject.spans is None:

@@ -288,11 +288,11 @@ def test_non_canonical_spacing_is_a_format_violation(journal_file: Path) -> None
 
 def test_other_format_version_is_reported_on_line_one(journal_file: Path) -> None:
     lines = lines_of(journal_file)
-    lines[0] = lines[0].replace('"version":2', '"version":3')
+    lines[0] = lines[0].replace('"version":3', '"version":4')
     journal_file.write_text("".join(lines))
     found = check(journal_file)
     assert (1, "format") in {(v.line, v.rule) for v in found}
-    assert any("version 1 or 2, got 3" in v.message for v in found)
+    assert any("version 1, 2 or 3, got 4" in v.message for v in found)
 
 
 def test_header_with_other_specs_is_a_violation(tmp_path: Path) -> None:

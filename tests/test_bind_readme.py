@@ -25,7 +25,3 @@ def test_the_your_own_machines_example_runs() -> None:
     assert door.state == "locked"
     assert [r.subject for r in module.journal.records] == ["front"] * 5
 
-
-def test_the_your_own_machines_section_ends_where_the_next_one_begins() -> None:
-    section = _section("Your own machines")
-    assert section.rstrip().endswith("<!-- files, audit and diagrams: see below -->")

@@ -232,7 +232,7 @@ def test_every_reader_raises_only_its_format_error_for_any_line(raw: bytes) -> N
 # -- item 20: strict header and record types -------------------------------------------------
 
 
-@pytest.mark.parametrize("version", [True, 1.0, "1", 2.0, None, 0, 3])
+@pytest.mark.parametrize("version", [True, 1.0, "1", 2.0, 3.0, None, 0, 4])
 def test_a_header_version_that_is_not_a_known_integer_is_refused(
     good: Path, version: object
 ) -> None:

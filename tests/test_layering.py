@@ -18,6 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "lifecycle"
 LAYERS: list[set[str]] = [
     {"errors"},
     {"spec", "graph", "loading", "options", "context", "seal"},
+    {"specfile"},
     {"journal"},
     {"engine"},
     {"task", "stopping", "shutdown", "bind"},

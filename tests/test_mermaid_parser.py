@@ -43,6 +43,7 @@ from lifecycle.diagrams import (
     machine_diagram,
     mermaid,
 )
+from lifecycle.errors import IllegalTransition
 from lifecycle.journal import Journal
 from lifecycle.spec import SPECS, TASK, TaskState
 from tests.external import unavailable
@@ -432,3 +433,25 @@ def test_a_timeline_too_large_for_mermaid_is_cut_to_fit_and_parses(checker: Merm
     assert "more subjects not drawn" in text
     (result,) = checker.parse([text], render=True)
     assert result.get("ok") is True and result.get("tooLarge") is False, result
+
+
+# -- user machines -----------------------------------------------------------------------------
+
+
+def test_a_machine_from_a_file_is_accepted_plain_and_overlaid(
+    checker: MermaidChecker, tmp_path: Path
+) -> None:
+    from lifecycle.engine import Lifecycle
+    from lifecycle.specfile import load_spec
+
+    door = load_spec(ROOT / "tests" / "fixtures" / "door.toml")
+    journal = Journal()
+    lc = Lifecycle(door, "door-1", journal)
+    for trigger in ("open", "close", "lock", "unlock"):
+        lc.fire(trigger)
+    with pytest.raises(IllegalTransition):
+        lc.fire("unlock")
+    texts = [mermaid(machine_diagram(door)), mermaid(journal_machine_diagram(door, journal))]
+    assert_accepted(checker, texts, STATE)
+    for text in texts:
+        assert sum(" --> s_" in line and "[*]" not in line for line in text.splitlines()) == 4

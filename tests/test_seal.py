@@ -23,7 +23,14 @@ from hypothesis import strategies as st
 
 from lifecycle.cli import UNSEALED, main
 from lifecycle.demo import DemoService
-from lifecycle.journal import Journal, Transition, canonical, chain_hash, read_journal
+from lifecycle.journal import (
+    FORMAT_VERSION,
+    Journal,
+    Transition,
+    canonical,
+    chain_hash,
+    read_journal,
+)
 from lifecycle.outcome import outcome
 from lifecycle.seal import (
     EpochKeys,
@@ -196,7 +203,7 @@ def test_a_sealed_journal_ends_with_a_seal_line_counting_its_records(
 ) -> None:
     objs = objects_of(sealed[0])
     header, records = read_journal(sealed[0])
-    assert header["seal"]["every"] == 4 and header["version"] == 2
+    assert header["seal"]["every"] == 4 and header["version"] == FORMAT_VERSION
     assert objs[-1]["seal"] == {"records": len(records), "head": objs[-2]["hash"]}
     assert all(isinstance(obj.get("mac"), str) for obj in objs)
 
