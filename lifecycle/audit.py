@@ -34,7 +34,9 @@ The rules:
     An ``ok`` record is not an edge of its machine (or names a machine neither built in, nor
     pinned, nor described before the record).
 ``refused-was-legal``
-    A refused record names a trigger its machine accepts in the state it names.
+    A refused record names a trigger its machine accepts in the state it names (unless it is
+    a user machine's veto: a guard or a before hook of a bound class refused a legal edge, and
+    its cause says so, see `lifecycle.journal.VETO_CAUSE_PREFIX`).
 ``continuity``
     A subject's record does not start where its previous record ended (its first record must
     start at the machine's initial state).
