@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import logging
 import math
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -51,6 +52,11 @@ EXIT_FAILED = 1
 #: The built-in flag that selects tasks; no declared option may take it.
 TASKS_FLAG = "--tasks"
 _TERMINAL_TASK = TASK.terminal
+
+#: The blocked-loop threshold ``lifecycle run`` gives `Service.blocking_threshold` (seconds).
+BLOCKING_THRESHOLD = 1.0
+
+_DETECTOR_MODULE = "lifecycle.aio.blocking"
 
 #: Seconds granted, once the stop deadline passed, to stop the tasks left in order before
 #: every remaining stop is begun at once (the process still exits within about a second).
@@ -140,6 +146,10 @@ class Service:
         #: Coroutines of async tasks that ignored every cancellation past the stop deadline;
         #: kept referenced (and named in the `StopTimeout`) rather than silently destroyed.
         self.abandoned: list[asyncio.Task[Any]] = []
+        #: Seconds after which `serve` warns that a coroutine blocks its event loop (naming
+        #: the task and its stack); None (the library's default) watches nothing. ``lifecycle
+        #: run`` sets `BLOCKING_THRESHOLD`.
+        self.blocking_threshold: float | None = None
 
     # -- options and tasks -----------------------------------------------------------------
 
@@ -499,7 +509,7 @@ class Service:
             else contextlib.nullcontext(False)
         )
         cancelled = False
-        with signals:
+        with signals, _watching_blocking(loop, self.blocking_threshold):
             try:
                 driver.start()
                 while True:
@@ -681,6 +691,31 @@ class Service:
 
     def __repr__(self) -> str:
         return f"<{type(self).__qualname__} {self.name!r} {self.lifecycle.state}>"
+
+
+@contextlib.contextmanager
+def _watching_blocking(loop: asyncio.AbstractEventLoop, threshold: float | None) -> Iterator[None]:
+    """While inside, warn when ``loop`` is blocked longer than ``threshold`` seconds (None:
+    do nothing). The one place the blocked-loop detector is switched on."""
+    if threshold is None:
+        yield
+        return
+    # Imported by name: the detector is a separate part of the asyncio runtime, and a build
+    # without it runs unwatched rather than not at all.
+    try:
+        blocking = importlib.import_module(_DETECTOR_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name != _DETECTOR_MODULE:
+            raise
+        logger.debug("no blocked-loop detector (%s): the loop is not watched", _DETECTOR_MODULE)
+        yield
+        return
+    detector = blocking.BlockingDetector(loop, threshold=threshold)
+    detector.start()
+    try:
+        yield
+    finally:
+        detector.stop()
 
 
 def _resolve(future: asyncio.Future[BaseException | None], value: BaseException | None) -> None:

@@ -129,14 +129,14 @@ class AsyncTask(Task):
 
     # -- hooks -----------------------------------------------------------------------------
 
-    async def init_task(self) -> None:  # type: ignore[override]
+    async def init_task(self) -> None:
         """Prepare the task; awaited once, in dependency order. Raise `SkipTask` to opt out."""
 
-    async def run_loop(self) -> None:  # type: ignore[override]
+    async def run_loop(self) -> None:
         """The work of one worker coroutine; return when `stop_event` is set."""
         raise NotImplementedError(f"{type(self).__qualname__} must implement run_loop()")
 
-    async def on_stop(self) -> None:  # type: ignore[override]
+    async def on_stop(self) -> None:
         """Awaited once when stop is requested, after `stop_event` is set."""
 
     # -- state -----------------------------------------------------------------------------
