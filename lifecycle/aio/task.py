@@ -98,10 +98,8 @@ def _mailbox(loop: asyncio.AbstractEventLoop) -> _Mailbox:
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
+    """The loop running on this thread, if any (without raising: this is on every stop)."""
+    return asyncio._get_running_loop()
 
 
 class AsyncTask(Task):
@@ -164,22 +162,23 @@ class AsyncTask(Task):
     def _implements_run_loop(cls) -> bool:
         return cls.run_loop is not AsyncTask.run_loop
 
-    def __init__(self, service: Any = None) -> None:
-        super().__init__(service)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._event: asyncio.Event | None = None
-        # The asyncio tasks the engine made for this task and that have not finished: each is
-        # awaited (by its done callback's bookkeeping and `Service.serve`'s final drain).
-        self._runs: set[asyncio.Task[Any]] = set()
-        self._workers_running: list[asyncio.Task[Any]] = []
-        self._grace_timer: asyncio.TimerHandle | None = None
-        self._cancel_cause: str | None = None  # set before the engine cancels anything
-        self._abandon_reason: LifecycleError | None = None
-        self._idle = threading.Event()  # set while none of the task's code runs
-        self._idle.set()
-        # Between `_prepare_stop_hook` and the launch on the loop, which sets `stop_event`
-        # itself: one hop to the loop per stop instead of two.
-        self._stop_launch_pending = False
+    # The runtime state of one task. Each is a class-level default that an instance shadows
+    # only once it changes: a LOOPLESS task without hooks (the common case at scale) then
+    # carries none of it, and the collector has nothing extra to scan.
+    _loop: asyncio.AbstractEventLoop | None = None
+    _event: asyncio.Event | None = None
+    #: The asyncio tasks the engine made for this task that have not finished: each is
+    #: awaited (the done callback's bookkeeping, then `Service.serve`'s final drain).
+    _runs: set[asyncio.Task[Any]] | None = None
+    _workers_running: list[asyncio.Task[Any]] | None = None
+    _grace_timer: asyncio.TimerHandle | None = None
+    _cancel_cause: str | None = None  # set before the engine cancels anything
+    _abandon_reason: LifecycleError | None = None
+    #: Set while none of the task's code runs; made when code is first launched.
+    _idle: threading.Event | None = None
+    #: Between `_prepare_stop_hook` and the launch on the loop, which sets `stop_event` itself:
+    #: one hop to the loop per stop instead of two.
+    _stop_launch_pending = False
 
     # -- hooks -----------------------------------------------------------------------------
 
@@ -285,7 +284,7 @@ class AsyncTask(Task):
 
     def _launch_workers(self, count: int) -> None:
         """Schedule ``count`` `run_loop` coroutines on the loop (lifecycle lock held)."""
-        self._idle.clear()
+        self._busy_now()
         try:
             self._on_loop(self._spawn_workers, count)
         except (RuntimeError, LifecycleError) as exc:  # the loop is gone
@@ -293,13 +292,14 @@ class AsyncTask(Task):
             self._record_failure(exc)
             self._request_shutdown(exc)
             self._settle()
-            if not self._busy:
-                self._idle.set()
+            self._maybe_idle()
 
     def _spawn_workers(self, count: int) -> None:
         for index in range(count):
             suffix = "run_loop" if count == 1 else f"run_loop-{index}"
             run = self._spawn(self._await_hook(self.run_loop), suffix, self._worker_ended)
+            if self._workers_running is None:
+                self._workers_running = []
             self._workers_running.append(run)
 
     def _worker_ended(self, failure: BaseException | None) -> None:
@@ -338,10 +338,13 @@ class AsyncTask(Task):
         ``ended(failure)`` once it is done, even if it was cancelled before its first step
         (a coroutine cancelled so early never reaches its own handlers)."""
         run = asyncio.get_running_loop().create_task(coroutine, name=f"{self.name}.{suffix}")
-        self._runs.add(run)
+        runs = self._runs
+        if runs is None:
+            runs = self._runs = set()
+        runs.add(run)
 
         def done(run: asyncio.Task[BaseException | None]) -> None:
-            self._runs.discard(run)
+            runs.discard(run)
             if run.cancelled():
                 failure: BaseException | None = (
                     None if self._cancel_cause is not None else asyncio.CancelledError()
@@ -375,7 +378,7 @@ class AsyncTask(Task):
         hooked = self._has_stop_hook()
         if hooked:
             self._busy += 1
-            self._idle.clear()
+            self._busy_now()
         else:
             self._settle()
             if self.lifecycle.terminal:
@@ -404,7 +407,7 @@ class AsyncTask(Task):
             event.set()
         if hooked:
             self._spawn(self._await_hook(self.on_stop), "on_stop", self._on_stop_ended)
-        if any(not run.done() for run in self._workers_running):
+        if any(not run.done() for run in self._workers_running or ()):
             loop = asyncio.get_running_loop()
             self._grace_timer = loop.call_later(grace, self._escalate, grace)
 
@@ -428,7 +431,7 @@ class AsyncTask(Task):
     def _escalate(self, grace: float) -> None:
         """Cancel the `run_loop` coroutines still going after the grace (on the loop)."""
         self._grace_timer = None
-        late = [run for run in self._workers_running if not run.done()]
+        late = [run for run in self._workers_running or () if not run.done()]
         if not late:
             return
         with self.lifecycle.lock:
@@ -448,7 +451,7 @@ class AsyncTask(Task):
     def _abandon(self, reason: LifecycleError) -> list[asyncio.Task[Any]]:
         """Cancel every asyncio task of this task still going, as the engine (on the loop);
         return them. A hung `init_task` then raises `LifecycleInterrupt` with ``reason``."""
-        pending = [run for run in self._runs if not run.done()]
+        pending = self._pending_runs()
         if not pending:
             return []
         with self.lifecycle.lock:
@@ -461,7 +464,7 @@ class AsyncTask(Task):
 
     def _pending_runs(self) -> list[asyncio.Task[Any]]:
         """The engine's asyncio tasks of this task that have not finished (loop thread)."""
-        return [run for run in self._runs if not run.done()]
+        return [run for run in self._runs or () if not run.done()]
 
     # -- ending ------------------------------------------------------------------------------
 
@@ -469,7 +472,7 @@ class AsyncTask(Task):
         with self.lifecycle.lock:
             super()._leave()
             if not self._busy:
-                self._idle.set()
+                self._maybe_idle()
                 timer = self._grace_timer
                 if timer is not None:
                     self._grace_timer = None
@@ -480,6 +483,21 @@ class AsyncTask(Task):
 
     def _join_code(self, timeout: float | None) -> bool:
         """Wait for the task's coroutines to end; on the loop's own thread, only look."""
+        idle = self._idle
+        if idle is None:
+            return True  # none of its code was ever launched
         if self._loop is not None and _running_loop() is self._loop:
-            return self._idle.is_set()
-        return self._idle.wait(timeout)
+            return idle.is_set()
+        return idle.wait(timeout)
+
+    def _busy_now(self) -> None:
+        """Some of the task's code is about to run (lifecycle lock held)."""
+        if self._idle is None:
+            self._idle = threading.Event()
+        else:
+            self._idle.clear()
+
+    def _maybe_idle(self) -> None:
+        """None of the task's code runs any more, if ``_busy`` is zero (lock held)."""
+        if not self._busy and self._idle is not None:
+            self._idle.set()
