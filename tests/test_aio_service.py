@@ -456,3 +456,32 @@ def test_workers_run_concurrently_on_the_loop() -> None:
     assert code == 0 and left == set()
     assert service.tasks.require(Pair).arrived == 2
 
+
+
+# -- the blocked-loop detector -------------------------------------------------------------
+
+
+def test_lifecycle_run_watches_the_loop_for_blocking_and_the_library_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lifecycle.cli import main
+    from lifecycle.service import BLOCKING_THRESHOLD
+
+    seen: list[float | None] = []
+    serve_itself = Service.serve
+
+    async def watched(self: Service, **kwargs: bool) -> int:
+        seen.append(self.blocking_threshold)
+        return await serve_itself(self, **kwargs)
+
+    monkeypatch.setattr(Service, "serve", watched)
+    assert main(["run", "--quiet", "tests.aio_services:AsyncSelfStopping"]) == 0
+    assert Mixed().run() == 0
+    assert seen == [BLOCKING_THRESHOLD, None]
+
+
+def test_a_service_watched_for_blocking_still_runs_and_stops() -> None:
+    service = Mixed()
+    service.blocking_threshold = 5.0
+    code, left = serve(service)
+    assert code == 0 and left == set()
