@@ -523,6 +523,10 @@ class Tasks:
         Before `create` it is computed from what is registered now, and raises
         `DependencyCycle` for a WANTS cycle (`create` would refuse it too).
         """
+        if self.lifecycle.state != CollectionState.REGISTERING:
+            # Fixed from `create` on (set before it fires): no lock, so that an async task's
+            # init_task, awaited on the loop while the driver holds the lock, may read it.
+            return self._listing()
         with self.lifecycle.lock:
             if self.lifecycle.state == CollectionState.REGISTERING:
                 return tuple(topological_order(list(self._classes), self._edges()))

@@ -485,3 +485,27 @@ def test_a_service_watched_for_blocking_still_runs_and_stops() -> None:
     service.blocking_threshold = 5.0
     code, left = serve(service)
     assert code == 0 and left == set()
+
+
+def test_an_async_init_task_may_read_the_collection_while_the_driver_holds_it() -> None:
+    # The driver thread holds the collection's lock through init; an async init_task runs on
+    # the loop's thread, so a read that took that lock would wait for the driver, which waits
+    # for the init_task.
+    class Curious(AsyncTask):
+        LOOPLESS = True
+
+        async def init_task(self) -> None:
+            self.order = self.service.tasks.order
+            self.summary = [s.name for s in self.service.summary()]
+
+    class CuriousService(Service):
+        TASKS = (Base, Curious)
+
+    async def meanwhile(service: Service) -> None:
+        service.shutdown("read it")
+
+    service = CuriousService({"stop_timeout": 5.0})
+    code, left = serve(service, meanwhile)
+    assert code == 0 and left == set()
+    curious = service.tasks.require(Curious)
+    assert curious.order == ("Base", "Curious") and curious.summary == ["Base", "Curious"]

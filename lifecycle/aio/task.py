@@ -120,6 +120,11 @@ class AsyncTask(Task):
     still running at the stop deadline (a `run_loop` that swallows its cancellation, an
     `on_stop` that never returns) is named in the `StopTimeout`.
 
+    An async hook runs on the loop's thread while the collection's driver thread waits for
+    it, holding the collection's lock: it may read the collection (``require``, ``state_of``,
+    ``order``) and ask for a stop (``service.shutdown``), but not drive it (``stop``,
+    ``join``, ``register``), which would wait for the driver that waits for the hook.
+
     Constructible on its own (``AsyncTask(service=None)``): `stop_event` then works without a
     collection, so a test may ``await task.run_loop()`` directly. Run by a collection, the
     task's code runs on the collection's ``loop`` (`Service.serve` provides it).
