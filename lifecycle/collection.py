@@ -10,6 +10,7 @@ drives it to the end. The collection is a state machine of its own
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
@@ -52,8 +53,8 @@ def _check_task_class(cls: object) -> type[Task]:
         for dep in getattr(cls, attr):
             if not (isinstance(dep, type) and issubclass(dep, Task)):
                 raise InvalidTask(cls, f"{attr} lists {dep!r}, which is not a Task subclass")
-    if not cls.LOOPLESS and cls.run_loop is Task.run_loop:
-        raise InvalidTask(cls, "has worker threads but no run_loop(); implement it or set LOOPLESS")
+    if not cls.LOOPLESS and not cls._implements_run_loop():
+        raise InvalidTask(cls, "has workers but no run_loop(); implement it or set LOOPLESS")
     if not cls.LOOPLESS and (not isinstance(cls.workers, int) or cls.workers < 1):
         raise InvalidTask(cls, f"workers must be an int >= 1, not {cls.workers!r}")
     return cls
@@ -63,7 +64,8 @@ class Tasks:
     """An ordered collection of task classes and, once created, their instances.
 
     ``tasks``: classes to register now (each with its DEPS). ``journal``: where transitions are
-    recorded (a new `Journal` by default). ``name``: the collection's subject name.
+    recorded (a new `Journal` by default). ``name``: the collection's subject name. ``loop``:
+    the event loop its async tasks run on (see `loop`).
 
     Driver calls (`create`, `init`, `start`, `stop`, `join`) are serialized by the collection's
     lock and may come from any thread; each raises `IllegalTransition` when the collection's
@@ -79,8 +81,13 @@ class Tasks:
         *,
         journal: Journal | None = None,
         name: str = "tasks",
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.name = name
+        #: The event loop the async tasks run on (`lifecycle.aio.AsyncTask`), bound to them at
+        #: `create`; `Service.serve` sets it. Without one an async task fails at init, saying so.
+        #: The collection's driver calls must then come from a thread other than the loop's.
+        self.loop = loop
         self.journal = journal_or_new(journal)
         self.lifecycle = Lifecycle(COLLECTION, name, self.journal)
         self._classes: dict[str, type[Task]] = {}
@@ -216,7 +223,7 @@ class Tasks:
                     task_lc.fire("fail", exc)
                     failed[name] = _as_error(name, exc)
                     continue
-                instance._bind(task_lc)
+                instance._bind(task_lc, self.loop)
                 self._instances[name] = instance
                 task_lc.fire("create")
             if failed:
@@ -238,8 +245,7 @@ class Tasks:
             self._refuse_unless("init")
             failed: dict[str, Exception] = {}
             try:
-                for name in self._order:
-                    self._init_one(name, failed)
+                self._init_all(failed)
             except LifecycleInterrupt as exc:
                 self._abort(exc.reason)
                 raise
@@ -247,7 +253,66 @@ class Tasks:
                 self._raise_init_error(failed)
             lc.fire("init")
 
+    def _init_all(self, failed: dict[str, Exception]) -> None:
+        """Init every task in order: on this thread, or, for each run of consecutive async
+        tasks with an ``init_task`` to await, on their loop in one hop (one round trip between
+        threads per run of tasks, not per task; the order is the same)."""
+        order = self._order
+        index = 0
+        while index < len(order):
+            loop = self._instances[order[index]]._init_loop()
+            if loop is None:
+                self._init_one(order[index], failed)
+                index += 1
+                continue
+            end = index + 1
+            while end < len(order) and self._instances[order[end]]._init_loop() is loop:
+                end += 1
+            names = order[index:end]
+            inits = self._init_on_loop(names, failed)
+            try:
+                running = asyncio.run_coroutine_threadsafe(inits, loop)
+            except RuntimeError:  # the loop closed meanwhile: each init says so on its own
+                inits.close()
+                for name in names:
+                    self._init_one(name, failed)
+            else:
+                running.result()
+            index = end
+
     def _init_one(self, name: str, failed: dict[str, Exception]) -> None:
+        task = self._init_begin(name)
+        if task is None:
+            return
+        try:
+            task._run_init()
+        except BaseException as exc:
+            self._init_end(name, exc, failed)
+        else:
+            self._init_end(name, None, failed)
+
+    async def _init_on_loop(self, names: list[str], failed: dict[str, Exception]) -> None:
+        """`_init_one` for async tasks, awaited on their loop (the driver waits for it)."""
+        for name in names:
+            task = self._init_begin(name)
+            if task is None:
+                continue
+            try:
+                await task._await_init()
+            except BaseException as exc:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    # This run itself is cancelled (its loop is being shut down): the hook
+                    # did not finish; fail it and go no further.
+                    self._init_end(name, exc, failed)
+                    raise
+                self._init_end(name, exc, failed)
+            else:
+                self._init_end(name, None, failed)
+
+    def _init_begin(self, name: str) -> Task | None:
+        """Skip ``name`` (None) if one of its DEPS ended skipped or failed; else mark it as
+        the task initializing and return it."""
         task = self._instances[name]
         task_lc = self._lifecycles[name]
         for dep in task.DEPS:
@@ -258,22 +323,28 @@ class Tasks:
                     "skip",
                     SkipTask(f"required dependency {dep_name!r} ended {dep_state}"),
                 )
-                return
+                return None
         self.initializing = name
+        return task
+
+    def _init_end(self, name: str, exc: BaseException | None, failed: dict[str, Exception]) -> None:
+        """Fire the verdict of ``name``'s init: ``exc`` is what its ``init_task`` raised
+        (None: it returned). A `LifecycleInterrupt` is raised again after the task failed."""
+        task = self._instances[name]
+        task_lc = self._lifecycles[name]
         try:
-            task.init_task()
-        except SkipTask as exc:
-            task_lc.fire("skip", exc)
-        except LifecycleInterrupt as exc:
-            task.failure = exc.reason
-            task_lc.fire("fail", exc.reason)
-            raise
-        except BaseException as exc:
-            task.failure = exc
-            task_lc.fire("fail", exc)
-            failed[name] = _as_error(name, exc)
-        else:
-            task_lc.fire("init")
+            if exc is None:
+                task_lc.fire("init")
+            elif isinstance(exc, SkipTask):
+                task_lc.fire("skip", exc)
+            elif isinstance(exc, LifecycleInterrupt):
+                task.failure = exc.reason
+                task_lc.fire("fail", exc.reason)
+                raise exc
+            else:
+                task.failure = exc
+                task_lc.fire("fail", exc)
+                failed[name] = _as_error(name, exc)
         finally:
             self.initializing = None
 
@@ -516,6 +587,10 @@ class Tasks:
         Before `create` it is computed from what is registered now, and raises
         `DependencyCycle` for a WANTS cycle (`create` would refuse it too).
         """
+        if self.lifecycle.state != CollectionState.REGISTERING:
+            # Fixed from `create` on (set before it fires): no lock, so that an async task's
+            # init_task, awaited on the loop while the driver holds the lock, may read it.
+            return self._listing()
         with self.lifecycle.lock:
             if self.lifecycle.state == CollectionState.REGISTERING:
                 return tuple(topological_order(list(self._classes), self._edges()))

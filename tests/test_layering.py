@@ -22,9 +22,10 @@ LAYERS: list[set[str]] = [
     {"journal"},
     {"engine"},
     {"task", "stopping", "shutdown", "bind"},
+    {"aio.task"},
     {"collection"},
     {"tasks.periodic", "tasks.queue"},
-    {"tasks"},
+    {"tasks", "aio"},
     {"audit"},
     {"outcome"},
     {"service", "plan"},
@@ -49,7 +50,7 @@ ALLOWED_UPWARD = {("task", "collection"), ("service", "cli")}
 
 def _module_name(path: Path) -> str:
     name = ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
-    return "tasks" if name == "tasks.__init__" else name
+    return name.removesuffix(".__init__")  # a package is named as it is imported
 
 
 def _imports(path: Path) -> set[str]:

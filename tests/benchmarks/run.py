@@ -25,6 +25,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tests.benchmarks.aio_figures import figure_9_aio
 from tests.benchmarks.audit_figures import figure_7_audit
 from tests.benchmarks.core_figures import figure_1_lifecycle, figure_2_fire, figure_6_memory
 from tests.benchmarks.harness import Config, Row
@@ -47,6 +48,7 @@ FIGURES: list[tuple[str, str, Figure]] = [
     ("6", "memory per task", figure_6_memory),
     ("7", "journal audit at scale, sealed and unsealed", figure_7_audit),
     ("8", "your own machine bound to your class", figure_8_machines),
+    ("9", "the asyncio runtime: lifecycle, shutdown, aiomisc", figure_9_aio),
 ]
 
 DEFAULT_JSON = os.path.join("tests", "benchmarks", "results.json")
