@@ -35,7 +35,7 @@ LAYERS: list[set[str]] = [
     # then the checks that run services and audit their journals.
     {"testing.waiting"},
     {"testing.tasks", "testing.plugin", "testing.machines"},
-    {"testing.__init__"},
+    {"testing"},
     {"__init__"},
     {"cli"},
     {"__main__"},
