@@ -20,10 +20,11 @@ LAYERS: list[set[str]] = [
     {"spec", "graph", "loading", "options", "context", "seal"},
     {"journal"},
     {"engine"},
-    {"task", "stopping", "shutdown"},
+    {"task", "stopping", "shutdown", "aio.blocking"},
     {"collection"},
     {"tasks.periodic", "tasks.queue"},
     {"tasks"},
+    {"aio"},
     {"audit"},
     {"outcome"},
     {"service", "plan"},
@@ -43,7 +44,7 @@ ALLOWED_UPWARD = {("task", "collection"), ("service", "cli")}
 
 def _module_name(path: Path) -> str:
     name = ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
-    return "tasks" if name == "tasks.__init__" else name
+    return name.removesuffix(".__init__")
 
 
 def _imports(path: Path) -> set[str]:
