@@ -10,6 +10,7 @@ drives it to the end. The collection is a state machine of its own
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
@@ -52,8 +53,8 @@ def _check_task_class(cls: object) -> type[Task]:
         for dep in getattr(cls, attr):
             if not (isinstance(dep, type) and issubclass(dep, Task)):
                 raise InvalidTask(cls, f"{attr} lists {dep!r}, which is not a Task subclass")
-    if not cls.LOOPLESS and cls.run_loop is Task.run_loop:
-        raise InvalidTask(cls, "has worker threads but no run_loop(); implement it or set LOOPLESS")
+    if not cls.LOOPLESS and not cls._implements_run_loop():
+        raise InvalidTask(cls, "has workers but no run_loop(); implement it or set LOOPLESS")
     if not cls.LOOPLESS and (not isinstance(cls.workers, int) or cls.workers < 1):
         raise InvalidTask(cls, f"workers must be an int >= 1, not {cls.workers!r}")
     return cls
@@ -63,7 +64,8 @@ class Tasks:
     """An ordered collection of task classes and, once created, their instances.
 
     ``tasks``: classes to register now (each with its DEPS). ``journal``: where transitions are
-    recorded (a new `Journal` by default). ``name``: the collection's subject name.
+    recorded (a new `Journal` by default). ``name``: the collection's subject name. ``loop``:
+    the event loop its async tasks run on (see `loop`).
 
     Driver calls (`create`, `init`, `start`, `stop`, `join`) are serialized by the collection's
     lock and may come from any thread; each raises `IllegalTransition` when the collection's
@@ -79,8 +81,13 @@ class Tasks:
         *,
         journal: Journal | None = None,
         name: str = "tasks",
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.name = name
+        #: The event loop the async tasks run on (`lifecycle.aio.AsyncTask`), bound to them at
+        #: `create`; `Service.serve` sets it. Without one an async task fails at init, saying so.
+        #: The collection's driver calls must then come from a thread other than the loop's.
+        self.loop = loop
         self.journal = journal_or_new(journal)
         self.lifecycle = Lifecycle(COLLECTION, name, self.journal)
         self._classes: dict[str, type[Task]] = {}
@@ -216,7 +223,7 @@ class Tasks:
                     task_lc.fire("fail", exc)
                     failed[name] = _as_error(name, exc)
                     continue
-                instance._bind(task_lc)
+                instance._bind(task_lc, self.loop)
                 self._instances[name] = instance
                 task_lc.fire("create")
             if failed:
@@ -261,7 +268,7 @@ class Tasks:
                 return
         self.initializing = name
         try:
-            task.init_task()
+            task._run_init()
         except SkipTask as exc:
             task_lc.fire("skip", exc)
         except LifecycleInterrupt as exc:

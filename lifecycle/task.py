@@ -8,11 +8,12 @@ them. Every state change goes through the task's `Lifecycle` and so into the jou
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from lifecycle.engine import Lifecycle
@@ -95,8 +96,16 @@ class Task:
                     f"{cls.__qualname__} overrides {method}(), which the collection drives; "
                     f"override {hook} instead"
                 )
-        # A thread calling an async hook only makes a coroutine and drops it: the work never
-        # runs and its errors never surface. Refuse it now, inherited from a mixin included.
+        cls._check_hooks()
+
+    @classmethod
+    def _check_hooks(cls) -> None:
+        """Refuse hooks this kind of task cannot call (raises `InvalidTask`, a `TypeError`).
+
+        A thread calling an async hook only makes a coroutine and drops it: the work never
+        runs and its errors never surface. Refuse it at class creation, inherited from a mixin
+        included. `lifecycle.aio.AsyncTask` checks the converse.
+        """
         for hook in sorted(cls._HOOKS):
             function = getattr(cls, hook, None)
             if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
@@ -104,8 +113,13 @@ class Task:
                     cls,
                     f"{cls.__qualname__}.{hook}() is an async def; a thread task calls its hooks "
                     "on worker threads and needs a plain function there (an async task class "
-                    "is needed to run coroutines)",
+                    "is needed to run coroutines: subclass lifecycle.aio.AsyncTask)",
                 )
+
+    @classmethod
+    def _implements_run_loop(cls) -> bool:
+        """Whether the class has a `run_loop` of its own (a task with workers needs one)."""
+        return cls.run_loop is not Task.run_loop
 
     def __init__(self, service: Any = None) -> None:
         self.service = service
@@ -207,8 +221,14 @@ class Task:
         """Set the option ``name`` for this task instance only; raises `UnknownOption`."""
         write_option(self, name, value)
 
-    def _bind(self, lifecycle: Lifecycle) -> None:
+    def _bind(self, lifecycle: Lifecycle, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Bind the task to its state machine; ``loop`` is where async tasks run (unused by
+        thread tasks). Called by the collection at create."""
         self._lifecycle = lifecycle
+
+    def _run_init(self) -> None:
+        """Run `init_task` to its end on the calling thread (the collection's driver)."""
+        self.init_task()
 
     # -- engine-driven ---------------------------------------------------------------------
     #
@@ -230,24 +250,31 @@ class Task:
                 return
             count = self.workers
             self._busy = count
-            self._threads = tuple(
-                threading.Thread(
-                    target=self._work,
-                    name=self.name if count == 1 else f"{self.name}-{i}",
-                    daemon=True,  # a stop deadline that passes must not keep the process alive
-                )
-                for i in range(count)
+            self._launch_workers(count)
+
+    def _launch_workers(self, count: int) -> None:
+        """Launch ``count`` workers, each `init_thread` then `run_loop`; lifecycle lock held.
+
+        A worker that cannot be launched fails the task and asks the service to shut down.
+        """
+        self._threads = tuple(
+            threading.Thread(
+                target=self._work,
+                name=self.name if count == 1 else f"{self.name}-{i}",
+                daemon=True,  # a stop deadline that passes must not keep the process alive
             )
-            for index, thread in enumerate(self._threads):
-                try:
-                    thread.start()
-                except BaseException as exc:  # e.g. "can't start new thread"
-                    self._busy -= len(self._threads) - index
-                    self._threads = self._threads[:index]
-                    self._record_failure(exc)
-                    self._request_shutdown(exc)
-                    self._settle()
-                    break
+            for i in range(count)
+        )
+        for index, thread in enumerate(self._threads):
+            try:
+                thread.start()
+            except BaseException as exc:  # e.g. "can't start new thread"
+                self._busy -= len(self._threads) - index
+                self._threads = self._threads[:index]
+                self._record_failure(exc)
+                self._request_shutdown(exc)
+                self._settle()
+                break
 
     def stop(self) -> None:
         """Request a stop: set `stop_event`, start `on_stop`, finish once all code returned.
@@ -269,22 +296,36 @@ class Task:
             lc.fire("stop", cause)
             if lc.state != TaskState.STOPPING:
                 return
-            hooked = type(self).on_stop is not Task.on_stop
-            if not hooked:
-                self._settle()  # a LOOPLESS task ends here; workers end it as they return
-            else:
-                self._busy += 1
-                hook = threading.Thread(
-                    target=self._run_on_stop, name=f"{self.name}.on_stop", daemon=True
-                )
-                self._hook = hook
+            launch = self._prepare_stop_hook()
         self._wake_stop_event()
-        if not hooked:
+        if launch is not None:
+            launch()
+
+    def _has_stop_hook(self) -> bool:
+        """Whether the class overrides `on_stop` (else no hook runs at stop)."""
+        return type(self).on_stop is not Task.on_stop
+
+    def _prepare_stop_hook(self) -> Callable[[], None] | None:
+        """Count the stop hook as busy and return what launches it (None: no hook; the task
+        settles now if nothing else runs). Called with the lifecycle lock held, just after
+        ``stop`` fired; the launcher runs after the lock is released."""
+        if not self._has_stop_hook():
+            self._settle()  # a LOOPLESS task ends here; workers end it as they return
+            return None
+        self._busy += 1
+        self._hook = threading.Thread(
+            target=self._run_on_stop, name=f"{self.name}.on_stop", daemon=True
+        )
+        return self._launch_stop_thread
+
+    def _launch_stop_thread(self) -> None:
+        hook = self._hook
+        if hook is None:
             return
         try:
             hook.start()
         except BaseException as exc:  # e.g. "can't start new thread"
-            with lc.lock:
+            with self.lifecycle.lock:
                 self._hook = None
                 self._stop_error = exc
                 self._record_failure(exc)
@@ -294,6 +335,10 @@ class Task:
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the workers and the stop hook to exit, at most ``timeout`` seconds in all;
         True if they did."""
+        return self._join_code(timeout)
+
+    def _join_code(self, timeout: float | None) -> bool:
+        """`join` for this kind of task: here, the worker threads and the stop hook's thread."""
         deadline = None if timeout is None else time.monotonic() + timeout
         threads = [*self._threads, *((self._hook,) if self._hook is not None else ())]
         for thread in threads:

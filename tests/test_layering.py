@@ -21,10 +21,10 @@ LAYERS: list[set[str]] = [
     {"journal"},
     {"engine"},
     {"task", "stopping", "shutdown", "aio.blocking"},
+    {"aio.task"},
     {"collection"},
     {"tasks.periodic", "tasks.queue"},
-    {"tasks"},
-    {"aio"},
+    {"tasks", "aio"},
     {"audit"},
     {"outcome"},
     {"service", "plan"},
@@ -44,7 +44,7 @@ ALLOWED_UPWARD = {("task", "collection"), ("service", "cli")}
 
 def _module_name(path: Path) -> str:
     name = ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
-    return name.removesuffix(".__init__")
+    return name.removesuffix(".__init__")  # a package is named as it is imported
 
 
 def _imports(path: Path) -> set[str]:

@@ -1,0 +1,397 @@
+"""`AsyncTask`: a task whose hooks are coroutines, awaited on the service's event loop.
+
+An async task is a `Task` (same ``DEPS``, ``WANTS``, ``LOOPLESS``, ``workers``, options, the
+same TASK machine and journal records); only where its code runs differs. The collection still
+drives it from a thread of its own (its driver), and this module is the bridge: `init_task` is
+awaited on the loop while the driver waits for it, `run_loop` runs as ``workers`` asyncio tasks,
+`on_stop` as one more, and every one of them ends the task's code the way a thread's return
+does (`Task._leave`), so "ended" still means "none of its code runs".
+
+Stop with escalation: at stop, `stop_event` (an `asyncio.Event`) is set and `on_stop` awaited;
+a `run_loop` still going ``stop_grace`` seconds later is cancelled. A `run_loop` cancelled that
+way ends the task cleanly (its finish record says so). Every other `asyncio.CancelledError` is a
+failure: the engine tells its own cancellation apart because it records, before calling
+`asyncio.Task.cancel`, that it asked, and the cancelled asyncio task still has that request
+pending (`asyncio.Task.cancelling`); a `CancelledError` raised out of an awaited future someone
+else cancelled, or raised by hand, meets neither condition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, ClassVar
+
+from lifecycle.engine import Lifecycle
+from lifecycle.errors import InvalidTask, LifecycleError, LifecycleInterrupt
+from lifecycle.options import option
+from lifecycle.spec import TASK, TaskState
+from lifecycle.task import SkipTask, Task, TryLater
+
+__all__ = ["DEFAULT_STOP_TIMEOUT", "GRACE_FRACTION", "AsyncTask", "SkipTask", "TryLater"]
+
+#: With no ``STOP_GRACE``, a task's grace is this fraction of the time left until the stop
+#: deadline when its stop begins: the cancelled `run_loop` still has the rest to unwind.
+GRACE_FRACTION = 0.5
+#: The stop deadline assumed for the grace of a task with no service (the service's default).
+DEFAULT_STOP_TIMEOUT = 30.0
+
+#: The message of the engine's own cancellations (after the grace, or abandoning a task).
+_ENGINE_CANCEL = "lifecycle: the stop grace passed"
+
+_WINDING_DOWN = frozenset({TaskState.STOPPING, *TASK.terminal})
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class AsyncTask(Task):
+    """Base class of tasks whose hooks are coroutines.
+
+    Turning a thread task into an async one means changing the base class and adding
+    ``async``/``await``: ``async def init_task`` (raise `SkipTask` to opt out), ``async def
+    run_loop`` (return once `stop_event` is set, or when the work is done), ``async def
+    on_stop``. ``workers`` concurrent `run_loop` coroutines run (none when ``LOOPLESS``).
+    There is no ``init_thread``: set up in `init_task` or at the top of `run_loop`.
+
+    ``STOP_GRACE``: seconds a `run_loop` may keep going after `stop_event` is set before it is
+    cancelled (None, the default: `GRACE_FRACTION` of the time left until the service's stop
+    deadline when this task's stop begins). The option ``--{prefix}-stop-grace`` overrides it.
+
+    Anything a hook raises, `SystemExit`, `KeyboardInterrupt` and a `CancelledError` the
+    engine did not cause included, fails the task and asks its service to shut down. A task
+    still running at the stop deadline (a `run_loop` that swallows its cancellation, an
+    `on_stop` that never returns) is named in the `StopTimeout`.
+
+    Constructible on its own (``AsyncTask(service=None)``): `stop_event` then works without a
+    collection, so a test may ``await task.run_loop()`` directly. Run by a collection, the
+    task's code runs on the collection's ``loop`` (`Service.serve` provides it).
+    Thread-safety: `stop_event` is an `asyncio.Event`; set it from the loop's thread only
+    (the engine does so through ``call_soon_threadsafe``).
+    """
+
+    STOP_GRACE: ClassVar[float | None] = None
+    _HOOKS: ClassVar[frozenset[str]] = frozenset({"init_task", "run_loop", "on_stop"})
+
+    stop_grace = option(
+        type=float,
+        ge=0,
+        default=lambda cls: cls.STOP_GRACE,
+        metavar="SECONDS",
+        help="seconds run_loop may go on after stop_event is set before it is cancelled "
+        "(default: half the time left until the stop deadline)",
+    )
+
+    @classmethod
+    def _check_hooks(cls) -> None:
+        """Refuse a plain-function hook (it would block the loop) and ``init_thread``."""
+        for hook in sorted(cls._HOOKS):
+            function = getattr(cls, hook, None)
+            if function is not None and not inspect.iscoroutinefunction(function):
+                raise InvalidTask(
+                    cls,
+                    f"{cls.__qualname__}.{hook}() is not an async def; an async task awaits its "
+                    "hooks on the event loop, where a plain function would block every other "
+                    "task (make it async, or subclass lifecycle.Task to run it on threads)",
+                )
+        if cls.init_thread is not Task.init_thread:
+            raise InvalidTask(
+                cls,
+                f"{cls.__qualname__} overrides init_thread(), but an async task has no worker "
+                "threads; set up in init_task() or at the top of run_loop()",
+            )
+
+    @classmethod
+    def _implements_run_loop(cls) -> bool:
+        return cls.run_loop is not AsyncTask.run_loop
+
+    def __init__(self, service: Any = None) -> None:
+        super().__init__(service)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event: asyncio.Event | None = None
+        # The asyncio tasks the engine made for this task and that have not finished: each is
+        # awaited (by its done callback's bookkeeping and `Service.serve`'s final drain).
+        self._runs: set[asyncio.Task[None]] = set()
+        self._workers_running: list[asyncio.Task[None]] = []
+        self._grace_timer: asyncio.TimerHandle | None = None
+        self._cancel_cause: str | None = None  # set before the engine cancels anything
+        self._abandon_reason: LifecycleError | None = None
+        self._idle = threading.Event()  # set while none of the task's code runs
+        self._idle.set()
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    async def init_task(self) -> None:  # type: ignore[override]
+        """Prepare the task; awaited once, in dependency order. Raise `SkipTask` to opt out."""
+
+    async def run_loop(self) -> None:  # type: ignore[override]
+        """The work of one worker coroutine; return when `stop_event` is set."""
+        raise NotImplementedError(f"{type(self).__qualname__} must implement run_loop()")
+
+    async def on_stop(self) -> None:  # type: ignore[override]
+        """Awaited once when stop is requested, after `stop_event` is set."""
+
+    # -- state -----------------------------------------------------------------------------
+
+    @property
+    def stop_event(self) -> asyncio.Event:  # type: ignore[override]
+        """Set once stop is requested, a worker failed, or the task ended; `run_loop` awaits
+        ``stop_event.wait()``. Made on first use, already set if by then it would have been."""
+        event = self._event
+        if event is not None:
+            return event
+        lc = self._lifecycle
+        if lc is None:  # standalone: no machine to consult
+            self._event = event = asyncio.Event()
+            return event
+        with lc.lock:
+            if self._event is None:
+                event = asyncio.Event()  # nothing waits on it yet: set() is safe off the loop
+                if lc.state in _WINDING_DOWN or self.failure is not None:
+                    event.set()
+                self._event = event
+            return self._event
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the task's code runs on (None until a collection bound one)."""
+        return self._loop
+
+    def _wake_stop_event(self) -> None:
+        event = self._event
+        if event is None:
+            return
+        loop = self._loop
+        if loop is None or _running_loop() is loop:
+            event.set()
+            return
+        try:
+            loop.call_soon_threadsafe(event.set)
+        except RuntimeError:  # the loop is closed: nothing can be waiting on it any more
+            event.set()
+
+    # -- binding and init (driver thread) ----------------------------------------------------
+
+    def _bind(self, lifecycle: Lifecycle, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        super()._bind(lifecycle, loop)
+        self._loop = loop
+
+    def _require_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            raise LifecycleError(
+                f"async task {self.name!r} has no event loop: run its service with run() or "
+                "`await service.serve()` (or give its Tasks collection a loop before create())"
+            )
+        if loop.is_closed():
+            raise LifecycleError(f"the event loop of async task {self.name!r} is closed")
+        if _running_loop() is loop:
+            raise LifecycleError(
+                f"async task {self.name!r} is driven from its own event loop's thread, which "
+                "would block the loop; drive the collection from another thread "
+                "(`await service.serve()` does)"
+            )
+        return loop
+
+    def _run_init(self) -> None:
+        """Await `init_task` on the loop; the calling (driver) thread waits for its outcome.
+
+        What the hook raises is raised here. If the engine abandons the hook (a stop deadline
+        passed during init), `LifecycleInterrupt` with that reason is raised.
+        """
+        loop = self._require_loop()
+        outcome: concurrent.futures.Future[None] = concurrent.futures.Future()
+        loop.call_soon_threadsafe(self._spawn, self._init_on_loop(outcome), "init_task")
+        outcome.result()
+
+    async def _init_on_loop(self, outcome: concurrent.futures.Future[None]) -> None:
+        try:
+            await self.init_task()
+        except asyncio.CancelledError as exc:
+            reason = self._abandon_reason
+            if reason is not None and self._cancelled_by_engine():
+                outcome.set_exception(LifecycleInterrupt(reason))
+            else:
+                outcome.set_exception(exc)
+        except BaseException as exc:  # the task's failure (or SkipTask): the driver decides
+            outcome.set_exception(exc)
+        else:
+            outcome.set_result(None)
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def _launch_workers(self, count: int) -> None:
+        """Schedule ``count`` `run_loop` coroutines on the loop (lifecycle lock held)."""
+        self._idle.clear()
+        try:
+            self._on_loop(self._spawn_workers, count)
+        except (RuntimeError, LifecycleError) as exc:  # the loop is gone
+            self._busy -= count
+            self._record_failure(exc)
+            self._request_shutdown(exc)
+            self._settle()
+            if not self._busy:
+                self._idle.set()
+
+    def _spawn_workers(self, count: int) -> None:
+        for index in range(count):
+            suffix = "run_loop" if count == 1 else f"run_loop-{index}"
+            self._workers_running.append(self._spawn(self._work_on_loop(), suffix))
+
+    async def _work_on_loop(self) -> None:
+        failure: BaseException | None = None
+        try:
+            await self.run_loop()
+        except asyncio.CancelledError as exc:
+            if not self._cancelled_by_engine():
+                failure = exc
+                self._record_failure(exc)
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt included: a failure
+            failure = exc
+            self._record_failure(exc)
+        finally:
+            self._leave()
+        if failure is not None:
+            self._request_shutdown(failure)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], suffix: str) -> asyncio.Task[None]:
+        """Run ``coroutine`` as an asyncio task the engine owns (on the loop's thread)."""
+        run = asyncio.get_running_loop().create_task(coroutine, name=f"{self.name}.{suffix}")
+        self._runs.add(run)
+        run.add_done_callback(self._runs.discard)
+        return run
+
+    def _on_loop(self, callback: Callable[..., object], *args: Any) -> None:
+        """Call ``callback(*args)`` on the task's loop: now if this is its thread, else soon.
+
+        Raises `LifecycleError` without a loop, `RuntimeError` if the loop is closed.
+        """
+        loop = self._loop
+        if loop is None:
+            raise LifecycleError(f"async task {self.name!r} has no event loop")
+        if _running_loop() is loop:
+            callback(*args)
+        else:
+            loop.call_soon_threadsafe(callback, *args)
+
+    # -- stop --------------------------------------------------------------------------------
+
+    def _has_stop_hook(self) -> bool:
+        return type(self).on_stop is not AsyncTask.on_stop
+
+    def _prepare_stop_hook(self) -> Callable[[], None] | None:
+        hooked = self._has_stop_hook()
+        if hooked:
+            self._busy += 1
+            self._idle.clear()
+        else:
+            self._settle()
+            if self.lifecycle.terminal:
+                return None  # a LOOPLESS task without a hook ends here
+        grace = self._grace()
+        return lambda: self._launch_stop(hooked, grace)
+
+    def _launch_stop(self, hooked: bool, grace: float) -> None:
+        try:
+            self._on_loop(self._stop_on_loop, hooked, grace)
+        except (RuntimeError, LifecycleError) as exc:  # the loop is gone
+            with self.lifecycle.lock:
+                self._stop_error = exc if hooked else None
+                self._record_failure(exc)
+                if hooked:
+                    self._busy -= 1
+                self._settle()
+
+    def _stop_on_loop(self, hooked: bool, grace: float) -> None:
+        if hooked:
+            self._spawn(self._on_stop_on_loop(), "on_stop")
+        if any(not run.done() for run in self._workers_running):
+            loop = asyncio.get_running_loop()
+            self._grace_timer = loop.call_later(grace, self._escalate, grace)
+
+    async def _on_stop_on_loop(self) -> None:
+        try:
+            await self.on_stop()
+        except BaseException as exc:  # a CancelledError too: the hook did not complete
+            with self.lifecycle.lock:
+                self._stop_error = exc
+                self._record_failure(exc)
+        finally:
+            self._leave()
+
+    def _grace(self) -> float:
+        """Seconds from this task's stop to the cancellation of a `run_loop` still going."""
+        value = self.stop_grace
+        if value is not None:
+            return float(value)
+        deadline = getattr(self.service, "stop_deadline", None)
+        if isinstance(deadline, int | float):
+            return GRACE_FRACTION * max(0.0, deadline - time.monotonic())
+        return GRACE_FRACTION * DEFAULT_STOP_TIMEOUT
+
+    def _escalate(self, grace: float) -> None:
+        """Cancel the `run_loop` coroutines still going after the grace (on the loop)."""
+        self._grace_timer = None
+        late = [run for run in self._workers_running if not run.done()]
+        if not late:
+            return
+        with self.lifecycle.lock:
+            if self._cancel_cause is None:
+                self._cancel_cause = (
+                    f"run_loop still running {grace:g} s after stop_event was set "
+                    "(the stop grace): cancelled"
+                )
+        for run in late:
+            run.cancel(_ENGINE_CANCEL)
+
+    def _cancelled_by_engine(self) -> bool:
+        """Whether the `CancelledError` being handled comes from the engine's own cancel."""
+        current = asyncio.current_task()
+        return self._cancel_cause is not None and current is not None and current.cancelling() > 0
+
+    def _abandon(self, reason: LifecycleError) -> list[asyncio.Task[None]]:
+        """Cancel every asyncio task of this task still going, as the engine (on the loop);
+        return them. A hung `init_task` then raises `LifecycleInterrupt` with ``reason``."""
+        pending = [run for run in self._runs if not run.done()]
+        if not pending:
+            return []
+        with self.lifecycle.lock:
+            self._abandon_reason = reason
+            if self._cancel_cause is None:
+                self._cancel_cause = f"cancelled: {reason}"
+        for run in pending:
+            run.cancel(_ENGINE_CANCEL)
+        return pending
+
+    def _pending_runs(self) -> list[asyncio.Task[None]]:
+        """The engine's asyncio tasks of this task that have not finished (loop thread)."""
+        return [run for run in self._runs if not run.done()]
+
+    # -- ending ------------------------------------------------------------------------------
+
+    def _leave(self) -> None:
+        with self.lifecycle.lock:
+            super()._leave()
+            if not self._busy:
+                self._idle.set()
+                timer = self._grace_timer
+                if timer is not None:
+                    self._grace_timer = None
+                    timer.cancel()  # called on the loop's thread: the workers end there
+
+    def _finish_cause(self) -> str | None:
+        return self._cancel_cause
+
+    def _join_code(self, timeout: float | None) -> bool:
+        """Wait for the task's coroutines to end; on the loop's own thread, only look."""
+        if self._loop is not None and _running_loop() is self._loop:
+            return self._idle.is_set()
+        return self._idle.wait(timeout)
