@@ -15,12 +15,15 @@ import time
 from concurrent.futures import Future
 from typing import Any, ClassVar
 
+import attrs
+
 from lifecycle.errors import InvalidTask, TaskNotRunning, TaskStopped
+from lifecycle.futures import TaskFuture
 from lifecycle.options import option
 from lifecycle.spec import TaskState
 from lifecycle.task import Task, TryLater
 
-__all__ = ["PeriodicTask", "next_deadline"]
+__all__ = ["PeriodicTask", "Schedule", "next_deadline"]
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
@@ -47,6 +50,52 @@ def next_deadline(previous: float, now: float, interval: float) -> tuple[float, 
     while ticks > 1 and previous + (ticks - 1) * interval >= now:
         ticks -= 1
     return previous + ticks * interval, ticks - 1
+
+
+@attrs.define
+class Schedule:
+    """The fixed-rate schedule of one periodic worker, as pure bookkeeping: no clock, no lock.
+
+    ``grid`` is the deadline of the current grid tick and ``due`` when the next run is due (off
+    the grid after ``TryLater(after=...)``); both start at the origin given to `begin`. The
+    counters are those of `PeriodicTask`. Every periodic task kind drives its loop through this
+    one object, so they share one schedule rule (`next_deadline`) and one meaning per counter.
+    Not thread-safe: the task's lock guards it.
+    """
+
+    interval: float
+    grid: float = 0.0
+    due: float = 0.0
+    iterations: int = 0
+    slow: int = 0
+    try_laters: int = 0
+    skipped: int = 0
+
+    def begin(self, origin: float) -> None:
+        """The worker starts at ``origin``: the first run is due at once."""
+        self.grid = self.due = origin
+
+    def ran(self, now: float) -> None:
+        """The run due at ``due`` returned at ``now``: slow if more than an interval late; the
+        next run is due at the first grid tick at or after ``now``."""
+        self.iterations += 1
+        if now - self.due > self.interval:
+            self.slow += 1
+        self._next_tick(now)
+
+    def deferred(self, now: float, after: float | None) -> None:
+        """The run raised ``TryLater(after=after)`` at ``now``: due again ``after`` seconds
+        later (the grid ticks passed by then are skipped, not slow), or at the next tick."""
+        self.try_laters += 1
+        if after is not None:
+            self.due = now + after
+        else:
+            self._next_tick(now)
+
+    def _next_tick(self, now: float) -> None:
+        self.grid, skipped = next_deadline(self.grid, now, self.interval)
+        self.skipped += skipped
+        self.due = self.grid
 
 
 def _check_interval(owner: object, value: object) -> float:
@@ -102,10 +151,7 @@ class PeriodicTask(Task):
         self._lock = threading.Lock()
         self._observers: list[Future[Any]] = []
         self._closed = False
-        self._iterations = 0
-        self._slow = 0
-        self._try_laters = 0
-        self._skipped = 0
+        self._schedule = Schedule(interval=1.0)  # its counters; run_loop sets the interval
 
     # -- the hook ----------------------------------------------------------------------------
 
@@ -115,15 +161,16 @@ class PeriodicTask(Task):
 
     # -- observing ---------------------------------------------------------------------------
 
-    def execute_async(self) -> Future[Any]:
+    def execute_async(self) -> TaskFuture[Any]:
         """A future resolved with the outcome of the next run to start after this call.
 
         The outcome is the value `execute` returns or the exception it raises (a run that
         raises `TryLater` is not an outcome; the future waits for the retry). On a task that is
         not running the future has already failed with `TaskNotRunning`; if the task stops
-        before that run, it fails with `TaskStopped`. Thread-safe.
+        before that run, it fails with `TaskStopped`. Async code may ``await`` it
+        (`lifecycle.futures.TaskFuture`). Thread-safe.
         """
-        future: Future[Any] = Future()
+        future: TaskFuture[Any] = TaskFuture()
         with self._lock:
             state = self._state_name()
             if state == TaskState.RUNNING and not self._closed:
@@ -136,61 +183,51 @@ class PeriodicTask(Task):
     def iterations(self) -> int:
         """Runs of `execute` that returned."""
         with self._lock:
-            return self._iterations
+            return self._schedule.iterations
 
     @property
     def slow_iterations(self) -> int:
         """Runs that ended more than one interval after they were due."""
         with self._lock:
-            return self._slow
+            return self._schedule.slow
 
     @property
     def try_laters(self) -> int:
         """Runs of `execute` that raised `TryLater`."""
         with self._lock:
-            return self._try_laters
+            return self._schedule.try_laters
 
     @property
     def skipped_ticks(self) -> int:
         """Grid ticks skipped because a run overran them or a `TryLater` delay covered them."""
         with self._lock:
-            return self._skipped
+            return self._schedule.skipped
 
     # -- the worker --------------------------------------------------------------------------
 
     def run_loop(self) -> None:
-        interval = _check_interval(type(self), self.interval)
+        schedule = self._schedule
         try:
-            origin = self._now()
-            grid = origin  # the grid deadline of the current iteration
-            due = origin  # when the next call is due (off the grid after TryLater(after))
-            while not self._sleep_until(due):
+            with self._lock:
+                schedule.interval = _check_interval(type(self), self.interval)
+                schedule.begin(self._now())
+            while not self._sleep_until(schedule.due):
                 observers = self._take_observers()
                 try:
                     result = self.execute()
                 except TryLater as exc:
                     now = self._now()
                     with self._lock:
-                        self._try_laters += 1
+                        schedule.deferred(now, exc.after)
                     self._observers_back(observers)
-                    if exc.after is not None:
-                        due = now + exc.after
-                        continue
                 except BaseException as exc:
                     _settle(observers, exc=exc)
                     raise
                 else:
                     now = self._now()
                     with self._lock:
-                        self._iterations += 1
-                        if now - due > interval:
-                            self._slow += 1
+                        schedule.ran(now)
                     _settle(observers, result=result)
-                grid, skipped = next_deadline(grid, now, interval)
-                if skipped:
-                    with self._lock:
-                        self._skipped += skipped
-                due = grid
         except BaseException:
             self._close("failed")
             raise

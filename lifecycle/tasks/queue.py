@@ -33,11 +33,18 @@ import attrs
 
 from lifecycle.context import ExecuteContext
 from lifecycle.errors import InvalidItem, InvalidTask, QueueFull, TaskNotRunning, TaskStopped
+from lifecycle.futures import TaskFuture
 from lifecycle.options import option
 from lifecycle.spec import TaskState
 from lifecycle.task import Task, TryLater
 
-__all__ = ["PriorityQueueTask", "QueueTask", "UniqueQueueTask", "dropped_in_cause"]
+__all__ = [
+    "PriorityQueueTask",
+    "QueueTask",
+    "UniqueQueueTask",
+    "dropped_cause",
+    "dropped_in_cause",
+]
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
@@ -58,6 +65,12 @@ def dropped_in_cause(cause: str | None) -> int | None:
         return None
     found = _DROPPED_COUNT.search(cause)
     return int(found[1]) if found is not None else None
+
+
+def dropped_cause(count: int) -> str:
+    """The cause a queue task's ``finish`` record carries when it dropped ``count`` items at
+    stop (every queue task kind writes it; `dropped_in_cause` reads it back)."""
+    return _DROPPED_CAUSE.format(count=count)
 
 
 def _check_count(owner: object, what: str, value: object, declared: option) -> int:
@@ -209,7 +222,11 @@ class QueueTask(Task):
         type=int, ge=0, default=lambda cls: cls.MAX_ITEMS, help="most items waiting (0: no bound)"
     )
     worker_threads = option(
-        name="workers", type=int, ge=1, default=lambda cls: cls.WORKERS, help="worker threads"
+        name="workers",
+        type=int,
+        ge=1,
+        default=lambda cls: cls.WORKERS,
+        help="workers (threads; coroutines for an async queue task)",
     )
 
     #: How waiting items are kept; the variants change only this and the merge hooks.
@@ -217,11 +234,7 @@ class QueueTask(Task):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "workers" in cls.__dict__:
-            raise InvalidTask(cls, "set WORKERS (or the --prefix-workers option), not workers")
-        _check_count(cls, "MAX_ITEMS", cls.MAX_ITEMS, QueueTask.max_items)
-        # The collection reads the class-level count; the option may raise it per instance.
-        cls.workers = _check_count(cls, "WORKERS", cls.WORKERS, QueueTask.worker_threads)
+        _check_queue_class(cls)
 
     def __init__(self, service: Any = None) -> None:
         super().__init__(service)
@@ -258,16 +271,21 @@ class QueueTask(Task):
 
     # -- handing work over -------------------------------------------------------------------
 
-    def submit(self, item: Any, *, timeout: float | None = None) -> Future[Any]:
+    def submit(self, item: Any, *, timeout: float | None = None) -> TaskFuture[Any]:
         """Queue ``item``; return the future of its outcome.
 
         When the queue is full, wait up to ``timeout`` seconds (None: until there is room or the
         task stops) and then raise `QueueFull`; a worker of this task never waits (it would
         wait on itself). Raises `TaskNotRunning` unless the task is running, `InvalidItem`
         for an item the queue cannot hold.
+
+        From async code, ``await task.submit(item)`` gives the result without blocking the
+        event loop (the future is a `lifecycle.futures.TaskFuture`); but the submit itself
+        waits for room as above, so give a bounded queue ``timeout=0`` there. Cancelling the
+        awaiting coroutine cancels the item if it has not started.
         """
-        holder = self._admit(ExecuteContext(item=item, future=Future()), timeout, "submit()")
-        if holder.future is None:  # pragma: no cover - _merge always leaves a future here
+        holder = self._admit(ExecuteContext(item=item, future=TaskFuture()), timeout, "submit()")
+        if not isinstance(holder.future, TaskFuture):  # pragma: no cover - _merge keeps one
             raise RuntimeError("a submitted item lost its future")
         return holder.future
 
@@ -510,7 +528,7 @@ class QueueTask(Task):
             dropped = self._dropped
         if not dropped:
             return None
-        return _DROPPED_CAUSE.format(count=dropped)
+        return dropped_cause(dropped)
 
     # -- admission -----------------------------------------------------------------------------
 
@@ -566,6 +584,17 @@ class QueueTask(Task):
 
     def _forget_all(self) -> None:
         pass
+
+
+def _check_queue_class(cls: type[Task]) -> None:
+    """Check a queue task class's ``WORKERS`` and ``MAX_ITEMS`` and derive its ``workers``
+    (every queue task kind does); raises `InvalidTask`."""
+    if "workers" in cls.__dict__:
+        raise InvalidTask(cls, "set WORKERS (or the --prefix-workers option), not workers")
+    _check_count(cls, "MAX_ITEMS", getattr(cls, "MAX_ITEMS", None), QueueTask.max_items)
+    # The collection reads the class-level count; the option may raise it per instance.
+    workers = getattr(cls, "WORKERS", None)
+    cls.workers = _check_count(cls, "WORKERS", workers, QueueTask.worker_threads)
 
 
 class PriorityQueueTask(QueueTask):
