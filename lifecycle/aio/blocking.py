@@ -326,9 +326,7 @@ def _format_stack(frame: FrameType | None, code: object) -> str:
     if frame is None:
         return "  (the loop's thread has no Python frame)\n"
     frames = [f for f, _ in traceback.walk_stack(frame)]  # innermost first
-    outermost = max(
-        (i for i, f in enumerate(frames) if f.f_code is code), default=len(frames) - 1
-    )
+    outermost = max((i for i, f in enumerate(frames) if f.f_code is code), default=len(frames) - 1)
     summary = traceback.StackSummary.extract(
         ((f, f.f_lineno) for f in reversed(frames[: outermost + 1])), lookup_lines=True
     )

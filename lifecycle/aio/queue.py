@@ -113,9 +113,7 @@ class AsyncQueueTask(AsyncTask):
 
     def __init__(self, service: Any = None) -> None:
         super().__init__(service)
-        self._max_items = _check_count(
-            type(self), "max-items", self.max_items, QueueTask.max_items
-        )
+        self._max_items = _check_count(type(self), "max-items", self.max_items, QueueTask.max_items)
         self.workers = _check_count(
             type(self), "workers", self.worker_threads, QueueTask.worker_threads
         )
