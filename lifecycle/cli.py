@@ -54,7 +54,7 @@ from lifecycle.outcome import (
     timeline,
 )
 from lifecycle.seal import DEFAULT_EPOCH_LENGTH, SealKeyError, keygen, load_verify_key
-from lifecycle.service import Service
+from lifecycle.service import BLOCKING_THRESHOLD, Service
 from lifecycle.spec import SPEC_SCHEMA_VERSION, SPECS, TASK, MachineSpec
 from lifecycle.task import task_name
 from lifecycle.tasks import QueueTask
@@ -756,6 +756,7 @@ def _run_service(service: Service, journal: Journal, quiet: bool, prog: str) -> 
     origin: list[int] = []
     unsubscribe = None if quiet else journal.subscribe(lambda r: _print_transition(origin, r))
     raised: BaseException | None = None
+    service.blocking_threshold = BLOCKING_THRESHOLD  # on in `lifecycle run`, off in the library
     try:
         code: int = service.run()
     except BaseException as exc:  # the engine's own error: still a failed run, said clearly

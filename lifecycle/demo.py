@@ -1,20 +1,24 @@
 """The bundled example service that ``lifecycle demo`` runs.
 
-Six tasks show what the engine does:
+Seven tasks, threads and coroutines in one service, show what the engine does:
 
 * `Heartbeat`, a periodic task (`PeriodicTask`);
 * `Mailer`, a queue task whose items each fail twice with `TryLater` before they go through;
 * `Producer`, which requires both and feeds the mailer from a periodic tick;
 * `Metrics`, which skips itself for want of configuration (``--Metrics-endpoint``), and
   `MetricsReporter`, which requires it and so is skipped with it;
-* `Stopwatch`, which asks the service to shut down after ``--duration`` seconds.
+* `Stopwatch`, which asks the service to shut down after ``--duration`` seconds;
+* `Pinger`, an async task (`AsyncTask`): a coroutine on the service's event loop that
+  requires the (thread) `Heartbeat` and counts its beats until its `stop_event` is set.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
+from lifecycle.aio import AsyncTask
 from lifecycle.context import ExecuteContext
 from lifecycle.errors import OptionError
 from lifecycle.options import option
@@ -28,6 +32,7 @@ __all__ = [
     "Mailer",
     "Metrics",
     "MetricsReporter",
+    "Pinger",
     "Producer",
     "Stopwatch",
 ]
@@ -99,11 +104,33 @@ class Stopwatch(Task):
             self.stop_event.wait()  # stop with the others, in reverse start order
 
 
+class Pinger(AsyncTask):
+    """An async task: every ``INTERVAL`` seconds it awaits a look at the heartbeat (a thread
+    task it requires) and counts the beats it saw, until its `stop_event` is set."""
+
+    DEPS = (Heartbeat,)
+    INTERVAL = 0.3
+
+    async def init_task(self) -> None:
+        self.heartbeat: Heartbeat = self.service.tasks.require(Heartbeat)
+        self.pings = 0
+        self.beats_seen = 0
+
+    async def run_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self.stop_event.wait(), self.INTERVAL)
+                return
+            except TimeoutError:
+                self.pings += 1
+                self.beats_seen = self.heartbeat.iterations
+
+
 class DemoService(Service):
     """The example service of ``lifecycle demo``."""
 
     name = "demo"
-    TASKS = (Producer, MetricsReporter, Stopwatch)
+    TASKS = (Producer, MetricsReporter, Stopwatch, Pinger)
     duration = option(
         type=float, gt=0, default=3.0, metavar="SECONDS", help="stop gracefully after this long"
     )
@@ -115,11 +142,13 @@ class DemoService(Service):
             raise OptionError("--duration", f"must be seconds > 0, not {duration!r}")
 
     def counts(self) -> dict[str, int]:
-        """What the tasks did: heartbeats, mails sent, retries, mails dropped at stop."""
+        """What the tasks did: heartbeats, pings, mails sent, retries, mails dropped at stop."""
         mailer = self.tasks.get(Mailer)
         heartbeat = self.tasks.get(Heartbeat)
+        pinger = self.tasks.get(Pinger)
         return {
             "heartbeats": heartbeat.iterations if heartbeat is not None else 0,
+            "pings": getattr(pinger, "pings", 0),
             "mails sent": mailer.completed if mailer is not None else 0,
             "mail retries": mailer.try_laters if mailer is not None else 0,
             "mails still queued at stop": mailer.dropped if mailer is not None else 0,

@@ -8,16 +8,19 @@ shares the service's journal, so one journal holds the whole run.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import importlib
 import logging
 import math
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+from lifecycle.aio.task import AsyncTask
 from lifecycle.collection import Tasks
 from lifecycle.engine import Lifecycle
 from lifecycle.errors import (
@@ -49,6 +52,11 @@ EXIT_FAILED = 1
 #: The built-in flag that selects tasks; no declared option may take it.
 TASKS_FLAG = "--tasks"
 _TERMINAL_TASK = TASK.terminal
+
+#: The blocked-loop threshold ``lifecycle run`` gives `Service.blocking_threshold` (seconds).
+BLOCKING_THRESHOLD = 1.0
+
+_DETECTOR_MODULE = "lifecycle.aio.blocking"
 
 #: Seconds granted, once the stop deadline passed, to stop the tasks left in order before
 #: every remaining stop is begun at once (the process still exits within about a second).
@@ -132,6 +140,16 @@ class Service:
         self._stopper = threading.Lock()  # the one thread carrying out the stop holds it
         self._drive = threading.RLock()  # serializes start() and the stop
         self._done = threading.Event()
+        # While `serve` runs: wakes its watchdog on the loop after a request (thread-safe).
+        self._loop_notify: Callable[[], None] | None = None
+        self._serving = False
+        #: Coroutines of async tasks that ignored every cancellation past the stop deadline;
+        #: kept referenced (and named in the `StopTimeout`) rather than silently destroyed.
+        self.abandoned: list[asyncio.Task[Any]] = []
+        #: Seconds after which `serve` warns that a coroutine blocks its event loop (naming
+        #: the task and its stack); None (the library's default) watches nothing. ``lifecycle
+        #: run`` sets `BLOCKING_THRESHOLD`.
+        self.blocking_threshold: float | None = None
 
     # -- options and tasks -----------------------------------------------------------------
 
@@ -275,6 +293,17 @@ class Service:
         return None
 
     @property
+    def stop_deadline(self) -> float | None:
+        """When the stop must be over (a `time.monotonic` value), once a stop was requested;
+        async tasks derive their default stop grace from it."""
+        return self._requests.deadline
+
+    @property
+    def has_async_tasks(self) -> bool:
+        """Whether some selected task is an `AsyncTask` (the service then needs a loop)."""
+        return any(issubclass(cls, AsyncTask) for cls in self.tasks.task_classes)
+
+    @property
     def shutdown_requested(self) -> bool:
         return self._requests.requested
 
@@ -378,7 +407,12 @@ class Service:
         waiting (`ForcedShutdown` naming the tasks still running; exit code 1), at any moment,
         init included. The previous handlers are restored on return. An init error returns 1
         (see `failure`).
+
+        A service with async tasks runs `serve` on a new event loop (signals then go through
+        the loop's ``add_signal_handler``) and closes it after; see `serve`.
         """
+        if self.has_async_tasks:
+            return _run_on_new_loop(self.serve(handle_signals=True))
         with self._requests.handling_signals() as handled:
             self._signals_handled = handled
             try:
@@ -415,6 +449,156 @@ class Service:
         fresh = type(self)(self.options, journal=journal)
         fresh.start()
         return fresh
+
+    # -- on an event loop ------------------------------------------------------------------
+
+    async def serve(self, *, handle_signals: bool = False) -> int:
+        """Run the service on the running event loop until it has stopped; return the exit
+        code (0 stopped, 1 failed), as `run` does.
+
+        The async tasks' hooks run on this loop. The collection is driven from a thread of the
+        service's own (its driver runs `start` then `wait`), so the thread tasks' init hooks
+        and the staged stop never block the loop; thread tasks keep their threads. Stop it with
+        `shutdown` from anywhere. Cancelling `serve` requests a shutdown, waits for the stop,
+        then raises `asyncio.CancelledError`. ``handle_signals``: SIGINT and SIGTERM request a
+        shutdown through ``loop.add_signal_handler`` and a second one forces exit 1 (main
+        thread only; the previous handlers are restored); `run` asks for it.
+
+        Bounded: if the driver is still busy ``stop_timeout`` plus a short grace after the
+        first request (a hook that never returns), the async hooks still going are cancelled
+        and then the service ends failed with `StopTimeout` naming the tasks; a driver stuck in
+        a thread's hook is abandoned (a daemon thread, as thread workers are). When `serve`
+        returns, every asyncio task the engine made has been awaited, but for coroutines that
+        swallowed every cancellation past the deadline: those are kept in `abandoned` (their
+        tasks are named in the `StopTimeout`).
+
+        Raises `LifecycleError` if the service was started or served before, and what the
+        driver raised that `run` would raise too.
+        """
+        loop = asyncio.get_running_loop()
+        if self._serving or self.state != ServiceState.NEW:
+            raise LifecycleError(
+                f"service {self.name!r} was already started or served; make a new one to serve"
+            )
+        self._serving = True
+        self.tasks.loop = loop
+        driven: asyncio.Future[BaseException | None] = loop.create_future()
+        watchdog: list[asyncio.TimerHandle] = []
+
+        def on_request() -> None:  # on the loop, after each request and a forced exit
+            for handle in watchdog:
+                handle.cancel()
+            watchdog.clear()
+            requests = self._requests
+            if requests.requested and not driven.done():
+                bound = LATE_STOP_GRACE if requests.forced else requests.left() + LATE_STOP_GRACE
+                watchdog.append(loop.call_later(bound, self._give_up_driving, driven, True))
+
+        def notify() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to wake
+                loop.call_soon_threadsafe(on_request)
+
+        self._loop_notify = notify
+        on_request()  # a shutdown requested before serve() was called
+        driver = threading.Thread(
+            target=self._drive_served, args=(loop, driven), name=f"{self.name}.driver", daemon=True
+        )
+        signals = (
+            self._requests.handling_loop_signals(loop)
+            if handle_signals
+            else contextlib.nullcontext(False)
+        )
+        cancelled = False
+        with signals, _watching_blocking(loop, self.blocking_threshold):
+            try:
+                driver.start()
+                while True:
+                    try:
+                        raised = await asyncio.shield(driven)
+                        break
+                    except asyncio.CancelledError:
+                        # Stop as asked, then let the cancellation through: a caller that
+                        # cancels serve() gets a service that has ended, not one left running.
+                        cancelled = True
+                        self.shutdown("serve() was cancelled")
+            finally:
+                self._loop_notify = None
+                for handle in watchdog:
+                    handle.cancel()
+        await self._await_engine_runs()
+        if raised is not None:
+            raise raised
+        if cancelled:
+            raise asyncio.CancelledError
+        code = self.exit_code
+        return EXIT_FAILED if code is None else code
+
+    def _drive_served(
+        self, loop: asyncio.AbstractEventLoop, driven: asyncio.Future[BaseException | None]
+    ) -> None:
+        """The driver thread of `serve`: `run`'s body, without the signals."""
+        raised: BaseException | None = None
+        try:
+            try:
+                self.start()
+            except (LifecycleError, LifecycleInterrupt):
+                if self.state != ServiceState.FAILED:
+                    raise
+                logger.error("service %r failed to start: %s", self.name, safe_str(self._failure))
+            else:
+                self.wait()
+        except BaseException as exc:  # raised by serve() on the loop, not lost on this thread
+            raised = exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: serve() is gone
+            loop.call_soon_threadsafe(_resolve, driven, raised)
+
+    def _async_tasks(self) -> list[AsyncTask]:
+        return [task for task in self.tasks.tasks if isinstance(task, AsyncTask)]
+
+    def _give_up_driving(
+        self, driven: asyncio.Future[BaseException | None], first: bool
+    ) -> None:
+        """The driver is past the stop deadline (on the loop): cancel the async hooks still
+        going (an ``init_task`` among them lets the driver go on); if it is still stuck after
+        a short grace (a thread's hook), end the service failed without it."""
+        if driven.done():
+            return
+        error = self._requests.gave_up_error(self._busy_names())
+        if first:
+            for task in self._async_tasks():
+                task._abandon(error)
+            asyncio.get_running_loop().call_later(
+                LATE_STOP_GRACE, self._give_up_driving, driven, False
+            )
+            return
+        logger.error("service %r: %s (its driver is stuck in a hook; abandoned)", self.name, error)
+        self._end(error, [error])
+        _resolve(driven, None)
+
+    async def _await_engine_runs(self) -> None:
+        """Await every asyncio task the engine made for the async tasks. Those still going
+        once the service ended were past the deadline: cancel them (as the engine) and wait a
+        short grace; the ones that swallow that too are kept in `abandoned`."""
+        tasks = self._async_tasks()
+        pending = [run for task in tasks for run in task._pending_runs()]
+        if not pending:
+            return
+        names = [task.name for task in tasks if task._pending_runs()]
+        error = self._requests.gave_up_error(names)
+        for task in tasks:
+            task._abandon(error)
+        _, still = await asyncio.wait(pending, timeout=LATE_STOP_GRACE)
+        if still:
+            logger.error(
+                "service %r: abandoned coroutines that ignore cancellation: %s",
+                self.name,
+                ", ".join(sorted(run.get_name() for run in still)),
+            )
+            for run in still:
+                # Reported here and named in the StopTimeout; when the loop is dropped, do not
+                # report each one again as "destroyed but pending".
+                run._log_destroy_pending = False  # type: ignore[attr-defined]
+            self.abandoned.extend(still)
 
     # -- the stop --------------------------------------------------------------------------
 
@@ -496,13 +680,68 @@ class Service:
         return [initializing] if initializing is not None else self.still_running()
 
     def _wake(self) -> None:
-        # Signal-safe: a lock release and a SimpleQueue put.
+        # Signal-safe: a lock release and a SimpleQueue put (and, under `serve`, a
+        # call_soon_threadsafe; `serve` takes its signals through the loop, not in a handler).
         with contextlib.suppress(RuntimeError):  # a wake-up is already pending
             self._wake_permit.release()
         self.tasks.wake()
+        notify = self._loop_notify
+        if notify is not None:
+            notify()
 
     def __repr__(self) -> str:
         return f"<{type(self).__qualname__} {self.name!r} {self.lifecycle.state}>"
+
+
+@contextlib.contextmanager
+def _watching_blocking(loop: asyncio.AbstractEventLoop, threshold: float | None) -> Iterator[None]:
+    """While inside, warn when ``loop`` is blocked longer than ``threshold`` seconds (None:
+    do nothing). The one place the blocked-loop detector is switched on."""
+    if threshold is None:
+        yield
+        return
+    # Imported by name: the detector is a separate part of the asyncio runtime, and a build
+    # without it runs unwatched rather than not at all.
+    try:
+        blocking = importlib.import_module(_DETECTOR_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name != _DETECTOR_MODULE:
+            raise
+        logger.debug("no blocked-loop detector (%s): the loop is not watched", _DETECTOR_MODULE)
+        yield
+        return
+    detector = blocking.BlockingDetector(loop, threshold=threshold)
+    detector.start()
+    try:
+        yield
+    finally:
+        detector.stop()
+
+
+def _resolve(future: asyncio.Future[BaseException | None], value: BaseException | None) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _run_on_new_loop(main: Coroutine[Any, Any, int]) -> int:
+    """`asyncio.run`, except that it does not hang on coroutines that ignore cancellation:
+    those were reported and abandoned by `Service.serve`, so the loop is closed without them."""
+    loop = asyncio.new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            others = [task for task in asyncio.all_tasks(loop) if not task.done()]
+            stray = [task for task in others if getattr(task, "_log_destroy_pending", True)]
+            for task in stray:  # made by user code, not the engine: cancel them as asyncio.run
+                task.cancel()
+            if stray:
+                loop.run_until_complete(asyncio.wait(stray, timeout=LATE_STOP_GRACE))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
 
 
 def _remaining(deadline: float | None, unbounded: float) -> float:

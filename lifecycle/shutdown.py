@@ -11,6 +11,7 @@ is the collection's and its coordinator's business (`lifecycle.collection`,
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import threading
@@ -118,6 +119,38 @@ class ShutdownRequests:
             _arm_alarm(None)
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+    @contextlib.contextmanager
+    def handling_loop_signals(self, loop: asyncio.AbstractEventLoop) -> Iterator[bool]:
+        """`handling_signals` for a service on an event loop: SIGINT/SIGTERM reach ``loop``
+        through `loop.add_signal_handler`, so the request is made on the loop's thread between
+        two callbacks, never inside one. Yields whether it could (only on the main thread, and
+        where the loop supports it); the previous handlers are restored on exit."""
+        if threading.current_thread() is not threading.main_thread():
+            yield False
+            return
+        previous: dict[int, Any] = {}
+        try:
+            for signum in STOP_SIGNALS:
+                handler = signal.getsignal(signum)
+                loop.add_signal_handler(signum, self._on_signal, signum, None)
+                previous[signum] = handler
+        except (NotImplementedError, RuntimeError, ValueError):
+            self._restore_loop_signals(loop, previous)
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            self._restore_loop_signals(loop, previous)
+
+    @staticmethod
+    def _restore_loop_signals(loop: asyncio.AbstractEventLoop, previous: dict[int, Any]) -> None:
+        for signum, handler in previous.items():
+            with contextlib.suppress(RuntimeError, ValueError):  # the loop is closed already
+                loop.remove_signal_handler(signum)
+            # remove_signal_handler leaves SIG_DFL (or SIGINT's default): put back the caller's.
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
     @contextlib.contextmanager
     def guard_hooks(self, active: bool) -> Iterator[None]:

@@ -133,18 +133,23 @@ class Task:
 
     # -- hooks -----------------------------------------------------------------------------
 
-    def init_task(self) -> None:
+    # The hooks' return values are ignored; they are typed ``object`` so that the coroutine
+    # hooks of `lifecycle.aio.AsyncTask` (a Task too) are sound overrides for type checkers.
+
+    def init_task(self) -> object:
         """Prepare the task; runs once, in dependency order. Raise `SkipTask` to opt out."""
+        return None
 
     def init_thread(self) -> None:
         """Prepare one worker thread; runs on that thread before `run_loop`."""
 
-    def run_loop(self) -> None:
+    def run_loop(self) -> object:
         """The work of one worker thread; return when `stop_event` is set."""
         raise NotImplementedError(f"{type(self).__qualname__} must implement run_loop()")
 
-    def on_stop(self) -> None:
+    def on_stop(self) -> object:
         """Called once when stop is requested, after `stop_event` is set."""
+        return None
 
     # -- state -----------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from lifecycle.aio import AsyncTask
 from lifecycle.cli import main
 from lifecycle.demo import DemoService, Mailer
 from lifecycle.errors import OptionError
@@ -24,10 +25,13 @@ def test_the_demo_service_shows_every_kind_of_task_and_stops_cleanly() -> None:
         "Metrics": "skipped",
         "MetricsReporter": "skipped",
         "Stopwatch": "stopped",
+        "Pinger": "stopped",
     }
     causes = {s.name: s.cause for s in service.summary()}
     assert "no --Metrics-endpoint configured" in (causes["Metrics"] or "")
     assert "'Metrics' ended skipped" in (causes["MetricsReporter"] or "")
+    kinds = {type(task).__name__: isinstance(task, AsyncTask) for task in service.tasks}
+    assert kinds["Pinger"] and not kinds["Heartbeat"]  # both kinds in one service
     counts = service.counts()
     assert counts["heartbeats"] >= 1  # the first beat is due as soon as the worker starts
     # Every mail that went through was retried exactly FLAKY times first.

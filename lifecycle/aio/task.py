@@ -119,8 +119,8 @@ class AsyncTask(Task):
         self._event: asyncio.Event | None = None
         # The asyncio tasks the engine made for this task and that have not finished: each is
         # awaited (by its done callback's bookkeeping and `Service.serve`'s final drain).
-        self._runs: set[asyncio.Task[None]] = set()
-        self._workers_running: list[asyncio.Task[None]] = []
+        self._runs: set[asyncio.Task[Any]] = set()
+        self._workers_running: list[asyncio.Task[Any]] = []
         self._grace_timer: asyncio.TimerHandle | None = None
         self._cancel_cause: str | None = None  # set before the engine cancels anything
         self._abandon_reason: LifecycleError | None = None
@@ -129,14 +129,14 @@ class AsyncTask(Task):
 
     # -- hooks -----------------------------------------------------------------------------
 
-    async def init_task(self) -> None:  # type: ignore[override]
+    async def init_task(self) -> None:
         """Prepare the task; awaited once, in dependency order. Raise `SkipTask` to opt out."""
 
-    async def run_loop(self) -> None:  # type: ignore[override]
+    async def run_loop(self) -> None:
         """The work of one worker coroutine; return when `stop_event` is set."""
         raise NotImplementedError(f"{type(self).__qualname__} must implement run_loop()")
 
-    async def on_stop(self) -> None:  # type: ignore[override]
+    async def on_stop(self) -> None:
         """Awaited once when stop is requested, after `stop_event` is set."""
 
     # -- state -----------------------------------------------------------------------------
@@ -209,22 +209,21 @@ class AsyncTask(Task):
         """
         loop = self._require_loop()
         outcome: concurrent.futures.Future[None] = concurrent.futures.Future()
-        loop.call_soon_threadsafe(self._spawn, self._init_on_loop(outcome), "init_task")
+        loop.call_soon_threadsafe(self._spawn_init, outcome)
         outcome.result()
 
-    async def _init_on_loop(self, outcome: concurrent.futures.Future[None]) -> None:
-        try:
-            await self.init_task()
-        except asyncio.CancelledError as exc:
-            reason = self._abandon_reason
-            if reason is not None and self._cancelled_by_engine():
-                outcome.set_exception(LifecycleInterrupt(reason))
-            else:
-                outcome.set_exception(exc)
-        except BaseException as exc:  # the task's failure (or SkipTask): the driver decides
-            outcome.set_exception(exc)
-        else:
-            outcome.set_result(None)
+    def _spawn_init(self, outcome: concurrent.futures.Future[None]) -> None:
+        def ended(failure: BaseException | None) -> None:
+            if outcome.done():
+                return
+            if self._abandon_reason is not None:  # the engine gave up on the hook
+                outcome.set_exception(LifecycleInterrupt(self._abandon_reason))
+            elif failure is None:
+                outcome.set_result(None)
+            else:  # the task's failure (or SkipTask): the driver decides
+                outcome.set_exception(failure)
+
+        self._spawn(self._await_hook(self.init_task), "init_task", ended)
 
     # -- workers ---------------------------------------------------------------------------
 
@@ -244,29 +243,58 @@ class AsyncTask(Task):
     def _spawn_workers(self, count: int) -> None:
         for index in range(count):
             suffix = "run_loop" if count == 1 else f"run_loop-{index}"
-            self._workers_running.append(self._spawn(self._work_on_loop(), suffix))
+            run = self._spawn(self._await_hook(self.run_loop), suffix, self._worker_ended)
+            self._workers_running.append(run)
 
-    async def _work_on_loop(self) -> None:
-        failure: BaseException | None = None
-        try:
-            await self.run_loop()
-        except asyncio.CancelledError as exc:
-            if not self._cancelled_by_engine():
-                failure = exc
-                self._record_failure(exc)
-        except BaseException as exc:  # SystemExit, KeyboardInterrupt included: a failure
-            failure = exc
-            self._record_failure(exc)
-        finally:
-            self._leave()
+    def _worker_ended(self, failure: BaseException | None) -> None:
         if failure is not None:
+            self._record_failure(failure)
+        self._leave()
+        if failure is not None:
+            # After `_leave`, as for threads: the journal shows the failure (or keeps its
+            # cause while sibling workers return) before the service's stop it asks for.
             self._request_shutdown(failure)
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None], suffix: str) -> asyncio.Task[None]:
-        """Run ``coroutine`` as an asyncio task the engine owns (on the loop's thread)."""
+    async def _await_hook(
+        self, hook: Callable[[], Coroutine[Any, Any, None]]
+    ) -> BaseException | None:
+        """Await ``hook()``; return what it raised instead of raising it (None if nothing).
+
+        A `CancelledError` caused by the engine's own cancel counts as nothing: the hook was
+        stopped as asked. Everything else, `SystemExit` and `KeyboardInterrupt` included, is
+        returned, so that it neither escapes into the loop nor goes unretrieved.
+        """
+        try:
+            await hook()
+        except asyncio.CancelledError as exc:
+            return None if self._cancelled_by_engine() else exc
+        except BaseException as exc:
+            return exc
+        return None
+
+    def _spawn(
+        self,
+        coroutine: Coroutine[Any, Any, BaseException | None],
+        suffix: str,
+        ended: Callable[[BaseException | None], None],
+    ) -> asyncio.Task[BaseException | None]:
+        """Run ``coroutine`` as an asyncio task the engine owns (on the loop's thread); call
+        ``ended(failure)`` once it is done, even if it was cancelled before its first step
+        (a coroutine cancelled so early never reaches its own handlers)."""
         run = asyncio.get_running_loop().create_task(coroutine, name=f"{self.name}.{suffix}")
         self._runs.add(run)
-        run.add_done_callback(self._runs.discard)
+
+        def done(run: asyncio.Task[BaseException | None]) -> None:
+            self._runs.discard(run)
+            if run.cancelled():
+                failure: BaseException | None = (
+                    None if self._cancel_cause is not None else asyncio.CancelledError()
+                )
+            else:
+                failure = run.result()
+            ended(failure)
+
+        run.add_done_callback(done)
         return run
 
     def _on_loop(self, callback: Callable[..., object], *args: Any) -> None:
@@ -312,20 +340,17 @@ class AsyncTask(Task):
 
     def _stop_on_loop(self, hooked: bool, grace: float) -> None:
         if hooked:
-            self._spawn(self._on_stop_on_loop(), "on_stop")
+            self._spawn(self._await_hook(self.on_stop), "on_stop", self._on_stop_ended)
         if any(not run.done() for run in self._workers_running):
             loop = asyncio.get_running_loop()
             self._grace_timer = loop.call_later(grace, self._escalate, grace)
 
-    async def _on_stop_on_loop(self) -> None:
-        try:
-            await self.on_stop()
-        except BaseException as exc:  # a CancelledError too: the hook did not complete
+    def _on_stop_ended(self, failure: BaseException | None) -> None:
+        if failure is not None:
             with self.lifecycle.lock:
-                self._stop_error = exc
-                self._record_failure(exc)
-        finally:
-            self._leave()
+                self._stop_error = failure
+                self._record_failure(failure)
+        self._leave()
 
     def _grace(self) -> float:
         """Seconds from this task's stop to the cancellation of a `run_loop` still going."""
@@ -357,7 +382,7 @@ class AsyncTask(Task):
         current = asyncio.current_task()
         return self._cancel_cause is not None and current is not None and current.cancelling() > 0
 
-    def _abandon(self, reason: LifecycleError) -> list[asyncio.Task[None]]:
+    def _abandon(self, reason: LifecycleError) -> list[asyncio.Task[Any]]:
         """Cancel every asyncio task of this task still going, as the engine (on the loop);
         return them. A hung `init_task` then raises `LifecycleInterrupt` with ``reason``."""
         pending = [run for run in self._runs if not run.done()]
@@ -371,7 +396,7 @@ class AsyncTask(Task):
             run.cancel(_ENGINE_CANCEL)
         return pending
 
-    def _pending_runs(self) -> list[asyncio.Task[None]]:
+    def _pending_runs(self) -> list[asyncio.Task[Any]]:
         """The engine's asyncio tasks of this task that have not finished (loop thread)."""
         return [run for run in self._runs if not run.done()]
 
