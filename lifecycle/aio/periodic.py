@@ -120,7 +120,7 @@ class AsyncPeriodicTask(AsyncTask):
 
     # -- the worker --------------------------------------------------------------------------
 
-    async def run_loop(self) -> None:  # type: ignore[override]
+    async def run_loop(self) -> None:
         schedule = self._schedule
         try:
             with self._lock:
@@ -156,7 +156,7 @@ class AsyncPeriodicTask(AsyncTask):
             raise
         self._close("stopped")
 
-    async def on_stop(self) -> None:  # type: ignore[override]
+    async def on_stop(self) -> None:
         """Fail the futures still waiting for a run with `TaskStopped`."""
         self._close("stopped")
 

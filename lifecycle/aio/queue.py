@@ -221,7 +221,7 @@ class AsyncQueueTask(AsyncTask):
 
     # -- the workers (on the loop) -----------------------------------------------------------
 
-    async def run_loop(self) -> None:  # type: ignore[override]
+    async def run_loop(self) -> None:
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._home is None:
@@ -236,7 +236,7 @@ class AsyncQueueTask(AsyncTask):
             raise
         self._close("stopped")
 
-    async def on_stop(self) -> None:  # type: ignore[override]
+    async def on_stop(self) -> None:
         """Fail the futures of every item still waiting with `TaskStopped`."""
         self._close("stopped")
 
