@@ -8,11 +8,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from lifecycle import Tasks
+from lifecycle import Service, Tasks
 from lifecycle.aio import AsyncTask
+from lifecycle.spec import ServiceState
+from lifecycle.task import Task
 from tests.fakes import WAIT, FakeService, stop
 
 T = TypeVar("T", bound=AsyncTask)
+K = TypeVar("K", bound=Task)
 
 
 @asynccontextmanager
@@ -53,3 +56,11 @@ async def collected(*classes: type, service: Any = None) -> AsyncIterator[Tasks]
 async def in_thread(function: Any, *args: Any) -> Any:
     """``function(*args)`` on a thread of its own, awaited without blocking the loop."""
     return await asyncio.to_thread(function, *args)
+
+
+async def started(service: Service, cls: type[K]) -> K:
+    """The running instance of ``cls`` in ``service`` (being served), once the service runs."""
+    async with asyncio.timeout(WAIT):
+        while service.state != ServiceState.RUNNING:
+            await asyncio.sleep(0.001)  # a test's wait for another thread's progress
+    return service.tasks.require(cls)

@@ -12,12 +12,15 @@ from typing import Any
 
 import pytest
 
+from lifecycle import Service
+from lifecycle.aio import AsyncTask
 from lifecycle.aio.blocking import (
     BlockingDetector,
     BlockingDetectorError,
     InvalidThreshold,
 )
 from lifecycle.errors import LifecycleError
+from tests.aio_support import asyncio_hygiene, serve  # noqa: F401  (autouse)
 from tests.fakes import WAIT
 
 THRESHOLD = 0.2
@@ -304,3 +307,46 @@ def test_the_default_threshold_is_one_second() -> None:
         assert BlockingDetector(loop).threshold == 1.0
     finally:
         loop.close()
+
+
+# -- end to end, through a Service ---------------------------------------------------------
+
+
+def hog_service(watcher: Watcher) -> type[Service]:
+    class Hog(AsyncTask):
+        async def run_loop(self) -> None:
+            await asyncio.sleep(0)
+            hog_the_loop(watcher)
+            self.service.shutdown("test over")
+            await self.stop_event.wait()
+
+    class HogService(Service):
+        TASKS = (Hog,)
+
+    return HogService
+
+
+def hog_the_loop(watcher: Watcher) -> None:
+    """Block the loop until the detector warned, or (when none watches) for a few thresholds."""
+    watcher.warned.wait(THRESHOLD * 4)
+
+
+def test_a_served_service_with_a_blocking_threshold_names_the_task_blocking_its_loop(
+    watcher: Watcher,
+) -> None:
+    service = hog_service(watcher)()
+    service.blocking_threshold = THRESHOLD  # as `lifecycle run` sets it
+    code, left = serve(service)
+    assert code == 0 and left == set()
+    assert len(watcher.warnings) == 1
+    assert "asyncio task 'Hog.run_loop'" in watcher.warnings[0]  # named after the task
+    assert "in hog_the_loop" in watcher.warnings[0] and "in run_loop" in watcher.warnings[0]
+    assert detector_threads() == []  # the detector stopped with serve()
+
+
+def test_the_detector_is_off_by_default(watcher: Watcher) -> None:
+    service = hog_service(watcher)()
+    assert service.blocking_threshold is None
+    code, _ = serve(service)
+    assert code == 0
+    assert watcher.warnings == []

@@ -16,6 +16,7 @@ from lifecycle.errors import TaskNotRunning, TaskStopped
 from lifecycle.futures import TaskFuture
 from lifecycle.tasks import PeriodicTask, QueueTask
 from tests.aio_fakes import by_hand, collected, in_thread
+from tests.aio_support import asyncio_hygiene  # noqa: F401  (autouse)
 from tests.fakes import WAIT, FakeService, running, stop
 
 

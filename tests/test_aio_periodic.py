@@ -12,10 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lifecycle import Tasks, TaskState, TryLater
+from lifecycle import Service, Task, Tasks, TaskState, TryLater, audit
 from lifecycle.aio.periodic import AsyncPeriodicTask
 from lifecycle.errors import InitError, InvalidTask, TaskNotRunning, TaskStopped
-from tests.aio_fakes import by_hand, collected, in_thread
+from tests.aio_fakes import by_hand, collected, in_thread, started
+from tests.aio_support import asyncio_hygiene, serve  # noqa: F401  (autouse)
 from tests.fakes import WAIT, FakeService
 from tests.test_periodic import run_plan as run_thread_plan
 
@@ -360,3 +361,45 @@ def test_the_counters_read_from_another_thread() -> None:
             assert seen and seen[0] >= 5
 
     run(main)
+
+
+# -- end to end, through a Service ---------------------------------------------------------
+
+
+class Clockwork(Task):
+    """A thread task the async periodic task requires (DEPS across kinds)."""
+
+    def run_loop(self) -> None:
+        self.stop_event.wait()
+
+
+class Beat(AsyncPeriodicTask):
+    DEPS = (Clockwork,)
+    INTERVAL = 0.001
+
+    async def execute(self) -> Any:
+        return self.iterations + 1
+
+
+class BeatService(Service):
+    TASKS = (Beat,)
+
+
+def test_a_served_async_periodic_task_ticks_until_shutdown_and_audits_clean() -> None:
+    seen: list[int] = []
+
+    async def meanwhile(service: Service) -> None:
+        task = await started(service, Beat)
+        for _ in range(3):
+            seen.append(await task.execute_async())
+        seen.append(await in_thread(lambda: task.execute_async().result(WAIT)))
+        service.shutdown("test over")
+
+    service = BeatService()
+    code, left = serve(service, meanwhile)
+    assert code == 0 and left == set()
+    assert seen == sorted(seen) and len(set(seen)) == 4  # one distinct, later run each time
+    task = service.tasks.require(Beat)
+    assert task.iterations >= 4 and task.state == TaskState.STOPPED
+    assert audit.check(service.journal) == []
+    assert isinstance(task.execute_async().exception(0), TaskNotRunning)

@@ -11,12 +11,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lifecycle import ExecuteContext, Tasks, TaskState, TryLater
+from lifecycle import ExecuteContext, Service, Task, Tasks, TaskState, TryLater, audit
 from lifecycle.aio.queue import AsyncQueueTask
 from lifecycle.errors import InitError, InvalidTask, QueueFull, TaskNotRunning, TaskStopped
 from lifecycle.futures import TaskFuture
+from lifecycle.outcome import summarize
 from lifecycle.tasks.queue import dropped_in_cause
-from tests.aio_fakes import by_hand, collected, in_thread
+from tests.aio_fakes import by_hand, collected, in_thread, started
+from tests.aio_support import asyncio_hygiene, serve  # noqa: F401  (autouse)
 from tests.fakes import WAIT, FakeService, stop
 
 
@@ -454,3 +456,52 @@ def test_a_bad_option_value_fails_the_task_at_create() -> None:
         tasks.create(FakeService({"Gated_workers": 0}))
     assert isinstance(caught.value.failed["Gated"], InvalidTask)
     assert tasks.state_of("Gated") == TaskState.FAILED
+
+
+# -- end to end, through a Service ---------------------------------------------------------
+
+
+class Feeder(Task):
+    """A thread task the async queue requires (DEPS across kinds)."""
+
+    def run_loop(self) -> None:
+        self.stop_event.wait()
+
+
+class Postponing(AsyncQueueTask):
+    DEPS = (Feeder,)
+    WORKERS = 2
+
+    async def execute(self, item: Any, context: ExecuteContext) -> Any:
+        if item == "never":
+            raise TryLater(after=3600)  # still delayed at stop: dropped, and said so
+        return item * 2
+
+
+class QueueService(Service):
+    TASKS = (Postponing,)
+
+
+def test_a_served_async_queue_works_then_drops_nothing_silently_and_audits_clean() -> None:
+    async def meanwhile(service: Service) -> None:
+        task = await started(service, Postponing)
+        assert await asyncio.gather(*(task.submit(i) for i in range(10))) == [
+            2 * i for i in range(10)
+        ]
+        assert await in_thread(lambda: task.submit(21).result(WAIT)) == 42
+        never = task.submit("never")
+        service.shutdown("test over")
+        with pytest.raises(TaskStopped):
+            await never
+
+    service = QueueService()
+    code, left = serve(service, meanwhile)
+    assert code == 0 and left == set()
+    task = service.tasks.require(Postponing)
+    assert (task.completed, task.dropped, task.try_laters) == (11, 1, 1)
+    assert audit.check(service.journal) == []
+    summary = {s.name: s for s in summarize(service.journal.records, service.tasks.order)}
+    assert summary["Postponing"].state == "stopped"
+    assert summary["Postponing"].dropped == 1
+    stops = [r.subject for r in service.journal.records if r.trigger == "stop" and r.kind == "task"]
+    assert stops == ["Postponing", "Feeder"]  # the staged stop, across kinds
