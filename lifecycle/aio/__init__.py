@@ -16,5 +16,14 @@ from lifecycle.aio.blocking import (
     BlockingDetectorError,
     InvalidThreshold,
 )
+from lifecycle.aio.periodic import AsyncPeriodicTask
+from lifecycle.aio.queue import AsyncQueueTask
 
-__all__ += ["BlockedEpisode", "BlockingDetector", "BlockingDetectorError", "InvalidThreshold"]
+__all__ += [
+    "AsyncPeriodicTask",
+    "AsyncQueueTask",
+    "BlockedEpisode",
+    "BlockingDetector",
+    "BlockingDetectorError",
+    "InvalidThreshold",
+]
