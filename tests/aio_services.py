@@ -1,4 +1,4 @@
-"""Services with async tasks, run by ``lifecycle run`` in a child process (tests/test_aio_signals)."""
+"""Services with async tasks that ``lifecycle run`` runs in a child process (test_aio_signals)."""
 
 from __future__ import annotations
 

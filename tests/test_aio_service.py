@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import pytest
 

@@ -40,7 +40,7 @@ def test_an_async_task_with_a_plain_hook_is_a_type_error(hook: str) -> None:
 
 
 def test_an_async_task_may_not_have_init_thread() -> None:
-    with pytest.raises(InvalidTask, match="no worker\\s+threads"):
+    with pytest.raises(InvalidTask, match=r"no worker\s+threads"):
 
         class Rogue(AsyncTask):
             def init_thread(self) -> None:
@@ -62,12 +62,12 @@ def test_an_async_task_is_a_task_with_the_same_class_attributes() -> None:
 
     assert issubclass(Worker, Task)
     worker = Worker()
-    assert worker.name == "Worker" and worker.DEPS == (Base,) and worker.workers == 3
+    assert worker.name == "Worker" and list(worker.DEPS) == [Base] and worker.workers == 3
     assert worker.get_option("size") == 4 and worker.get_option("stop-grace") is None
     worker.set_option("size", 7)
     assert worker.size == 7
     assert Worker.option_prefix() == "work"
-    assert (SkipTask, TryLater) == (ThreadSkipTask, ThreadTryLater)  # one of each for both kinds
+    assert (ThreadSkipTask, ThreadTryLater) == (SkipTask, TryLater)  # one of each for both kinds
 
 
 def test_a_standalone_async_task_runs_its_loop_until_its_stop_event_is_set() -> None:

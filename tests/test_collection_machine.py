@@ -61,6 +61,7 @@ class Plan:
     init: str  # ok | skip | raise
     stop: str  # ok | raise
     run: str  # ok | raise_now | exit_now | raise_after_stop (threaded tasks only)
+    kind: str = "thread"  # thread | async (tests/test_aio_collection_machine.py)
 
 
 def rarely(faults: list[str], among: int) -> st.SearchStrategy[str]:
@@ -164,13 +165,17 @@ def build(plan: Plan, classes: list[type[Task]]) -> type[Task]:
     return type(plan.name, (Faulty,), namespace)
 
 
-def pulled_in(cls: type[Task]) -> set[type[Task]]:
+def pulled_in(cls: type[Task], known: set[type[Task]] | None = None) -> set[type[Task]]:
     """``cls`` and everything it requires or wants, directly or not (registration pulls them
-    in)."""
+    in), except through the ``known`` classes: registered already, they pull in nothing again
+    (a WANTS of theirs that was unregistered stays so)."""
+    known = known or set()
     found = {cls}
     stack = [cls]
     while stack:
         top = stack.pop()
+        if top in known:
+            continue
         for dep in (*top.DEPS, *top.WANTS):
             if dep not in found:
                 found.add(dep)
@@ -183,6 +188,19 @@ def records_by(records: tuple[Transition, ...], subject: str) -> list[Transition
 
 
 class CollectionMachine(RuleBasedStateMachine):
+    #: The worker faults that crash (and so ask the service to shut down), and those of them
+    #: that may have failed their task before `start` returns. A subclass adds its own.
+    CRASHES: ClassVar[tuple[str, ...]] = WORKER_FAULTS
+    FAST_CRASHES: ClassVar[tuple[str, ...]] = ("raise_now", "exit_now")
+
+    def draw_plans(self, data: st.DataObject, count: int, first: int, label: str) -> list[Plan]:
+        """The plans of ``count`` new task classes (a subclass draws other kinds too)."""
+        return data.draw(plans(count, first), label=label)
+
+    def build_class(self, plan: Plan) -> type[Task]:
+        """The task class of ``plan`` (its DEPS index `classes`)."""
+        return build(plan, self.classes)
+
     def __init__(self) -> None:
         super().__init__()
         self.tasks = Tasks(name="machine")
@@ -201,8 +219,8 @@ class CollectionMachine(RuleBasedStateMachine):
         head_start=st.sampled_from([3, 3, 3, 2, 1, 0]),
     )
     def build_collection(self, data: st.DataObject, count: int, head_start: int) -> None:
-        for plan in data.draw(plans(count), label="plans"):
-            self.classes.append(build(plan, self.classes))
+        for plan in self.draw_plans(data, count, 0, "plans"):
+            self.classes.append(self.build_class(plan))
         order = data.draw(st.permutations(self.classes), label="registration order")
         self.tasks.register_all(order)
         assert set(self.tasks.task_classes) == set(self.classes)
@@ -343,7 +361,7 @@ class CollectionMachine(RuleBasedStateMachine):
         assert list(self.tasks.start_order) == initialized
         for name in initialized:
             allowed = {T.RUNNING}
-            if self.plans[name].run in ("raise_now", "exit_now"):
+            if self.plans[name].run in self.FAST_CRASHES:
                 allowed.add(T.FAILED)  # its worker may have crashed already
             assert self.task_state(name) in allowed, name
 
@@ -416,8 +434,8 @@ class CollectionMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def register_late(self, data: st.DataObject) -> None:
-        (plan,) = data.draw(plans(1, first=len(self.classes)), label="late plan")
-        cls = build(plan, self.classes)
+        (plan,) = self.draw_plans(data, 1, len(self.classes), "late plan")
+        cls = self.build_class(plan)
         before = self.tasks.task_classes
         since = len(self.journal_records)
         if self.tasks.state != C.REGISTERING:
@@ -429,7 +447,7 @@ class CollectionMachine(RuleBasedStateMachine):
         self.classes.append(cls)
         self.tasks.register(cls)
         assert self.tasks.task_classes[-1] is cls
-        assert set(self.tasks.task_classes) == {*before, *pulled_in(cls)}
+        assert set(self.tasks.task_classes) == {*before, *pulled_in(cls, set(before))}
 
     @rule(data=st.data())
     def unregister(self, data: st.DataObject) -> None:
@@ -562,7 +580,7 @@ class CollectionMachine(RuleBasedStateMachine):
             reasons = list(self.service.reasons)
         for reason in reasons:
             named = [n for n, p in self.plans.items() if f"task {n!r} failed" in reason]
-            assert len(named) == 1 and self.plans[named[0]].run in WORKER_FAULTS, reason
+            assert len(named) == 1 and self.plans[named[0]].run in self.CRASHES, reason
 
     # -- the end ---------------------------------------------------------------------------
 
@@ -587,7 +605,7 @@ class CollectionMachine(RuleBasedStateMachine):
             ):
                 check()
             # Every started task with a crashing worker asked the service to shut down.
-            crashed = {n for n in tasks.start_order if self.plans[n].run in WORKER_FAULTS}
+            crashed = {n for n in tasks.start_order if self.plans[n].run in self.CRASHES}
             asked = {
                 n for n in self.plans for r in self.service.reasons if f"task {n!r} failed" in r
             }
