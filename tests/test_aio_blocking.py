@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +28,7 @@ from tests.aio_support import asyncio_hygiene, serve  # noqa: F401  (autouse)
 from tests.fakes import WAIT
 
 THRESHOLD = 0.2
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Watcher(logging.Handler):
@@ -341,6 +346,9 @@ def test_a_served_service_with_a_blocking_threshold_names_the_task_blocking_its_
     assert len(watcher.warnings) == 1
     assert "asyncio task 'Hog.run_loop'" in watcher.warnings[0]  # named after the task
     assert "in hog_the_loop" in watcher.warnings[0] and "in run_loop" in watcher.warnings[0]
+    # The coroutine named is the user's, not the engine's wrapper around its hooks.
+    episode = watcher.records[0].blocked_episode  # type: ignore[attr-defined]
+    assert episode.coroutine.endswith("Hog.run_loop")
     assert detector_threads() == []  # the detector stopped with serve()
 
 
@@ -350,3 +358,21 @@ def test_the_detector_is_off_by_default(watcher: Watcher) -> None:
     code, _ = serve(service)
     assert code == 0
     assert watcher.warnings == []
+
+
+@pytest.mark.slow
+def test_lifecycle_run_shows_the_blocked_loop_warning_on_stderr() -> None:
+    # `lifecycle run` configures no logging: the warning must still reach the operator.
+    done = subprocess.run(
+        [sys.executable, "-m", "lifecycle", "run", "tests.aio_blocking_services:HogService"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "event loop blocked for at least" in done.stderr
+    assert "asyncio task 'Hog.run_loop'" in done.stderr
+    assert "time.sleep(BLOCKING_THRESHOLD * 3)" in done.stderr  # the stack, down to the call
+    assert done.stderr.count("event loop blocked") == 1  # one episode, one warning

@@ -26,6 +26,7 @@ calls) is not blocked: no beat is due and nothing is reported.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 import sys
@@ -33,7 +34,6 @@ import threading
 import time
 import traceback
 from types import FrameType, TracebackType
-from typing import Any
 
 import attrs
 
@@ -46,8 +46,10 @@ __all__ = [
     "InvalidThreshold",
 ]
 
+#: No `NullHandler` here, unlike the other modules: someone who switched the detector on wants
+#: its warnings, so a program that configured no logging (``lifecycle run``) still shows them
+#: on stderr through logging's last-resort handler. Configure the logger to route them.
 logger = logging.getLogger(__name__)
-logger.addHandler(logging.NullHandler())
 
 #: How many heartbeats per threshold: a report comes between 1 and 1 + 1/BEATS thresholds
 #: after the loop blocked, at the cost of BEATS wake-ups of an idle loop per threshold.
@@ -297,10 +299,11 @@ class BlockingDetector:
             running = None
         frame = sys._current_frames().get(thread) if thread is not None else None
         coroutine = running.get_coro() if running is not None else None
+        frames = _task_frames(frame, getattr(coroutine, "cr_code", None))
         episode = BlockedEpisode(
             task=running.get_name() if running is not None else None,
-            coroutine=_qualname(coroutine) if running is not None else None,
-            stack=_format_stack(frame, getattr(coroutine, "cr_code", None)),
+            coroutine=_running_coroutine(frames, coroutine) if running is not None else None,
+            stack=_format_frames(frames),
             blocked_for=blocked_for,
             threshold=self._threshold,
         )
@@ -315,19 +318,31 @@ class BlockingDetector:
         )
 
 
-def _qualname(coroutine: Any) -> str:
+def _task_frames(frame: FrameType | None, code: object) -> list[FrameType]:
+    """The loop thread's frames from ``frame`` outwards, innermost first, cut at the outermost
+    frame running ``code`` (the task's coroutine) so that the loop's own frames do not bury
+    the culprit."""
+    if frame is None:
+        return []
+    frames = [f for f, _ in traceback.walk_stack(frame)]
+    outermost = max((i for i, f in enumerate(frames) if f.f_code is code), default=len(frames) - 1)
+    return frames[: outermost + 1]
+
+
+def _running_coroutine(frames: list[FrameType], coroutine: object) -> str:
+    """The qualified name of the innermost coroutine function on the stack: the code that
+    blocks, or awaits what blocks (the task's own coroutine may be an engine wrapper)."""
+    for frame in frames:
+        if frame.f_code.co_flags & inspect.CO_COROUTINE:
+            return frame.f_code.co_qualname
     name = getattr(coroutine, "__qualname__", None)
     return name if isinstance(name, str) else safe_repr(coroutine)
 
 
-def _format_stack(frame: FrameType | None, code: object) -> str:
-    """The stack from ``frame`` outwards, cut at the outermost frame running ``code`` (the
-    task's coroutine) so that the event loop's own frames do not bury it."""
-    if frame is None:
+def _format_frames(frames: list[FrameType]) -> str:
+    if not frames:
         return "  (the loop's thread has no Python frame)\n"
-    frames = [f for f, _ in traceback.walk_stack(frame)]  # innermost first
-    outermost = max((i for i, f in enumerate(frames) if f.f_code is code), default=len(frames) - 1)
     summary = traceback.StackSummary.extract(
-        ((f, f.f_lineno) for f in reversed(frames[: outermost + 1])), lookup_lines=True
+        ((f, f.f_lineno) for f in reversed(frames)), lookup_lines=True
     )
     return "".join(summary.format())
