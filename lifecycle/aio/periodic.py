@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from concurrent.futures import Future
 from typing import Any, ClassVar
 
 from lifecycle.aio.task import AsyncTask
@@ -19,7 +18,13 @@ from lifecycle.aio.work import refusing_work
 from lifecycle.errors import InvalidTask, TaskNotRunning, TaskStopped
 from lifecycle.futures import TaskFuture
 from lifecycle.task import TryLater
-from lifecycle.tasks.periodic import PeriodicTask, Schedule, _check_interval, _settle
+from lifecycle.tasks.periodic import (
+    PeriodicTask,
+    RunObservers,
+    Schedule,
+    _check_interval,
+    _settle,
+)
 
 __all__ = ["AsyncPeriodicTask"]
 
@@ -63,9 +68,8 @@ class AsyncPeriodicTask(AsyncTask):
         super().__init__(service)
         _check_interval(type(self), self.interval)  # a bad value fails the task at create
         self._lock = threading.Lock()
-        self._observers: list[Future[Any]] = []
+        self._observers = RunObservers(self.name, self._lock)
         self._opened = False
-        self._closed = False
         self._schedule = Schedule(interval=1.0)  # its counters; run_loop sets the interval
 
     # -- the hook ----------------------------------------------------------------------------
@@ -86,12 +90,10 @@ class AsyncPeriodicTask(AsyncTask):
         task stops before that run, it fails with `TaskStopped`. Thread-safe.
         """
         future: TaskFuture[Any] = TaskFuture()
-        with self._lock:
-            state = refusing_work(self._lifecycle, self._opened, self._closed)
-            if state is None:
-                self._observers.append(future)
-                return future
-        future.set_exception(TaskNotRunning(self.name, state, "execute_async()"))
+        state = refusing_work(self._lifecycle, self._opened, self._observers.closed)
+        if state is None and self._observers.add(future):
+            return future
+        future.set_exception(TaskNotRunning(self.name, state or "closed", "execute_async()"))
         return future
 
     @property
@@ -128,14 +130,14 @@ class AsyncPeriodicTask(AsyncTask):
                 schedule.begin(self._now())
                 self._opened = True
             while not await self._sleep_until(schedule.due):
-                observers = self._take_observers()
+                observers = self._observers.take()
                 try:
                     result = await self.execute()
                 except TryLater as exc:
                     now = self._now()
                     with self._lock:
                         schedule.deferred(now, exc.after)
-                    self._observers_back(observers)
+                    self._observers.put_back(observers, why="stopped")
                 except asyncio.CancelledError as exc:
                     # Never hand a CancelledError to an awaiting caller: it would read as its
                     # own cancellation.
@@ -152,13 +154,13 @@ class AsyncPeriodicTask(AsyncTask):
                         schedule.ran(now)
                     _settle(observers, result=result)
         except BaseException:
-            self._close("stopped" if self.stop_event.is_set() else "failed")
+            self._observers.close("stopped" if self.stop_event.is_set() else "failed")
             raise
-        self._close("stopped")
+        self._observers.close("stopped")
 
     async def on_stop(self) -> None:
         """Fail the futures still waiting for a run with `TaskStopped`."""
-        self._close("stopped")
+        self._observers.close("stopped")
 
     # -- time (methods so that a test can run the loop on a fake clock) ----------------------
 
@@ -178,28 +180,3 @@ class AsyncPeriodicTask(AsyncTask):
             except TimeoutError:
                 continue  # the clock is re-read: a timer may fire a hair early
             return True
-
-    # -- helpers -----------------------------------------------------------------------------
-
-    def _take_observers(self) -> list[Future[Any]]:
-        with self._lock:
-            observers, self._observers = self._observers, []
-        # A future cancelled before its run starts is dropped here; after, it cannot be.
-        return [f for f in observers if f.running() or f.set_running_or_notify_cancel()]
-
-    def _observers_back(self, observers: list[Future[Any]]) -> None:
-        """A run that raised `TryLater` had no outcome: its observers wait for the retry."""
-        if not observers:
-            return
-        with self._lock:
-            if not self._closed:
-                self._observers[:0] = observers
-                return
-        _settle(observers, exc=TaskStopped(self.name, why="stopped"))
-
-    def _close(self, why: str) -> None:
-        with self._lock:
-            self._closed = True
-            observers, self._observers = self._observers, []
-        if observers:
-            _settle(observers, exc=TaskStopped(self.name, why=why))

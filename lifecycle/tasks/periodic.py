@@ -23,7 +23,7 @@ from lifecycle.options import option
 from lifecycle.spec import TaskState
 from lifecycle.task import Task, TryLater
 
-__all__ = ["PeriodicTask", "Schedule", "next_deadline"]
+__all__ = ["PeriodicTask", "RunObservers", "Schedule", "next_deadline"]
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
@@ -98,6 +98,61 @@ class Schedule:
         self.due = self.grid
 
 
+class RunObservers:
+    """The futures waiting for the outcome of a periodic task's next run; every periodic task
+    kind keeps its `execute_async` futures in one of these.
+
+    Thread-safe: every method takes ``lock`` (the task's own) for as long as it touches the
+    list; futures are resolved outside it.
+    """
+
+    def __init__(self, task: str, lock: threading.Lock) -> None:
+        self._task = task
+        self._lock = lock
+        self._futures: list[Future[Any]] = []
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once `close` was called: no future is added any more."""
+        with self._lock:
+            return self._closed
+
+    def add(self, future: Future[Any]) -> bool:
+        """Keep ``future`` for the next run; False (and nothing kept) once closed."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._futures.append(future)
+            return True
+
+    def take(self) -> list[Future[Any]]:
+        """The futures of the run starting now, marked running (cancelled ones are dropped
+        here, and after this they cannot be cancelled)."""
+        with self._lock:
+            futures, self._futures = self._futures, []
+        return [f for f in futures if f.running() or f.set_running_or_notify_cancel()]
+
+    def put_back(self, futures: list[Future[Any]], why: str) -> None:
+        """A run that raised `TryLater` had no outcome: its futures wait for the retry, or fail
+        with `TaskStopped` (saying ``why``) if the task closed meanwhile."""
+        if not futures:
+            return
+        with self._lock:
+            if not self._closed:
+                self._futures[:0] = futures
+                return
+        _settle(futures, exc=TaskStopped(self._task, why=why))
+
+    def close(self, why: str) -> None:
+        """Take no more futures; fail those waiting with `TaskStopped` saying ``why``."""
+        with self._lock:
+            self._closed = True
+            futures, self._futures = self._futures, []
+        if futures:
+            _settle(futures, exc=TaskStopped(self._task, why=why))
+
+
 def _check_interval(owner: object, value: object) -> float:
     """``value`` as the interval of ``owner``: a number the ``interval`` option accepts.
 
@@ -149,8 +204,7 @@ class PeriodicTask(Task):
         super().__init__(service)
         _check_interval(type(self), self.interval)  # a bad value fails the task at create
         self._lock = threading.Lock()
-        self._observers: list[Future[Any]] = []
-        self._closed = False
+        self._observers = RunObservers(self.name, self._lock)
         self._schedule = Schedule(interval=1.0)  # its counters; run_loop sets the interval
 
     # -- the hook ----------------------------------------------------------------------------
@@ -171,11 +225,9 @@ class PeriodicTask(Task):
         (`lifecycle.futures.TaskFuture`). Thread-safe.
         """
         future: TaskFuture[Any] = TaskFuture()
-        with self._lock:
-            state = self._state_name()
-            if state == TaskState.RUNNING and not self._closed:
-                self._observers.append(future)
-                return future
+        state = self._state_name()
+        if state == TaskState.RUNNING and self._observers.add(future):
+            return future
         future.set_exception(TaskNotRunning(self.name, state, "execute_async()"))
         return future
 
@@ -212,14 +264,14 @@ class PeriodicTask(Task):
                 schedule.interval = _check_interval(type(self), self.interval)
                 schedule.begin(self._now())
             while not self._sleep_until(schedule.due):
-                observers = self._take_observers()
+                observers = self._observers.take()
                 try:
                     result = self.execute()
                 except TryLater as exc:
                     now = self._now()
                     with self._lock:
                         schedule.deferred(now, exc.after)
-                    self._observers_back(observers)
+                    self._observers.put_back(observers, why=self._state_name())
                 except BaseException as exc:
                     _settle(observers, exc=exc)
                     raise
@@ -229,13 +281,13 @@ class PeriodicTask(Task):
                         schedule.ran(now)
                     _settle(observers, result=result)
         except BaseException:
-            self._close("failed")
+            self._observers.close("failed")
             raise
-        self._close("stopped")
+        self._observers.close("stopped")
 
     def on_stop(self) -> None:
         """Fail the futures still waiting for a run with `TaskStopped`."""
-        self._close("stopped")
+        self._observers.close("stopped")
 
     # -- time (methods so that a test can run the loop on a fake clock) ----------------------
 
@@ -257,29 +309,6 @@ class PeriodicTask(Task):
     def _state_name(self) -> str:
         lc = self._lifecycle
         return "unbound" if lc is None else str(lc.state)
-
-    def _take_observers(self) -> list[Future[Any]]:
-        with self._lock:
-            observers, self._observers = self._observers, []
-        # A future cancelled before its run starts is dropped here; after, it cannot be.
-        return [f for f in observers if f.running() or f.set_running_or_notify_cancel()]
-
-    def _observers_back(self, observers: list[Future[Any]]) -> None:
-        """A run that raised `TryLater` had no outcome: its observers wait for the retry."""
-        if not observers:
-            return
-        with self._lock:
-            if not self._closed:
-                self._observers[:0] = observers
-                return
-        _settle(observers, exc=TaskStopped(self.name, why=self._state_name()))
-
-    def _close(self, why: str) -> None:
-        with self._lock:
-            self._closed = True
-            observers, self._observers = self._observers, []
-        if observers:
-            _settle(observers, exc=TaskStopped(self.name, why=why))
 
 
 def _settle(
