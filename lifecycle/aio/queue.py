@@ -18,12 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import logging
-import math
 import threading
 import time
 from collections import deque
-from concurrent.futures import InvalidStateError
 from typing import Any, ClassVar
 
 from lifecycle.aio.task import AsyncTask
@@ -36,14 +33,13 @@ from lifecycle.tasks.queue import (
     QueueTask,
     _check_count,
     _check_queue_class,
+    _check_timeout,
+    _fail_dropped,
     _remaining,
     dropped_cause,
 )
 
 __all__ = ["AsyncQueueTask"]
-
-logger = logging.getLogger(__name__)
-logger.addHandler(logging.NullHandler())
 
 #: Why an item's future fails when the engine cancels its worker mid-``execute``.
 _CANCELLED = "was cancelled (the stop grace passed)"
@@ -359,16 +355,7 @@ class AsyncQueueTask(AsyncTask):
             self._fail_dropped(dropped, why)
 
     def _fail_dropped(self, contexts: list[ExecuteContext], why: str) -> None:
-        for ctx in contexts:
-            # InvalidStateError: cancelled meanwhile; its owner gave up on it already.
-            with contextlib.suppress(InvalidStateError):
-                ctx.set_exception(TaskStopped(self.name, ctx.item, ctx.attempt, why))
-        logger.warning(
-            "task %r %s with %d item(s) not run; their futures failed with TaskStopped",
-            self.name,
-            why,
-            len(contexts),
-        )
+        _fail_dropped(self.name, contexts, why)
 
     def _finish_cause(self) -> str | None:
         with self._lock:
@@ -379,8 +366,7 @@ class AsyncQueueTask(AsyncTask):
     # -- admission (any thread) --------------------------------------------------------------
 
     def _admit(self, ctx: ExecuteContext, timeout: float | None, action: str) -> None:
-        if timeout is not None and not (timeout >= 0 and math.isfinite(timeout)):
-            raise ValueError(f"{action} timeout must be a finite number >= 0, not {timeout!r}")
+        _check_timeout(action, timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             home = self._home if self._home is not None else self._loop

@@ -84,6 +84,27 @@ def _check_count(owner: object, what: str, value: object, declared: option) -> i
     return value
 
 
+def _check_timeout(action: str, timeout: float | None) -> None:
+    """Raise `ValueError` unless ``timeout`` (of a submitter's wait for room) is None or a
+    finite number >= 0."""
+    if timeout is not None and not (timeout >= 0 and math.isfinite(timeout)):
+        raise ValueError(f"{action} timeout must be a finite number >= 0, not {timeout!r}")
+
+
+def _fail_dropped(task: str, contexts: list[ExecuteContext], why: str) -> None:
+    """Fail the futures of items ``task`` ends without running with `TaskStopped`; log it."""
+    for ctx in contexts:
+        # InvalidStateError: cancelled meanwhile; its owner gave up on it already.
+        with contextlib.suppress(InvalidStateError):
+            ctx.set_exception(TaskStopped(task, ctx.item, ctx.attempt, why))
+    logger.warning(
+        "task %r %s with %d item(s) not run; their futures failed with TaskStopped",
+        task,
+        why,
+        len(contexts),
+    )
+
+
 def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
@@ -512,16 +533,7 @@ class QueueTask(Task):
             self._fail_dropped(dropped, why)
 
     def _fail_dropped(self, contexts: list[ExecuteContext], why: str) -> None:
-        for ctx in contexts:
-            # InvalidStateError: cancelled meanwhile; its owner gave up on it already.
-            with contextlib.suppress(InvalidStateError):
-                ctx.set_exception(TaskStopped(self.name, ctx.item, ctx.attempt, why))
-        logger.warning(
-            "task %r %s with %d item(s) not run; their futures failed with TaskStopped",
-            self.name,
-            why,
-            len(contexts),
-        )
+        _fail_dropped(self.name, contexts, why)
 
     def _finish_cause(self) -> str | None:
         with self._lock:
@@ -534,8 +546,7 @@ class QueueTask(Task):
 
     def _admit(self, ctx: ExecuteContext, timeout: float | None, action: str) -> ExecuteContext:
         """Queue ``ctx``; return it, or the equal waiting context it was merged into."""
-        if timeout is not None and not (timeout >= 0 and math.isfinite(timeout)):
-            raise ValueError(f"{action} timeout must be a finite number >= 0, not {timeout!r}")
+        _check_timeout(action, timeout)
         self._check_item(ctx.item)
         deadline = None if timeout is None else time.monotonic() + timeout
         lc = self._lifecycle
