@@ -86,6 +86,10 @@ class Service:
     ``failed`` with exit code 1, and `failure` is the first root cause (the exception of the
     task that failed first). An init error ends it ``failed`` at once.
 
+    Async tasks (`lifecycle.aio.AsyncTask`): a service whose tasks include some runs them on
+    an event loop, its own under `run`, the caller's under `serve`; everything above holds
+    for them too, and the thread tasks keep their threads.
+
     Stop deadline: if tasks still run ``stop_timeout`` seconds after the stop began, the
     collection is failed with `StopTimeout` naming them and the service ends ``failed``. The
     process can still exit: worker threads are daemon threads, so the interpreter does not wait

@@ -23,6 +23,7 @@ import concurrent.futures
 import inspect
 import threading
 import time
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar
 
@@ -46,11 +47,59 @@ _ENGINE_CANCEL = "lifecycle: the stop grace passed"
 _WINDING_DOWN = frozenset({TaskState.STOPPING, *TASK.terminal})
 
 
+class _Mailbox:
+    """Callbacks posted to one loop from other threads, run there in order.
+
+    `loop.call_soon_threadsafe` wakes the loop (a write to its self-pipe) on every call; a stop
+    of 1,000 tasks would wake it 1,000 times, each time taking the interpreter lock from the
+    thread that is firing the stops. Posts made while a drain is already scheduled ride along
+    with it: one wake-up per burst. Thread-safe.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._posted: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
+
+    def post(self, callback: Callable[..., object], *args: Any) -> None:
+        """Run ``callback(*args)`` on the loop soon; raises `RuntimeError` if it is closed."""
+        with self._lock:
+            self._posted.append((callback, args))
+            if len(self._posted) > 1:
+                return  # a drain is scheduled and has not taken the list yet
+        try:
+            self._loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:
+            with self._lock:
+                self._posted.clear()
+            raise
+
+    def _drain(self) -> None:
+        with self._lock:
+            posted, self._posted = self._posted, []
+        for callback, args in posted:
+            callback(*args)
+
+
+_mailboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = (
+    weakref.WeakKeyDictionary()
+)
+_mailboxes_lock = threading.Lock()
+
+
+def _mailbox(loop: asyncio.AbstractEventLoop) -> _Mailbox:
+    box = _mailboxes.get(loop)
+    if box is None:
+        with _mailboxes_lock:
+            box = _mailboxes.get(loop)
+            if box is None:
+                box = _mailboxes[loop] = _Mailbox(loop)
+    return box
+
+
 def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
+    """The loop running on this thread, if any (without raising: this is on every stop)."""
+    return asyncio._get_running_loop()
 
 
 class AsyncTask(Task):
@@ -113,19 +162,23 @@ class AsyncTask(Task):
     def _implements_run_loop(cls) -> bool:
         return cls.run_loop is not AsyncTask.run_loop
 
-    def __init__(self, service: Any = None) -> None:
-        super().__init__(service)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._event: asyncio.Event | None = None
-        # The asyncio tasks the engine made for this task and that have not finished: each is
-        # awaited (by its done callback's bookkeeping and `Service.serve`'s final drain).
-        self._runs: set[asyncio.Task[Any]] = set()
-        self._workers_running: list[asyncio.Task[Any]] = []
-        self._grace_timer: asyncio.TimerHandle | None = None
-        self._cancel_cause: str | None = None  # set before the engine cancels anything
-        self._abandon_reason: LifecycleError | None = None
-        self._idle = threading.Event()  # set while none of the task's code runs
-        self._idle.set()
+    # The runtime state of one task. Each is a class-level default that an instance shadows
+    # only once it changes: a LOOPLESS task without hooks (the common case at scale) then
+    # carries none of it, and the collector has nothing extra to scan.
+    _loop: asyncio.AbstractEventLoop | None = None
+    _event: asyncio.Event | None = None
+    #: The asyncio tasks the engine made for this task that have not finished: each is
+    #: awaited (the done callback's bookkeeping, then `Service.serve`'s final drain).
+    _runs: set[asyncio.Task[Any]] | None = None
+    _workers_running: list[asyncio.Task[Any]] | None = None
+    _grace_timer: asyncio.TimerHandle | None = None
+    _cancel_cause: str | None = None  # set before the engine cancels anything
+    _abandon_reason: LifecycleError | None = None
+    #: Set while none of the task's code runs; made when code is first launched.
+    _idle: threading.Event | None = None
+    #: Between `_prepare_stop_hook` and the launch on the loop, which sets `stop_event` itself:
+    #: one hop to the loop per stop instead of two.
+    _stop_launch_pending = False
 
     # -- hooks -----------------------------------------------------------------------------
 
@@ -167,14 +220,14 @@ class AsyncTask(Task):
 
     def _wake_stop_event(self) -> None:
         event = self._event
-        if event is None:
-            return
+        if event is None or self._stop_launch_pending:
+            return  # none yet (made set), or the stop's launch on the loop sets it first
         loop = self._loop
         if loop is None or _running_loop() is loop:
             event.set()
             return
         try:
-            loop.call_soon_threadsafe(event.set)
+            _mailbox(loop).post(event.set)
         except RuntimeError:  # the loop is closed: nothing can be waiting on it any more
             event.set()
 
@@ -208,8 +261,10 @@ class AsyncTask(Task):
         passed during init), `LifecycleInterrupt` with that reason is raised.
         """
         loop = self._require_loop()
+        if type(self).init_task is AsyncTask.init_task:
+            return  # nothing to await: spare the round trip to the loop (most LOOPLESS tasks)
         outcome: concurrent.futures.Future[None] = concurrent.futures.Future()
-        loop.call_soon_threadsafe(self._spawn_init, outcome)
+        _mailbox(loop).post(self._spawn_init, outcome)
         outcome.result()
 
     def _spawn_init(self, outcome: concurrent.futures.Future[None]) -> None:
@@ -229,7 +284,7 @@ class AsyncTask(Task):
 
     def _launch_workers(self, count: int) -> None:
         """Schedule ``count`` `run_loop` coroutines on the loop (lifecycle lock held)."""
-        self._idle.clear()
+        self._busy_now()
         try:
             self._on_loop(self._spawn_workers, count)
         except (RuntimeError, LifecycleError) as exc:  # the loop is gone
@@ -237,13 +292,14 @@ class AsyncTask(Task):
             self._record_failure(exc)
             self._request_shutdown(exc)
             self._settle()
-            if not self._busy:
-                self._idle.set()
+            self._maybe_idle()
 
     def _spawn_workers(self, count: int) -> None:
         for index in range(count):
             suffix = "run_loop" if count == 1 else f"run_loop-{index}"
             run = self._spawn(self._await_hook(self.run_loop), suffix, self._worker_ended)
+            if self._workers_running is None:
+                self._workers_running = []
             self._workers_running.append(run)
 
     def _worker_ended(self, failure: BaseException | None) -> None:
@@ -282,10 +338,13 @@ class AsyncTask(Task):
         ``ended(failure)`` once it is done, even if it was cancelled before its first step
         (a coroutine cancelled so early never reaches its own handlers)."""
         run = asyncio.get_running_loop().create_task(coroutine, name=f"{self.name}.{suffix}")
-        self._runs.add(run)
+        runs = self._runs
+        if runs is None:
+            runs = self._runs = set()
+        runs.add(run)
 
         def done(run: asyncio.Task[BaseException | None]) -> None:
-            self._runs.discard(run)
+            runs.discard(run)
             if run.cancelled():
                 failure: BaseException | None = (
                     None if self._cancel_cause is not None else asyncio.CancelledError()
@@ -308,7 +367,7 @@ class AsyncTask(Task):
         if _running_loop() is loop:
             callback(*args)
         else:
-            loop.call_soon_threadsafe(callback, *args)
+            _mailbox(loop).post(callback, *args)
 
     # -- stop --------------------------------------------------------------------------------
 
@@ -319,18 +378,21 @@ class AsyncTask(Task):
         hooked = self._has_stop_hook()
         if hooked:
             self._busy += 1
-            self._idle.clear()
+            self._busy_now()
         else:
             self._settle()
             if self.lifecycle.terminal:
                 return None  # a LOOPLESS task without a hook ends here
         grace = self._grace()
+        self._stop_launch_pending = True
         return lambda: self._launch_stop(hooked, grace)
 
     def _launch_stop(self, hooked: bool, grace: float) -> None:
         try:
             self._on_loop(self._stop_on_loop, hooked, grace)
         except (RuntimeError, LifecycleError) as exc:  # the loop is gone
+            self._stop_launch_pending = False
+            self._wake_stop_event()
             with self.lifecycle.lock:
                 self._stop_error = exc if hooked else None
                 self._record_failure(exc)
@@ -339,9 +401,13 @@ class AsyncTask(Task):
                 self._settle()
 
     def _stop_on_loop(self, hooked: bool, grace: float) -> None:
+        self._stop_launch_pending = False
+        event = self._event
+        if event is not None:
+            event.set()
         if hooked:
             self._spawn(self._await_hook(self.on_stop), "on_stop", self._on_stop_ended)
-        if any(not run.done() for run in self._workers_running):
+        if any(not run.done() for run in self._workers_running or ()):
             loop = asyncio.get_running_loop()
             self._grace_timer = loop.call_later(grace, self._escalate, grace)
 
@@ -365,7 +431,7 @@ class AsyncTask(Task):
     def _escalate(self, grace: float) -> None:
         """Cancel the `run_loop` coroutines still going after the grace (on the loop)."""
         self._grace_timer = None
-        late = [run for run in self._workers_running if not run.done()]
+        late = [run for run in self._workers_running or () if not run.done()]
         if not late:
             return
         with self.lifecycle.lock:
@@ -385,7 +451,7 @@ class AsyncTask(Task):
     def _abandon(self, reason: LifecycleError) -> list[asyncio.Task[Any]]:
         """Cancel every asyncio task of this task still going, as the engine (on the loop);
         return them. A hung `init_task` then raises `LifecycleInterrupt` with ``reason``."""
-        pending = [run for run in self._runs if not run.done()]
+        pending = self._pending_runs()
         if not pending:
             return []
         with self.lifecycle.lock:
@@ -398,7 +464,7 @@ class AsyncTask(Task):
 
     def _pending_runs(self) -> list[asyncio.Task[Any]]:
         """The engine's asyncio tasks of this task that have not finished (loop thread)."""
-        return [run for run in self._runs if not run.done()]
+        return [run for run in self._runs or () if not run.done()]
 
     # -- ending ------------------------------------------------------------------------------
 
@@ -406,7 +472,7 @@ class AsyncTask(Task):
         with self.lifecycle.lock:
             super()._leave()
             if not self._busy:
-                self._idle.set()
+                self._maybe_idle()
                 timer = self._grace_timer
                 if timer is not None:
                     self._grace_timer = None
@@ -417,6 +483,21 @@ class AsyncTask(Task):
 
     def _join_code(self, timeout: float | None) -> bool:
         """Wait for the task's coroutines to end; on the loop's own thread, only look."""
+        idle = self._idle
+        if idle is None:
+            return True  # none of its code was ever launched
         if self._loop is not None and _running_loop() is self._loop:
-            return self._idle.is_set()
-        return self._idle.wait(timeout)
+            return idle.is_set()
+        return idle.wait(timeout)
+
+    def _busy_now(self) -> None:
+        """Some of the task's code is about to run (lifecycle lock held)."""
+        if self._idle is None:
+            self._idle = threading.Event()
+        else:
+            self._idle.clear()
+
+    def _maybe_idle(self) -> None:
+        """None of the task's code runs any more, if ``_busy`` is zero (lock held)."""
+        if not self._busy and self._idle is not None:
+            self._idle.set()

@@ -25,6 +25,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tests.benchmarks.aio_figures import figure_8_aio
 from tests.benchmarks.audit_figures import figure_7_audit
 from tests.benchmarks.core_figures import figure_1_lifecycle, figure_2_fire, figure_6_memory
 from tests.benchmarks.harness import Config, Row
@@ -45,6 +46,7 @@ FIGURES: list[tuple[str, str, Figure]] = [
     ("5", "PeriodicTask accuracy", figure_5_periodic),
     ("6", "memory per task", figure_6_memory),
     ("7", "journal audit at scale, sealed and unsealed", figure_7_audit),
+    ("8", "the asyncio runtime: lifecycle, shutdown, aiomisc", figure_8_aio),
 ]
 
 DEFAULT_JSON = os.path.join("tests", "benchmarks", "results.json")
