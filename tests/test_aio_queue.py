@@ -4,6 +4,7 @@ driven by hand and through a collection on the running loop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from typing import Any
 
@@ -105,6 +106,56 @@ def test_every_retry_is_counted_and_every_item_completes(
     assert task.try_laters == sum(retries)
     assert task.completed == task.submitted == len(retries)
     assert (task.dropped, task.in_flight, task.pending) == (0, 0, 0)
+
+
+@given(
+    plan=st.lists(st.sampled_from(["ok", "fail", "retry", "later", "cancel"]), max_size=12),
+    workers=st.integers(1, 3),
+    stop_after=st.integers(0, 12),
+)
+def test_every_item_ends_completed_failed_cancelled_or_dropped_whenever_stop_comes(
+    plan: list[str], workers: int, stop_after: int
+) -> None:
+    class Mixed(AsyncQueueTask):
+        WORKERS = workers
+
+        async def execute(self, item: Any, context: ExecuteContext) -> Any:
+            await asyncio.sleep(0)
+            kind = plan[item]
+            if kind == "fail":
+                raise KeyError(item)
+            if kind == "retry" and context.attempt < 3:
+                raise TryLater()
+            if kind == "later":
+                raise TryLater(after=3600)  # still delayed at stop
+            return item
+
+    async def main() -> tuple[Mixed, list[TaskFuture[Any]]]:
+        async with by_hand(Mixed()) as task:
+            futures = [task.submit(i) for i in range(len(plan))]
+            for future, kind in zip(futures, plan, strict=True):
+                if kind == "cancel":
+                    future.cancel()
+            for future, kind in zip(futures[:stop_after], plan, strict=False):
+                if kind != "later":  # stop once these have ended (none: at once)
+                    await ended(future)
+        return task, futures
+
+    task, futures = run(main)
+    assert all(f.done() for f in futures), "an item was left pending"
+    assert task.completed + task.failed + task.cancelled + task.dropped == task.submitted
+    assert task.submitted == len(plan)
+    stopped = [f for f in futures if not f.cancelled() and isinstance(f.exception(), TaskStopped)]
+    # A cancelled item still waiting at stop is dropped with the rest (its future stays
+    # cancelled); one reached by a worker first is skipped.
+    assert len(stopped) + sum(f.cancelled() for f in futures) == task.dropped + task.cancelled
+    assert (task.pending, task.in_flight) == (0, 0)
+
+
+async def ended(future: TaskFuture[Any]) -> None:
+    """Wait for ``future`` to end, whichever way."""
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await future
 
 
 def test_a_retry_without_after_goes_to_the_back_of_the_queue() -> None:
