@@ -183,30 +183,25 @@ class BlockingDetector:
     def start(self) -> BlockingDetector:
         """Begin watching the loop; returns the detector. Raises `BlockingDetectorError` if it
         was started before, or the loop is closed."""
-        with self._lock:
+        with self._lock:  # held until the watchdog runs, so a concurrent stop() can join it
             if self._state != "new":
                 now = "already watching" if self._state == "watching" else "stopped"
                 raise BlockingDetectorError(
                     f"this BlockingDetector is {now}; make a new one to watch again"
                 )
-            if self._loop.is_closed():
-                raise BlockingDetectorError("cannot watch a closed event loop")
-            self._state = "watching"
             watchdog = threading.Thread(
                 target=self._watch, name="lifecycle-blocking-detector", daemon=True
             )
+            try:
+                # Thread-safe whichever thread starts us, and works before the loop runs.
+                self._loop.call_soon_threadsafe(self._heartbeat)
+            except RuntimeError as exc:
+                if self._loop.is_closed():
+                    raise BlockingDetectorError("cannot watch a closed event loop") from exc
+                raise
+            watchdog.start()  # it waits for this lock before it looks at anything
+            self._state = "watching"
             self._watchdog = watchdog
-        try:
-            # Thread-safe whichever thread starts us, and works before the loop runs.
-            self._loop.call_soon_threadsafe(self._heartbeat)
-            watchdog.start()
-        except BaseException as exc:
-            with self._lock:
-                self._state = "stopped"
-                self._watchdog = None
-            if isinstance(exc, RuntimeError) and self._loop.is_closed():
-                raise BlockingDetectorError("cannot watch a closed event loop") from exc
-            raise
         return self
 
     def stop(self) -> None:
