@@ -207,11 +207,14 @@ def test_a_loop_that_is_not_running_is_not_blocked(watcher: Watcher) -> None:
         detector = BlockingDetector(loop, THRESHOLD).start()
         loop.run_until_complete(asyncio.sleep(0))  # one beat, then the loop stops running
         time.sleep(THRESHOLD * 3)  # the test thread, not the loop, waits here
+        loop.run_until_complete(asyncio.sleep(THRESHOLD / 2))  # running again: it beats
         detector.stop()
     finally:
         loop.close()
     assert watcher.warnings == []
     assert detector.episodes == 0
+    # Nor did it "answer again after being blocked": it was never blocked.
+    assert [r.getMessage() for r in watcher.records] == []
 
 
 # -- start and stop ------------------------------------------------------------------------

@@ -257,23 +257,24 @@ class BlockingDetector:
     # -- the watchdog's side -----------------------------------------------------------------
 
     def _watch(self) -> None:
-        reported: float | None = None  # the last beat before the episode already reported
+        silent: float | None = None  # the last beat before a silence already dealt with
+        warned = False  # whether that silence was reported (a loop that stopped running is not)
         while True:
             with self._lock:
                 if self._state != "watching":
                     return
                 last = self._last_beat
-            if last is None or last == reported:
-                # Not beating yet, or blocked and reported: wait for the loop to answer.
+            if last is None or last == silent:
+                # Not beating yet, or silent and dealt with: wait for the loop to answer.
                 self._beat.wait()
                 self._beat.clear()
                 continue
-            if reported is not None:
+            if silent is not None and warned:
                 logger.info(
                     "event loop answered again after %.3gs blocked",
-                    max(0.0, last - reported - self._period),
+                    max(0.0, last - silent - self._period),
                 )
-                reported = None
+            silent, warned = None, False
             deadline = last + self._period + self._threshold
             if self._beat.wait(max(0.0, deadline - time.monotonic())):
                 self._beat.clear()
@@ -281,8 +282,9 @@ class BlockingDetector:
             with self._lock:
                 if self._state != "watching" or self._last_beat != last:
                     continue  # stopped, or the beat came just as the wait timed out
-            reported = last
-            if self._loop.is_running():  # a loop that stopped running is not blocked
+            silent = last
+            warned = self._loop.is_running()  # a loop that stopped running is not blocked
+            if warned:
                 self._report(time.monotonic() - last - self._period)
 
     def _report(self, blocked_for: float) -> None:
