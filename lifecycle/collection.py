@@ -245,8 +245,7 @@ class Tasks:
             self._refuse_unless("init")
             failed: dict[str, Exception] = {}
             try:
-                for name in self._order:
-                    self._init_one(name, failed)
+                self._init_all(failed)
             except LifecycleInterrupt as exc:
                 self._abort(exc.reason)
                 raise
@@ -254,7 +253,66 @@ class Tasks:
                 self._raise_init_error(failed)
             lc.fire("init")
 
+    def _init_all(self, failed: dict[str, Exception]) -> None:
+        """Init every task in order: on this thread, or, for each run of consecutive async
+        tasks with an ``init_task`` to await, on their loop in one hop (one round trip between
+        threads per run of tasks, not per task; the order is the same)."""
+        order = self._order
+        index = 0
+        while index < len(order):
+            loop = self._instances[order[index]]._init_loop()
+            if loop is None:
+                self._init_one(order[index], failed)
+                index += 1
+                continue
+            end = index + 1
+            while end < len(order) and self._instances[order[end]]._init_loop() is loop:
+                end += 1
+            names = order[index:end]
+            inits = self._init_on_loop(names, failed)
+            try:
+                running = asyncio.run_coroutine_threadsafe(inits, loop)
+            except RuntimeError:  # the loop closed meanwhile: each init says so on its own
+                inits.close()
+                for name in names:
+                    self._init_one(name, failed)
+            else:
+                running.result()
+            index = end
+
     def _init_one(self, name: str, failed: dict[str, Exception]) -> None:
+        task = self._init_begin(name)
+        if task is None:
+            return
+        try:
+            task._run_init()
+        except BaseException as exc:
+            self._init_end(name, exc, failed)
+        else:
+            self._init_end(name, None, failed)
+
+    async def _init_on_loop(self, names: list[str], failed: dict[str, Exception]) -> None:
+        """`_init_one` for async tasks, awaited on their loop (the driver waits for it)."""
+        for name in names:
+            task = self._init_begin(name)
+            if task is None:
+                continue
+            try:
+                await task._await_init()
+            except BaseException as exc:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    # This run itself is cancelled (its loop is being shut down): the hook
+                    # did not finish; fail it and go no further.
+                    self._init_end(name, exc, failed)
+                    raise
+                self._init_end(name, exc, failed)
+            else:
+                self._init_end(name, None, failed)
+
+    def _init_begin(self, name: str) -> Task | None:
+        """Skip ``name`` (None) if one of its DEPS ended skipped or failed; else mark it as
+        the task initializing and return it."""
         task = self._instances[name]
         task_lc = self._lifecycles[name]
         for dep in task.DEPS:
@@ -265,22 +323,28 @@ class Tasks:
                     "skip",
                     SkipTask(f"required dependency {dep_name!r} ended {dep_state}"),
                 )
-                return
+                return None
         self.initializing = name
+        return task
+
+    def _init_end(self, name: str, exc: BaseException | None, failed: dict[str, Exception]) -> None:
+        """Fire the verdict of ``name``'s init: ``exc`` is what its ``init_task`` raised
+        (None: it returned). A `LifecycleInterrupt` is raised again after the task failed."""
+        task = self._instances[name]
+        task_lc = self._lifecycles[name]
         try:
-            task._run_init()
-        except SkipTask as exc:
-            task_lc.fire("skip", exc)
-        except LifecycleInterrupt as exc:
-            task.failure = exc.reason
-            task_lc.fire("fail", exc.reason)
-            raise
-        except BaseException as exc:
-            task.failure = exc
-            task_lc.fire("fail", exc)
-            failed[name] = _as_error(name, exc)
-        else:
-            task_lc.fire("init")
+            if exc is None:
+                task_lc.fire("init")
+            elif isinstance(exc, SkipTask):
+                task_lc.fire("skip", exc)
+            elif isinstance(exc, LifecycleInterrupt):
+                task.failure = exc.reason
+                task_lc.fire("fail", exc.reason)
+                raise exc
+            else:
+                task.failure = exc
+                task_lc.fire("fail", exc)
+                failed[name] = _as_error(name, exc)
         finally:
             self.initializing = None
 
@@ -523,6 +587,10 @@ class Tasks:
         Before `create` it is computed from what is registered now, and raises
         `DependencyCycle` for a WANTS cycle (`create` would refuse it too).
         """
+        if self.lifecycle.state != CollectionState.REGISTERING:
+            # Fixed from `create` on (set before it fires): no lock, so that an async task's
+            # init_task, awaited on the loop while the driver holds the lock, may read it.
+            return self._listing()
         with self.lifecycle.lock:
             if self.lifecycle.state == CollectionState.REGISTERING:
                 return tuple(topological_order(list(self._classes), self._edges()))

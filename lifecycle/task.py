@@ -235,6 +235,15 @@ class Task:
         """Run `init_task` to its end on the calling thread (the collection's driver)."""
         self.init_task()
 
+    def _init_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop `init_task` is awaited on (then the collection calls `_await_init`
+        there), or None to call `_run_init` on the driver: a thread task's case."""
+        return None
+
+    async def _await_init(self) -> None:
+        """Await `init_task` on the loop `_init_loop` named (async tasks only)."""
+        raise LifecycleError(f"task {self.name!r} has no init_task to await on a loop")
+
     # -- engine-driven ---------------------------------------------------------------------
     #
     # A task's code runs on its workers and, when `on_stop` is overridden, on a stop-hook

@@ -67,3 +67,15 @@ class Stubborn(AsyncTask):
 
 class AsyncStubborn(Service):
     TASKS = (Waiter, Stubborn)
+
+
+class Finisher(AsyncTask):
+    """Asks the service to stop as soon as it runs."""
+
+    async def run_loop(self) -> None:
+        self.service.shutdown("finisher is done")
+        await self.stop_event.wait()
+
+
+class AsyncSelfStopping(Service):
+    TASKS = (Waiter, Finisher)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -75,7 +75,9 @@ def test_a_service_runs_thread_and_async_tasks_with_deps_across_kinds_both_ways(
     assert code == 0 and left == set()
     assert service.state == ServiceState.STOPPED
     records = service.journal.records
+    inits = [r.subject for r in records if r.kind == "task" and r.trigger == "init"]
     starts = [r.subject for r in records if r.kind == "task" and r.trigger == "start"]
+    assert inits == ["Base", "Middle", "Top", "Finisher"]
     stops = [r.subject for r in records if r.kind == "task" and r.trigger == "stop"]
     assert starts == ["Base", "Middle", "Top", "Finisher"]
     assert stops == ["Finisher", "Top", "Middle", "Base"]
@@ -228,8 +230,14 @@ def test_anything_raised_by_an_async_run_loop_fails_its_task_and_the_service(
     assert f"task 'Failing' failed: {type(exc).__name__}" in (service.shutdown_reason or "")
 
 
-def test_an_async_init_task_that_raises_fails_the_start_with_init_error() -> None:
-    error = ValueError("bad config")
+@pytest.mark.parametrize(
+    "error",
+    [ValueError("bad config"), SystemExit(2), KeyboardInterrupt()],
+    ids=["exception", "SystemExit", "KeyboardInterrupt"],
+)
+def test_an_async_init_task_that_raises_fails_the_start_with_init_error(
+    error: BaseException,
+) -> None:
     service = _failing(error, "init_task")()
     code, left = serve(service)
     assert code == 1 and left == set()
@@ -456,3 +464,95 @@ def test_workers_run_concurrently_on_the_loop() -> None:
     assert code == 0 and left == set()
     assert service.tasks.require(Pair).arrived == 2
 
+
+
+# -- the blocked-loop detector -------------------------------------------------------------
+
+
+def test_lifecycle_run_watches_the_loop_for_blocking_and_the_library_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lifecycle.cli import main
+    from lifecycle.service import BLOCKING_THRESHOLD
+
+    seen: list[float | None] = []
+    serve_itself = Service.serve
+
+    async def watched(self: Service, **kwargs: bool) -> int:
+        seen.append(self.blocking_threshold)
+        return await serve_itself(self, **kwargs)
+
+    monkeypatch.setattr(Service, "serve", watched)
+    assert main(["run", "--quiet", "tests.aio_services:AsyncSelfStopping"]) == 0
+    assert Mixed().run() == 0
+    assert seen == [BLOCKING_THRESHOLD, None]
+
+
+def test_a_service_watched_for_blocking_still_runs_and_stops() -> None:
+    service = Mixed()
+    service.blocking_threshold = 5.0
+    code, left = serve(service)
+    assert code == 0 and left == set()
+
+
+def test_an_async_init_task_may_read_the_collection_while_the_driver_holds_it() -> None:
+    # The driver thread holds the collection's lock through init; an async init_task runs on
+    # the loop's thread, so a read that took that lock would wait for the driver, which waits
+    # for the init_task.
+    class Curious(AsyncTask):
+        LOOPLESS = True
+
+        async def init_task(self) -> None:
+            self.order = self.service.tasks.order
+            self.summary = [s.name for s in self.service.summary()]
+
+    class CuriousService(Service):
+        TASKS = (Base, Curious)
+
+    async def meanwhile(service: Service) -> None:
+        service.shutdown("read it")
+
+    service = CuriousService({"stop_timeout": 5.0})
+    code, left = serve(service, meanwhile)
+    assert code == 0 and left == set()
+    curious = service.tasks.require(Curious)
+    assert curious.order == ("Base", "Curious") and curious.summary == ["Base", "Curious"]
+
+
+def test_consecutive_async_inits_keep_the_order_and_the_verdicts_of_one_at_a_time() -> None:
+    # Runs of async tasks are initialized on the loop in one hop; each verdict (init, skip
+    # for a failed DEPS, fail) is still given in order, as for thread tasks.
+    async def ok(self: AsyncTask) -> None:
+        await asyncio.sleep(0)
+
+    async def broken(self: AsyncTask) -> None:
+        raise RuntimeError("A2 broke")
+
+    def make(name: str, base: type, **body: Any) -> type:
+        return type(name, (base,), {"LOOPLESS": True, "__module__": __name__, **body})
+
+    a1 = make("A1", AsyncTask, init_task=ok)
+    a2 = make("A2", AsyncTask, init_task=broken)
+    a3 = make("A3", AsyncTask, init_task=ok, DEPS=(a2,))
+    t = make("T", Task)
+    a4 = make("A4", AsyncTask, init_task=ok)
+
+    class Ordered(Service):
+        TASKS = (a1, a2, a3, t, a4)
+
+    service = Ordered()
+    code, left = serve(service)
+    assert code == 1 and left == set()
+    verdicts = [
+        (r.subject, r.trigger)
+        for r in service.journal.records
+        if r.kind == "task" and r.source == "created" and r.trigger in ("init", "skip", "fail")
+    ]
+    assert verdicts == [
+        ("A1", "init"),
+        ("A2", "fail"),
+        ("A3", "skip"),
+        ("T", "init"),
+        ("A4", "init"),
+    ]
+    assert isinstance(service.failure, RuntimeError) and str(service.failure) == "A2 broke"

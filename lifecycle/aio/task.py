@@ -120,6 +120,11 @@ class AsyncTask(Task):
     still running at the stop deadline (a `run_loop` that swallows its cancellation, an
     `on_stop` that never returns) is named in the `StopTimeout`.
 
+    An async hook runs on the loop's thread while the collection's driver thread waits for
+    it, holding the collection's lock: it may read the collection (``require``, ``state_of``,
+    ``order``) and ask for a stop (``service.shutdown``), but not drive it (``stop``,
+    ``join``, ``register``), which would wait for the driver that waits for the hook.
+
     Constructible on its own (``AsyncTask(service=None)``): `stop_event` then works without a
     collection, so a test may ``await task.run_loop()`` directly. Run by a collection, the
     task's code runs on the collection's ``loop`` (`Service.serve` provides it).
@@ -268,17 +273,45 @@ class AsyncTask(Task):
         outcome.result()
 
     def _spawn_init(self, outcome: concurrent.futures.Future[None]) -> None:
-        def ended(failure: BaseException | None) -> None:
-            if outcome.done():
-                return
-            if self._abandon_reason is not None:  # the engine gave up on the hook
-                outcome.set_exception(LifecycleInterrupt(self._abandon_reason))
-            elif failure is None:
-                outcome.set_result(None)
-            else:  # the task's failure (or SkipTask): the driver decides
-                outcome.set_exception(failure)
+        self._spawn(
+            self._await_hook(self.init_task),
+            "init_task",
+            lambda failure: self._init_ended(outcome, failure),
+        )
 
-        self._spawn(self._await_hook(self.init_task), "init_task", ended)
+    def _init_loop(self) -> asyncio.AbstractEventLoop | None:
+        loop = self._loop
+        if (
+            type(self).init_task is AsyncTask.init_task  # nothing to await
+            or loop is None
+            or loop.is_closed()
+            or _running_loop() is loop
+        ):
+            return None  # `_run_init` returns at once, or says what is wrong
+        return loop
+
+    async def _await_init(self) -> None:
+        outcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._spawn(
+            self._await_hook(self.init_task),
+            "init_task",
+            lambda failure: self._init_ended(outcome, failure),
+        )
+        await outcome
+
+    def _init_ended(
+        self,
+        outcome: concurrent.futures.Future[None] | asyncio.Future[None],
+        failure: BaseException | None,
+    ) -> None:
+        if outcome.done():
+            return
+        if self._abandon_reason is not None:  # the engine gave up on the hook
+            outcome.set_exception(LifecycleInterrupt(self._abandon_reason))
+        elif failure is None:
+            outcome.set_result(None)
+        else:  # the task's failure (or SkipTask): the collection decides
+            outcome.set_exception(failure)
 
     # -- workers ---------------------------------------------------------------------------
 
