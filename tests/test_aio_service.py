@@ -4,6 +4,7 @@ failures of async hooks, the stop with escalation, and what `serve` leaves behin
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 import time
 from typing import Any, ClassVar
@@ -118,9 +119,12 @@ def test_serve_runs_the_async_hooks_on_the_callers_loop_beside_its_own_tasks() -
 
 
 def test_service_run_serves_a_service_with_async_tasks_on_a_loop_of_its_own() -> None:
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     service = Mixed()
     assert service.run() == 0
     assert service.state == ServiceState.STOPPED
+    # The loop's signal handlers are gone, the previous ones back.
+    assert {signum: signal.getsignal(signum) for signum in handlers} == handlers
     with pytest.raises(RuntimeError):
         asyncio.get_running_loop()  # nothing left running on this thread
 
