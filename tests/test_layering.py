@@ -17,14 +17,15 @@ PACKAGE = Path(__file__).resolve().parent.parent / "lifecycle"
 #: Lowest first. A module may import only from earlier layers.
 LAYERS: list[set[str]] = [
     {"errors"},
-    {"spec", "graph", "loading", "options", "context", "seal"},
+    {"spec", "graph", "loading", "options", "context", "seal", "futures"},
     {"specfile"},
     {"journal"},
     {"engine"},
-    {"task", "stopping", "shutdown", "bind"},
+    {"task", "stopping", "shutdown", "bind", "aio.blocking", "aio.work"},
     {"aio.task"},
     {"collection"},
     {"tasks.periodic", "tasks.queue"},
+    {"aio.periodic", "aio.queue"},
     {"tasks", "aio"},
     {"audit"},
     {"outcome"},

@@ -9,3 +9,21 @@ through ``await service.serve()``) next to its thread tasks.
 from lifecycle.aio.task import AsyncTask, SkipTask, TryLater
 
 __all__ = ["AsyncTask", "SkipTask", "TryLater"]
+
+from lifecycle.aio.blocking import (
+    BlockedEpisode,
+    BlockingDetector,
+    BlockingDetectorError,
+    InvalidThreshold,
+)
+from lifecycle.aio.periodic import AsyncPeriodicTask
+from lifecycle.aio.queue import AsyncQueueTask
+
+__all__ += [
+    "AsyncPeriodicTask",
+    "AsyncQueueTask",
+    "BlockedEpisode",
+    "BlockingDetector",
+    "BlockingDetectorError",
+    "InvalidThreshold",
+]

@@ -15,12 +15,15 @@ import time
 from concurrent.futures import Future
 from typing import Any, ClassVar
 
+import attrs
+
 from lifecycle.errors import InvalidTask, TaskNotRunning, TaskStopped
+from lifecycle.futures import TaskFuture
 from lifecycle.options import option
 from lifecycle.spec import TaskState
 from lifecycle.task import Task, TryLater
 
-__all__ = ["PeriodicTask", "next_deadline"]
+__all__ = ["PeriodicTask", "RunObservers", "Schedule", "next_deadline"]
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
@@ -47,6 +50,107 @@ def next_deadline(previous: float, now: float, interval: float) -> tuple[float, 
     while ticks > 1 and previous + (ticks - 1) * interval >= now:
         ticks -= 1
     return previous + ticks * interval, ticks - 1
+
+
+@attrs.define
+class Schedule:
+    """The fixed-rate schedule of one periodic worker, as pure bookkeeping: no clock, no lock.
+
+    ``grid`` is the deadline of the current grid tick and ``due`` when the next run is due (off
+    the grid after ``TryLater(after=...)``); both start at the origin given to `begin`. The
+    counters are those of `PeriodicTask`. Every periodic task kind drives its loop through this
+    one object, so they share one schedule rule (`next_deadline`) and one meaning per counter.
+    Not thread-safe: the task's lock guards it.
+    """
+
+    interval: float
+    grid: float = 0.0
+    due: float = 0.0
+    iterations: int = 0
+    slow: int = 0
+    try_laters: int = 0
+    skipped: int = 0
+
+    def begin(self, origin: float) -> None:
+        """The worker starts at ``origin``: the first run is due at once."""
+        self.grid = self.due = origin
+
+    def ran(self, now: float) -> None:
+        """The run due at ``due`` returned at ``now``: slow if more than an interval late; the
+        next run is due at the first grid tick at or after ``now``."""
+        self.iterations += 1
+        if now - self.due > self.interval:
+            self.slow += 1
+        self._next_tick(now)
+
+    def deferred(self, now: float, after: float | None) -> None:
+        """The run raised ``TryLater(after=after)`` at ``now``: due again ``after`` seconds
+        later (the grid ticks passed by then are skipped, not slow), or at the next tick."""
+        self.try_laters += 1
+        if after is not None:
+            self.due = now + after
+        else:
+            self._next_tick(now)
+
+    def _next_tick(self, now: float) -> None:
+        self.grid, skipped = next_deadline(self.grid, now, self.interval)
+        self.skipped += skipped
+        self.due = self.grid
+
+
+class RunObservers:
+    """The futures waiting for the outcome of a periodic task's next run; every periodic task
+    kind keeps its `execute_async` futures in one of these.
+
+    Thread-safe: every method takes ``lock`` (the task's own) for as long as it touches the
+    list; futures are resolved outside it.
+    """
+
+    def __init__(self, task: str, lock: threading.Lock) -> None:
+        self._task = task
+        self._lock = lock
+        self._futures: list[Future[Any]] = []
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once `close` was called: no future is added any more."""
+        with self._lock:
+            return self._closed
+
+    def add(self, future: Future[Any]) -> bool:
+        """Keep ``future`` for the next run; False (and nothing kept) once closed."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._futures.append(future)
+            return True
+
+    def take(self) -> list[Future[Any]]:
+        """The futures of the run starting now, marked running (cancelled ones are dropped
+        here, and after this they cannot be cancelled)."""
+        with self._lock:
+            futures, self._futures = self._futures, []
+        return [f for f in futures if f.running() or f.set_running_or_notify_cancel()]
+
+    def put_back(self, futures: list[Future[Any]], why: str) -> None:
+        """A run that raised `TryLater` had no outcome: its futures wait for the retry, or fail
+        with `TaskStopped` (saying ``why``) if the task closed meanwhile."""
+        if not futures:
+            return
+        with self._lock:
+            if not self._closed:
+                self._futures[:0] = futures
+                return
+        _settle(futures, exc=TaskStopped(self._task, why=why))
+
+    def close(self, why: str) -> None:
+        """Take no more futures; fail those waiting with `TaskStopped` saying ``why``."""
+        with self._lock:
+            self._closed = True
+            futures, self._futures = self._futures, []
+        if futures:
+            _settle(futures, exc=TaskStopped(self._task, why=why))
 
 
 def _check_interval(owner: object, value: object) -> float:
@@ -100,12 +204,8 @@ class PeriodicTask(Task):
         super().__init__(service)
         _check_interval(type(self), self.interval)  # a bad value fails the task at create
         self._lock = threading.Lock()
-        self._observers: list[Future[Any]] = []
-        self._closed = False
-        self._iterations = 0
-        self._slow = 0
-        self._try_laters = 0
-        self._skipped = 0
+        self._observers = RunObservers(self.name, self._lock)
+        self._schedule = Schedule(interval=1.0)  # its counters; run_loop sets the interval
 
     # -- the hook ----------------------------------------------------------------------------
 
@@ -115,20 +215,19 @@ class PeriodicTask(Task):
 
     # -- observing ---------------------------------------------------------------------------
 
-    def execute_async(self) -> Future[Any]:
+    def execute_async(self) -> TaskFuture[Any]:
         """A future resolved with the outcome of the next run to start after this call.
 
         The outcome is the value `execute` returns or the exception it raises (a run that
         raises `TryLater` is not an outcome; the future waits for the retry). On a task that is
         not running the future has already failed with `TaskNotRunning`; if the task stops
-        before that run, it fails with `TaskStopped`. Thread-safe.
+        before that run, it fails with `TaskStopped`. Async code may ``await`` it
+        (`lifecycle.futures.TaskFuture`). Thread-safe.
         """
-        future: Future[Any] = Future()
-        with self._lock:
-            state = self._state_name()
-            if state == TaskState.RUNNING and not self._closed:
-                self._observers.append(future)
-                return future
+        future: TaskFuture[Any] = TaskFuture()
+        state = self._state_name()
+        if state == TaskState.RUNNING and self._observers.add(future):
+            return future
         future.set_exception(TaskNotRunning(self.name, state, "execute_async()"))
         return future
 
@@ -136,69 +235,59 @@ class PeriodicTask(Task):
     def iterations(self) -> int:
         """Runs of `execute` that returned."""
         with self._lock:
-            return self._iterations
+            return self._schedule.iterations
 
     @property
     def slow_iterations(self) -> int:
         """Runs that ended more than one interval after they were due."""
         with self._lock:
-            return self._slow
+            return self._schedule.slow
 
     @property
     def try_laters(self) -> int:
         """Runs of `execute` that raised `TryLater`."""
         with self._lock:
-            return self._try_laters
+            return self._schedule.try_laters
 
     @property
     def skipped_ticks(self) -> int:
         """Grid ticks skipped because a run overran them or a `TryLater` delay covered them."""
         with self._lock:
-            return self._skipped
+            return self._schedule.skipped
 
     # -- the worker --------------------------------------------------------------------------
 
     def run_loop(self) -> None:
-        interval = _check_interval(type(self), self.interval)
+        schedule = self._schedule
         try:
-            origin = self._now()
-            grid = origin  # the grid deadline of the current iteration
-            due = origin  # when the next call is due (off the grid after TryLater(after))
-            while not self._sleep_until(due):
-                observers = self._take_observers()
+            with self._lock:
+                schedule.interval = _check_interval(type(self), self.interval)
+                schedule.begin(self._now())
+            while not self._sleep_until(schedule.due):
+                observers = self._observers.take()
                 try:
                     result = self.execute()
                 except TryLater as exc:
                     now = self._now()
                     with self._lock:
-                        self._try_laters += 1
-                    self._observers_back(observers)
-                    if exc.after is not None:
-                        due = now + exc.after
-                        continue
+                        schedule.deferred(now, exc.after)
+                    self._observers.put_back(observers, why=self._state_name())
                 except BaseException as exc:
                     _settle(observers, exc=exc)
                     raise
                 else:
                     now = self._now()
                     with self._lock:
-                        self._iterations += 1
-                        if now - due > interval:
-                            self._slow += 1
+                        schedule.ran(now)
                     _settle(observers, result=result)
-                grid, skipped = next_deadline(grid, now, interval)
-                if skipped:
-                    with self._lock:
-                        self._skipped += skipped
-                due = grid
         except BaseException:
-            self._close("failed")
+            self._observers.close("failed")
             raise
-        self._close("stopped")
+        self._observers.close("stopped")
 
     def on_stop(self) -> None:
         """Fail the futures still waiting for a run with `TaskStopped`."""
-        self._close("stopped")
+        self._observers.close("stopped")
 
     # -- time (methods so that a test can run the loop on a fake clock) ----------------------
 
@@ -220,29 +309,6 @@ class PeriodicTask(Task):
     def _state_name(self) -> str:
         lc = self._lifecycle
         return "unbound" if lc is None else str(lc.state)
-
-    def _take_observers(self) -> list[Future[Any]]:
-        with self._lock:
-            observers, self._observers = self._observers, []
-        # A future cancelled before its run starts is dropped here; after, it cannot be.
-        return [f for f in observers if f.running() or f.set_running_or_notify_cancel()]
-
-    def _observers_back(self, observers: list[Future[Any]]) -> None:
-        """A run that raised `TryLater` had no outcome: its observers wait for the retry."""
-        if not observers:
-            return
-        with self._lock:
-            if not self._closed:
-                self._observers[:0] = observers
-                return
-        _settle(observers, exc=TaskStopped(self.name, why=self._state_name()))
-
-    def _close(self, why: str) -> None:
-        with self._lock:
-            self._closed = True
-            observers, self._observers = self._observers, []
-        if observers:
-            _settle(observers, exc=TaskStopped(self.name, why=why))
 
 
 def _settle(

@@ -33,11 +33,18 @@ import attrs
 
 from lifecycle.context import ExecuteContext
 from lifecycle.errors import InvalidItem, InvalidTask, QueueFull, TaskNotRunning, TaskStopped
+from lifecycle.futures import TaskFuture
 from lifecycle.options import option
 from lifecycle.spec import TaskState
 from lifecycle.task import Task, TryLater
 
-__all__ = ["PriorityQueueTask", "QueueTask", "UniqueQueueTask", "dropped_in_cause"]
+__all__ = [
+    "PriorityQueueTask",
+    "QueueTask",
+    "UniqueQueueTask",
+    "dropped_cause",
+    "dropped_in_cause",
+]
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
@@ -60,6 +67,12 @@ def dropped_in_cause(cause: str | None) -> int | None:
     return int(found[1]) if found is not None else None
 
 
+def dropped_cause(count: int) -> str:
+    """The cause a queue task's ``finish`` record carries when it dropped ``count`` items at
+    stop (every queue task kind writes it; `dropped_in_cause` reads it back)."""
+    return _DROPPED_CAUSE.format(count=count)
+
+
 def _check_count(owner: object, what: str, value: object, declared: option) -> int:
     """``value`` as the ``what`` of ``owner``: an int that the ``declared`` option accepts.
 
@@ -69,6 +82,27 @@ def _check_count(owner: object, what: str, value: object, declared: option) -> i
     if isinstance(value, bool) or not isinstance(value, int) or declared.problem(value):
         raise InvalidTask(owner, f"{what} must be an int {declared.bounds}, not {value!r}")
     return value
+
+
+def _check_timeout(action: str, timeout: float | None) -> None:
+    """Raise `ValueError` unless ``timeout`` (of a submitter's wait for room) is None or a
+    finite number >= 0."""
+    if timeout is not None and not (timeout >= 0 and math.isfinite(timeout)):
+        raise ValueError(f"{action} timeout must be a finite number >= 0, not {timeout!r}")
+
+
+def _fail_dropped(task: str, contexts: list[ExecuteContext], why: str) -> None:
+    """Fail the futures of items ``task`` ends without running with `TaskStopped`; log it."""
+    for ctx in contexts:
+        # InvalidStateError: cancelled meanwhile; its owner gave up on it already.
+        with contextlib.suppress(InvalidStateError):
+            ctx.set_exception(TaskStopped(task, ctx.item, ctx.attempt, why))
+    logger.warning(
+        "task %r %s with %d item(s) not run; their futures failed with TaskStopped",
+        task,
+        why,
+        len(contexts),
+    )
 
 
 def _remaining(deadline: float | None) -> float | None:
@@ -209,7 +243,11 @@ class QueueTask(Task):
         type=int, ge=0, default=lambda cls: cls.MAX_ITEMS, help="most items waiting (0: no bound)"
     )
     worker_threads = option(
-        name="workers", type=int, ge=1, default=lambda cls: cls.WORKERS, help="worker threads"
+        name="workers",
+        type=int,
+        ge=1,
+        default=lambda cls: cls.WORKERS,
+        help="workers (threads; coroutines for an async queue task)",
     )
 
     #: How waiting items are kept; the variants change only this and the merge hooks.
@@ -217,11 +255,7 @@ class QueueTask(Task):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "workers" in cls.__dict__:
-            raise InvalidTask(cls, "set WORKERS (or the --prefix-workers option), not workers")
-        _check_count(cls, "MAX_ITEMS", cls.MAX_ITEMS, QueueTask.max_items)
-        # The collection reads the class-level count; the option may raise it per instance.
-        cls.workers = _check_count(cls, "WORKERS", cls.WORKERS, QueueTask.worker_threads)
+        _check_queue_class(cls)
 
     def __init__(self, service: Any = None) -> None:
         super().__init__(service)
@@ -258,16 +292,21 @@ class QueueTask(Task):
 
     # -- handing work over -------------------------------------------------------------------
 
-    def submit(self, item: Any, *, timeout: float | None = None) -> Future[Any]:
+    def submit(self, item: Any, *, timeout: float | None = None) -> TaskFuture[Any]:
         """Queue ``item``; return the future of its outcome.
 
         When the queue is full, wait up to ``timeout`` seconds (None: until there is room or the
         task stops) and then raise `QueueFull`; a worker of this task never waits (it would
         wait on itself). Raises `TaskNotRunning` unless the task is running, `InvalidItem`
         for an item the queue cannot hold.
+
+        From async code, ``await task.submit(item)`` gives the result without blocking the
+        event loop (the future is a `lifecycle.futures.TaskFuture`); but the submit itself
+        waits for room as above, so give a bounded queue ``timeout=0`` there. Cancelling the
+        awaiting coroutine cancels the item if it has not started.
         """
-        holder = self._admit(ExecuteContext(item=item, future=Future()), timeout, "submit()")
-        if holder.future is None:  # pragma: no cover - _merge always leaves a future here
+        holder = self._admit(ExecuteContext(item=item, future=TaskFuture()), timeout, "submit()")
+        if not isinstance(holder.future, TaskFuture):  # pragma: no cover - _merge keeps one
             raise RuntimeError("a submitted item lost its future")
         return holder.future
 
@@ -494,30 +533,20 @@ class QueueTask(Task):
             self._fail_dropped(dropped, why)
 
     def _fail_dropped(self, contexts: list[ExecuteContext], why: str) -> None:
-        for ctx in contexts:
-            # InvalidStateError: cancelled meanwhile; its owner gave up on it already.
-            with contextlib.suppress(InvalidStateError):
-                ctx.set_exception(TaskStopped(self.name, ctx.item, ctx.attempt, why))
-        logger.warning(
-            "task %r %s with %d item(s) not run; their futures failed with TaskStopped",
-            self.name,
-            why,
-            len(contexts),
-        )
+        _fail_dropped(self.name, contexts, why)
 
     def _finish_cause(self) -> str | None:
         with self._lock:
             dropped = self._dropped
         if not dropped:
             return None
-        return _DROPPED_CAUSE.format(count=dropped)
+        return dropped_cause(dropped)
 
     # -- admission -----------------------------------------------------------------------------
 
     def _admit(self, ctx: ExecuteContext, timeout: float | None, action: str) -> ExecuteContext:
         """Queue ``ctx``; return it, or the equal waiting context it was merged into."""
-        if timeout is not None and not (timeout >= 0 and math.isfinite(timeout)):
-            raise ValueError(f"{action} timeout must be a finite number >= 0, not {timeout!r}")
+        _check_timeout(action, timeout)
         self._check_item(ctx.item)
         deadline = None if timeout is None else time.monotonic() + timeout
         lc = self._lifecycle
@@ -566,6 +595,17 @@ class QueueTask(Task):
 
     def _forget_all(self) -> None:
         pass
+
+
+def _check_queue_class(cls: type[Task]) -> None:
+    """Check a queue task class's ``WORKERS`` and ``MAX_ITEMS`` and derive its ``workers``
+    (every queue task kind does); raises `InvalidTask`."""
+    if "workers" in cls.__dict__:
+        raise InvalidTask(cls, "set WORKERS (or the --prefix-workers option), not workers")
+    _check_count(cls, "MAX_ITEMS", getattr(cls, "MAX_ITEMS", None), QueueTask.max_items)
+    # The collection reads the class-level count; the option may raise it per instance.
+    workers = getattr(cls, "WORKERS", None)
+    cls.workers = _check_count(cls, "WORKERS", workers, QueueTask.worker_threads)
 
 
 class PriorityQueueTask(QueueTask):
