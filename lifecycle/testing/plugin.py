@@ -8,11 +8,13 @@ Fixtures:
   checked at teardown, after the fixtures that use the journal stopped what they started, and
   a violation there is a teardown error. Either way the message lists the audit's findings.
 * ``running_service``: a factory, ``running_service(ServiceClass, options=None, *,
-  journal=None, timeout=10.0)``: makes the service, starts it on a background thread, waits
-  (at most ``timeout`` seconds, woken by its journal) until it is running and returns it. At
-  teardown each service is asked to shut down and waited for (bounded by its stop deadline);
-  the test errors if one did not end ``stopped``, if a thread started since it was made is
-  still alive, or if its journal does not audit clean.
+  journal=None, timeout=10.0)``: makes the service, starts it on a background thread (a
+  service with async tasks is run there by `Service.run`, on an event loop of that thread's
+  own), waits (at most ``timeout`` seconds, woken by its journal) until it is running and
+  returns it. At teardown each service is asked to shut down and waited for (bounded by its
+  stop deadline); the test errors if one did not end ``stopped``, if a thread started since
+  it was made is still alive, if it abandoned coroutines that ignore cancellation, or if its
+  journal does not audit clean.
 
 Loaded in every pytest run of an environment where the package is installed, so importing it
 is cheap: beyond the package itself (what ``import lifecycle`` costs), the modules a fixture
@@ -86,7 +88,9 @@ def running_service() -> Iterator[Callable[..., Service]]:
 
     Raises `StateTimeout` if it is not running within ``timeout`` seconds, and the start's own
     error (an `InitError`, ...) if it failed to start. Each service made is shut down and
-    checked at teardown (see the module docstring).
+    checked at teardown (see the module docstring). A service with async tasks runs on its
+    own loop: its tasks' state may be read from the test, and waited for with
+    `wait_for_state`, but their coroutines run on that loop's thread.
     """
     started: list[_Started] = []
 
@@ -119,9 +123,16 @@ class _Started:
     def __init__(self, service: Service) -> None:
         self.service = service
         self.before = set(threading.enumerate())
-        self.error: BaseException | None = None
+        self.error: BaseException | None = None  # why it failed to start (it was raised)
+        self.raised: BaseException | None = None  # what `run` raised
+        # A service with async tasks needs a loop: `run` makes one on this thread, runs the
+        # service there until it has stopped, and closes it (no signal handlers off the main
+        # thread). A thread service is only started here: the stop is the teardown's `wait`.
+        self.served = service.has_async_tasks
         self.thread = threading.Thread(
-            target=self._start, name=f"running_service:{service.name}", daemon=True
+            target=self._run if self.served else self._start,
+            name=f"running_service:{service.name}",
+            daemon=True,
         )
 
     def _start(self) -> None:
@@ -129,6 +140,20 @@ class _Started:
             self.service.start()
         except BaseException as exc:  # raised in the test's thread by `start`
             self.error = exc
+
+    def _run(self) -> None:
+        try:
+            self.service.run()
+        except BaseException as exc:  # raised by `start`, or reported at teardown
+            self.raised = exc
+
+    def start_error(self) -> BaseException | None:
+        """What the start raised: under `run`, which reports a failed start by its exit code,
+        the error the service recorded (the `InitError`, ...)."""
+        if not self.served:
+            return self.error
+        errors = self.service.errors
+        return self.raised or (errors[0] if errors else self.service.failure)
 
     def start(self, timeout: float) -> None:
         from lifecycle.spec import ServiceState
@@ -141,6 +166,7 @@ class _Started:
         except StateUnreachable as exc:
             unreachable = exc
         self.thread.join(timeout)  # it failed to start: raise the start's own error
+        self.error = self.start_error()  # the service is not checked for ending failed
         raise self.error if self.error is not None else unreachable
 
     def stop(self) -> list[str]:
@@ -150,12 +176,19 @@ class _Started:
         service = self.service
         name = service.name
         service.shutdown("running_service: the test is over")
-        if service.state != ServiceState.NEW:
+        if self.served:
+            # `run` carries the stop out on its thread, bounded by the stop deadline and
+            # `serve`'s short graces; the loop is closed when it returns.
+            self.thread.join(float(service.stop_timeout) + 2.0 + THREAD_GRACE)
+        elif service.state != ServiceState.NEW:
             service.wait()  # bounded by the service's stop deadline
         self.thread.join(THREAD_GRACE)  # it returns once the service ended, or it hangs
         problems: list[str] = []
         if self.thread.is_alive():
-            problems.append(f"service {name!r}: its start() has not returned (a hook hangs)")
+            hook = "run" if self.served else "start"
+            problems.append(f"service {name!r}: its {hook}() has not returned (a hook hangs)")
+        if self.raised is not None and self.raised is not self.error:
+            problems.append(f"service {name!r}: its run() raised {self.raised!r}")
         if service.state != ServiceState.STOPPED and self.error is None:
             problems.append(
                 f"service {name!r} ended {service.state}, not stopped: {service.failure!r}"
@@ -167,6 +200,11 @@ class _Started:
         alive = [t.name for t in left if t.is_alive()]
         if alive:
             problems.append(f"service {name!r} left threads running: {', '.join(alive)}")
+        if service.abandoned:
+            coroutines = ", ".join(sorted(run.get_name() for run in service.abandoned))
+            problems.append(
+                f"service {name!r} abandoned coroutines that ignore cancellation: {coroutines}"
+            )
         problems += [f"service {name!r}: journal: {v}" for v in _violations(service.journal,
                                                                               partial=False)]
         return problems

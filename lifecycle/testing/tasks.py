@@ -14,17 +14,29 @@ injected around the tasks under test. Then the lifecycle promises are checked:
 Faults are injected into the *instances* the collection creates, never into a class: the
 dependencies (the classes DEPS and WANTS pull in that are not under test) get an `init_task`
 that skips or raises, or a stop that takes a while; a `SlowNeighbour` task of the kit's own
-stops slowly beside or above a task under test. Since the registered classes are the user's
-own, code such as ``self.service.tasks.require(Mailer)`` works as in production.
+stops slowly beside or above a task under test (an `AsyncTask` beside or above an async one).
+Since the registered classes are the user's own, code such as
+``self.service.tasks.require(Mailer)`` works as in production.
+
+Thread tasks and async tasks (`lifecycle.aio.AsyncTask` and its kinds) are checked alike, in
+any mix. A service with async tasks is run as in production, by `Service.serve` on an event
+loop of the kit's own thread; once it returned, every asyncio task still pending is reported
+(if user code made it) and cancelled, and the loop is closed, so that no example leaves a loop,
+a pending asyncio task or a thread behind. An async task stopped only by the engine's
+escalation (its ``run_loop`` ignored `stop_event` and was cancelled once its stop grace passed,
+within ``stop_timeout``) kept the promise, so it does not fail the check; it is reported with a
+`StopGraceWarning`.
 
 Nothing here can hang the caller: the service is started and waited for on threads of the kit,
 with deadlines. A task that does not stop in time is given up on (the collection's `fail`, as
-a service does at its stop deadline), reported with the hook its threads are stuck in, and
-abandoned: the engine's threads are daemon threads.
+a service does at its stop deadline), reported with the hook its threads or coroutines are stuck
+in, and abandoned: the engine's threads are daemon threads, and a coroutine that swallows every
+cancellation is left suspended on the closed loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import heapq
 import math
@@ -34,7 +46,8 @@ import sysconfig
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -51,16 +64,17 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "pip install 'lifecycle-engine[testing]'"
     ) from exc
 
+from lifecycle.aio.task import AsyncTask
 from lifecycle.audit import check
 from lifecycle.collection import Tasks
 from lifecycle.errors import InitError, StopTimeout, safe_str
 from lifecycle.journal import Journal, Transition
 from lifecycle.service import Service
-from lifecycle.spec import TASK, CollectionState, TaskState
+from lifecycle.spec import SERVICE, TASK, CollectionState, TaskState
 from lifecycle.stopping import stop_layers
 from lifecycle.task import SkipTask, Task, task_name
 
-__all__ = ["InjectedFault", "Scenario", "check_tasks"]
+__all__ = ["InjectedFault", "Scenario", "StopGraceWarning", "check_tasks"]
 
 #: When the stop is requested, simplest first (hypothesis shrinks towards the first).
 PHASES = ("while running", "before init", "during init", "while starting", "twice")
@@ -72,7 +86,12 @@ _HINTS = {
     "execute": "its execute did not return",
     "init_thread": "its init_thread did not return",
     "on_stop": "its on_stop did not return",
+    "init_task": "its init_task did not return",
 }
+#: What the kit adds to a hint when an async task's coroutine survived its cancellation.
+_SWALLOWS = " and swallows cancellation"
+#: The service records after which its `start` has returned (or never will run again).
+_START_OVER = frozenset({"started", "stop", "fail", "finish"})
 _HOOK_OF_STATE = {
     "registered": "its constructor",
     "created": "its init_task",
@@ -95,17 +114,27 @@ class InjectedFault(Exception):
     """What a dependency's `init_task` raises when `check_tasks` makes it fail."""
 
 
+class StopGraceWarning(UserWarning):
+    """An async task under test kept the stop promise only because the engine cancelled its
+    ``run_loop`` when its stop grace (``STOP_GRACE``) passed: the loop did not return on its
+    own when `stop_event` was set. Warned once per task and `check_tasks` call; turn it into a
+    failure with ``-W error::lifecycle.testing.StopGraceWarning``."""
+
+
 @attrs.frozen
 class Scenario:
     """One run of the tasks: when the stop is requested (``phase``) and around which task
     under test (``target``), the fault of each dependency (``faults``: name -> one of
     `DEP_FAULTS`), and where a slowly stopping neighbour sits (``neighbour``: ``"none"``,
-    ``"beside"`` or the name of the task under test it sits above, requiring it)."""
+    ``"beside"`` or the name of the task under test it sits above, requiring it), and whether
+    that neighbour is an async task (``async_neighbour``: it is when the task it sits above,
+    or for ``"beside"`` the target, is one)."""
 
     phase: str
     target: str
     faults: tuple[tuple[str, str], ...]
     neighbour: str
+    async_neighbour: bool = False
 
     def describe(self) -> str:
         """The scenario in words."""
@@ -117,10 +146,11 @@ class Scenario:
             "twice": f"once every task was running, and again while {self.target} was stopping",
         }[self.phase]
         faults = [f"{name} {fault} (injected)" for name, fault in self.faults if fault != "none"]
+        kind = "an async neighbour task" if self.async_neighbour else "a neighbour task"
         if self.neighbour == "beside":
-            faults.append("a neighbour task stops slowly beside them")
+            faults.append(f"{kind} stops slowly beside them")
         elif self.neighbour != "none":
-            faults.append(f"a neighbour task that requires {self.neighbour} stops slowly")
+            faults.append(f"{kind} that requires {self.neighbour} stops slowly")
         return f"stop requested {when}; " + ("; ".join(faults) if faults else "no fault injected")
 
 
@@ -140,10 +170,17 @@ class _Plan:
         return tuple(task_name(c) for c in self.under_test)
 
     def fault_choices(self, cls: type[Task]) -> list[str]:
-        choices = ["none", "skips", "fails"]
+        choices = ["none"]
+        if _has_init_task(cls):  # else the engine never calls an injected init_task
+            choices += ["skips", "fails"]
         if _has_on_stop(cls) or not cls.LOOPLESS:
             choices.append("stops slowly")
         return choices
+
+    def neighbour_is_async(self, where: str, target: str) -> bool:
+        """Whether the neighbour placed ``where`` (for a ``target``) is an async task."""
+        above = target if where == "beside" else where
+        return any(_is_async(c) for c in self.under_test if task_name(c) == above)
 
 
 @st.composite
@@ -155,7 +192,8 @@ def _scenarios(draw: st.DrawFn, plan: _Plan) -> Scenario:
         for dep in plan.dependencies
     )
     neighbour = draw(st.sampled_from(["none", "beside", *plan.names]))
-    return Scenario(phase, target, faults, neighbour)
+    async_neighbour = neighbour != "none" and plan.neighbour_is_async(neighbour, target)
+    return Scenario(phase, target, faults, neighbour, async_neighbour)
 
 
 def check_tasks(
@@ -169,22 +207,36 @@ def check_tasks(
     """Check that ``task_classes`` keep the lifecycle promises under faults; raise
     `AssertionError` naming what broke, in the smallest scenario hypothesis found.
 
-    Each of up to ``max_examples`` examples runs the classes (and the tasks their DEPS and
-    WANTS pull in) in a fresh ``service`` (a `Service` subclass: its options and attributes
-    are what the tasks see; its ``TASKS`` are replaced) with ``options``, through create,
+    The classes may be thread tasks (`Task` and its kinds), async tasks (`AsyncTask` and its
+    kinds) or any mix. Each of up to ``max_examples`` examples runs the classes (and the
+    tasks their DEPS and WANTS pull in) in a fresh ``service`` (a `Service` subclass: its
+    options and attributes are what the tasks see; its ``TASKS`` are replaced) with
+    ``options``, through create,
     init, start, stop and join, the stop requested at one of `PHASES`, the dependencies made
-    to skip, fail or stop slowly, and a neighbour task stopping slowly. It then checks that
+    to skip, fail or stop slowly, and a neighbour task stopping slowly (an async one beside
+    or above an async task); a service with async tasks runs under `Service.serve` on an
+    event loop of the kit's. It then checks that
     every task asked to stop ended within ``stop_timeout`` seconds of its ``stop`` record; that
     no task's code raised (a failed task, `SystemExit` included; `SkipTask` from `init_task`
     is how a task opts out); that no thread started during the run is still alive once it
-    ended (after a grace of a tenth of ``stop_timeout``); that every task, the collection and the
+    ended (after a grace of a tenth of ``stop_timeout``), and no asyncio task user code made
+    is still pending; that every task, the collection and the
     service ended terminal; and that the journal audits clean. The start (create, init, start)
     may take ``start_timeout`` seconds.
 
     The message leads with the first broken promise, in words a user can act on (``"Poller did
     not stop within 1.0 s after stop was requested while running; its run_loop does not watch
-    stop_event (...)"``), then the scenario and anything else found. Scenarios are drawn
+    stop_event (...)"``; for a coroutine that also survives its cancellation, ``"its run_loop
+    does not watch stop_event and swallows cancellation (coroutine 'Poller.run_loop' is still
+    at ...)"``), then the scenario and anything else found. Scenarios are drawn
     deterministically, so a run repeats.
+
+    An async task whose ``run_loop`` ignored `stop_event` but was cancelled by the engine
+    when its stop grace passed, within ``stop_timeout``, kept the promise: that is no failure,
+    but it is warned about with `StopGraceWarning` (once per task), since its ``run_loop``
+    relies on being cancelled. Cancelled later than ``stop_timeout`` (the default grace is
+    half the time left until the service's deadline, more than ``stop_timeout`` here), it did
+    not stop in time and fails the check.
 
     Cost: a run of well-behaved tasks takes what their start and stop take, plus a tenth of
     ``stop_timeout`` for the slow stops. A task that does not stop costs about
@@ -233,6 +285,9 @@ def check_tasks(
         if not broken:
             raise
         raise AssertionError(str(broken[0])) from None
+    finally:
+        for text in runner.cut_by_grace.values():
+            warnings.warn(StopGraceWarning(text), stacklevel=3)
 
 
 #: Once a scenario failed, how many more are run while hypothesis looks for a smaller one.
@@ -250,6 +305,8 @@ class _Runner:
         self.results: dict[Scenario, str | None] = {}
         self.failed = False
         self.budget = SHRINK_RUNS
+        #: Task -> the `StopGraceWarning` text for it (the first example that showed it).
+        self.cut_by_grace: dict[str, str] = {}
 
     def run(self, scenario: Scenario) -> None:
         if scenario not in self.results:
@@ -257,7 +314,10 @@ class _Runner:
                 if self.budget <= 0:
                     return
                 self.budget -= 1
-            findings = _Example(self.plan, scenario).run()
+            example = _Example(self.plan, scenario)
+            findings = example.run()
+            for name, text in getattr(example, "cut_by_grace", {}).items():
+                self.cut_by_grace.setdefault(name, text)
             self.results[scenario] = _message(findings, scenario) if findings else None
         message = self.results[scenario]
         if message is not None:
@@ -302,8 +362,19 @@ def _service_class(
     )
 
 
+def _is_async(cls: type[Task]) -> bool:
+    return issubclass(cls, AsyncTask)
+
+
 def _has_on_stop(cls: type[Task]) -> bool:
-    return cls.on_stop is not Task.on_stop
+    """Whether the engine calls ``on_stop`` (it looks at the class, not the instance)."""
+    return cls.on_stop not in (Task.on_stop, AsyncTask.on_stop)
+
+
+def _has_init_task(cls: type[Task]) -> bool:
+    """Whether an ``init_task`` given to an instance is called: always for a thread task;
+    an async task whose class has none is not awaited at all (the engine looks at the class)."""
+    return not _is_async(cls) or cls.init_task is not AsyncTask.init_task
 
 
 @attrs.frozen
@@ -331,10 +402,28 @@ class _Example:
         self.stopping: queue.SimpleQueue[tuple[str, float] | None] = queue.SimpleQueue()
         self.findings: list[_Finding] = []
         self.start_error: BaseException | None = None
+        # Set once the service's start has returned: by the thread that ran it, or (under
+        # `serve`, whose driver runs it) by the service record that follows it.
+        self.start_over = threading.Event()
+        # The async runtime: the kit's loop (None for thread tasks only), set once `serve`
+        # returned; where each async task overrunning its stop was stuck (task -> (hook,
+        # where), read on the loop); the asyncio tasks user code left pending; the engine's
+        # coroutines that survived cancellation (task -> their asyncio tasks' names).
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.served = threading.Event()
+        self.stuck: dict[str, tuple[str | None, str]] = {}
+        self.left_pending: list[tuple[str, str, str]] = []  # (owner, asyncio task, coroutine)
+        self.swallowed: dict[str, list[str]] = {}
+        #: Task -> the `StopGraceWarning` text, for async tasks stopped by the grace's cancel.
+        self.cut_by_grace: dict[str, str] = {}
+        self.late: set[str] = set()  # the tasks that did not stop within stop_timeout
+        self.hung_start = False  # the start did not return within start_timeout
         self.neighbour: type[Task] | None = None
         extra: list[type[Task]] = []
         if scenario.neighbour != "none":
-            self.neighbour = _neighbour(plan, scenario.neighbour, self.slow, self.release)
+            self.neighbour = _neighbour(
+                plan, scenario.neighbour, self.slow, self.release, scenario.async_neighbour
+            )
             extra.append(self.neighbour)
         cls = _service_class(plan.service, plan.under_test, extra)
         layers = stop_layers(*_graph([*plan.under_test, *plan.dependencies, *extra]))
@@ -351,26 +440,43 @@ class _Example:
     def run(self) -> list[_Finding]:
         before = set(threading.enumerate())
         plan, service = self.plan, self.service
+        served = service.has_async_tasks
         try:
             self._thread(self._watch, "check_tasks-watchdog")
-            starter = self._thread(self._start, "check_tasks-start")
-            starter.join(plan.start_timeout)
-            if starter.is_alive():
+            if served:  # as in production: serve() on a loop; its driver starts and waits
+                runner = self._thread(self._serve, "check_tasks-loop")
+            else:
+                runner = self._thread(self._start, "check_tasks-start")
+            if not self.start_over.wait(plan.start_timeout):
                 self._report_hung_start()
             elif self.scenario.phase in ("while running", "twice"):
                 self._wait_until_running(time.monotonic() + plan.start_timeout)
             service.shutdown("check_tasks: the scenario's stop request")
-            waiter = self._thread(service.wait, "check_tasks-wait")
-            bound = service.stop_timeout + 2.0  # the deadline, its grace, and some slack
-            waiter.join(bound)
-            if waiter.is_alive():
+            # The deadline, its grace, and some slack (`serve` adds two short graces: for
+            # the async hooks it cancels at the deadline, and for the coroutines it awaits).
+            bound = service.stop_timeout + (3.0 if served else 2.0)
+            if served:
+                ended = self.served.wait(bound)
+            else:
+                waiter = self._thread(service.wait, "check_tasks-wait")
+                waiter.join(bound)
+                ended = not waiter.is_alive()
+            if not ended:
                 self.findings.append(
                     _Finding(0, f"the service did not end within {bound:g} s of the stop "
                              f"request; it is {service.state} ({self._busy()})")
                 )
+            elif served:
+                runner.join(bound)  # the loop closes after a short grace per round of cancels
+                if runner.is_alive():
+                    self.findings.append(
+                        _Finding(0, "the event loop could not be closed after the service "
+                                 f"ended: a coroutine blocks it ({self._busy()})")
+                    )
             self._judge_start()
             self._judge_tasks()
             self._judge_threads(before)
+            self._judge_pending()
             self._judge_journal()
         finally:
             self.release.set()
@@ -391,6 +497,55 @@ class _Example:
             self.service.start()
         except BaseException as exc:  # judged later: the kit must not crash on it
             self.start_error = exc
+        finally:
+            self.start_over.set()
+
+    def _serve(self) -> None:
+        """The kit's loop thread: `Service.serve` on a new loop, then the loop's cleanup."""
+        loop = self.loop = asyncio.new_event_loop()
+        try:
+            try:
+                loop.run_until_complete(self.service.serve())
+            except BaseException as exc:  # judged later: the kit must not crash on it
+                self.start_error = exc
+            finally:
+                self.start_over.set()
+                self.served.set()
+            self._close_loop(loop)
+        finally:
+            loop.close()
+
+    def _close_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Once `serve` returned: note the asyncio tasks still pending (user code made them,
+        or the engine's coroutines that swallowed their cancellation, which `serve` keeps in
+        `Service.abandoned`), cancel them, wait a short grace, and shut the loop's async
+        generators and default executor down, with deadlines."""
+        engine = {id(run) for run in self.service.abandoned}
+        for task in self.tasks.tasks:
+            if isinstance(task, AsyncTask):
+                engine.update(id(run) for run in task._pending_runs())
+        pending = [run for run in asyncio.all_tasks(loop) if not run.done()]
+        for run in pending:
+            code = getattr(run.get_coro(), "cr_code", None)
+            if id(run) not in engine and (code is None or _user_frame(code.co_filename)):
+                coroutine = getattr(code, "co_qualname", "") if code is not None else ""
+                self.left_pending.append((self._owner_of(coroutine), run.get_name(), coroutine))
+            run.cancel()
+        grace = max(self.slow, 0.1)
+        if pending:
+            loop.run_until_complete(asyncio.wait(pending, timeout=grace))
+        for task in self.tasks.tasks:
+            if isinstance(task, AsyncTask):
+                still = [run.get_name() for run in task._pending_runs()]
+                if still:
+                    self.swallowed[task.name] = still
+        for run in pending:
+            if not run.done():  # suspended for good on a closed loop: not news at its gc
+                run._log_destroy_pending = False  # type: ignore[attr-defined]
+        with contextlib.suppress(TimeoutError):
+            loop.run_until_complete(asyncio.wait_for(loop.shutdown_asyncgens(), grace))
+        with contextlib.suppress(TimeoutError):
+            loop.run_until_complete(asyncio.wait_for(loop.shutdown_default_executor(), grace))
 
     def _wait_until_running(self, deadline: float) -> None:
         """Until every worker of every running task under test entered its run_loop (or the
@@ -410,7 +565,13 @@ class _Example:
 
     def _on_record(self, rec: Transition) -> None:
         # On the firing thread with the journal's lock held: quick work only, no triggers.
-        if rec.kind != TASK.name or not rec.ok:
+        if not rec.ok:
+            return
+        if rec.kind == SERVICE.name:
+            if rec.trigger in _START_OVER:  # `start` holds the drive lock until it returns
+                self.start_over.set()
+            return
+        if rec.kind != TASK.name:
             return
         phase, target = self.scenario.phase, self.scenario.target
         if rec.trigger == "create":
@@ -435,27 +596,49 @@ class _Example:
         if task is None:
             return
         fault = self.faults.get(name, "none")
+        coroutines = isinstance(task, AsyncTask)  # its hooks must stay coroutine functions
         if fault in ("skips", "fails"):
-            task.init_task = _faulty_init(name, fault)
+            task.init_task = (_faulty_init_async if coroutines else _faulty_init)(name, fault)
         elif fault == "stops slowly":
             hook = "on_stop" if _has_on_stop(type(task)) else "run_loop"
-            setattr(task, hook, _slowed(getattr(task, hook), self.slow, self.release))
+            slowed = _slowed_async if coroutines else _slowed
+            setattr(task, hook, slowed(getattr(task, hook), self.slow, self.release))
         if name in self.plan.names:
             if not task.LOOPLESS:
-                task.run_loop = self._counted(task.name, task.run_loop)
+                task.run_loop = self._counted(task.name, task.run_loop, coroutines)
             if self.scenario.phase == "during init" and name == self.scenario.target:
-                task.init_task = self._stopping_first(task.init_task)
+                if _has_init_task(type(task)):
+                    task.init_task = self._stopping_first(task.init_task, coroutines)
+                else:  # no init code to stop during: the stop comes just before its init
+                    self.service.shutdown("check_tasks: stop requested during init")
 
-    def _counted(self, name: str, run_loop: Callable[[], None]) -> Callable[[], None]:
+    def _entered(self, name: str) -> None:
+        with self.entered_changed:
+            self.entered[name] = self.entered.get(name, 0) + 1
+            self.entered_changed.notify_all()
+
+    def _counted(self, name: str, run_loop: Callable[[], Any], coroutines: bool) -> Any:
+        if coroutines:
+            async def run_loop_entered_async() -> None:
+                self._entered(name)
+                await run_loop()
+
+            return run_loop_entered_async
+
         def run_loop_entered() -> None:
-            with self.entered_changed:
-                self.entered[name] = self.entered.get(name, 0) + 1
-                self.entered_changed.notify_all()
+            self._entered(name)
             run_loop()
 
         return run_loop_entered
 
-    def _stopping_first(self, init_task: Callable[[], None]) -> Callable[[], None]:
+    def _stopping_first(self, init_task: Callable[[], Any], coroutines: bool) -> Any:
+        if coroutines:
+            async def init_task_with_a_stop_request_async() -> None:
+                self.service.shutdown("check_tasks: stop requested during init")
+                await init_task()
+
+            return init_task_with_a_stop_request_async
+
         def init_task_with_a_stop_request() -> None:
             self.service.shutdown("check_tasks: stop requested during init")
             init_task()
@@ -485,9 +668,25 @@ class _Example:
         tasks = self.tasks
         if tasks.state_of(name) in TASK.terminal:
             return
+        loop = self.loop
+        if loop is not None and isinstance(tasks.get(name), AsyncTask):
+            # Where its coroutines are, read on the loop (between two of its steps, so the
+            # frames hold still) before anything is cancelled: the callbacks run in order.
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to see
+                loop.call_soon_threadsafe(self._note_stuck, name)
         if tasks.state == CollectionState.STOPPING:
             with contextlib.suppress(Exception):  # it ended meanwhile: nothing to give up
                 tasks.fail(StopTimeout([name], self.plan.stop_timeout))
+
+    def _note_stuck(self, name: str) -> None:
+        """On the loop: where the coroutines of async task ``name`` are suspended."""
+        task = self.tasks.get(name)
+        if not isinstance(task, AsyncTask):
+            return
+        for run in task._pending_runs():
+            hook, where = _stuck_in_stack(_coroutine_frames(run.get_coro()))
+            self.stuck[name] = (hook, f"coroutine {run.get_name()!r} is still at {where}")
+            return
 
     # -- judging -----------------------------------------------------------------------------
 
@@ -500,6 +699,7 @@ class _Example:
         return [n for c in self.tasks.task_classes if (n := task_name(c)) != kit]
 
     def _report_hung_start(self) -> None:
+        self.hung_start = True
         name = self.tasks.initializing
         if name is not None:
             what = f"{name}'s init_task did not return"
@@ -543,6 +743,7 @@ class _Example:
             stop = stop_at.get(name)
             end = ended_at.get(name)
             if stop is not None and (end is None or end.mono - stop.mono > limit_ns):
+                self.late.add(name)
                 self.findings.append(
                     _Finding(2, f"{name} did not stop within {_seconds(self.plan.stop_timeout)} s "
                              f"after stop was requested {phase}; {self._why_late(name, stop, end)}")
@@ -553,6 +754,10 @@ class _Example:
                              "after the service ended")
                 )
             fail = failed.get(name)
+            if isinstance(getattr(self.tasks.get(name), "failure", None), StopTimeout) and (
+                name in self.late or self.hung_start
+            ):
+                continue  # the engine's give-up on a hook already reported as hung or late
             if fail is not None and self.faults.get(name) != "fails":
                 self.findings.append(_Finding(3, self._why_failed(name, fail, phase)))
         for subject in (self.tasks, self.service):
@@ -564,6 +769,8 @@ class _Example:
 
     def _why_late(self, name: str, stop: Transition, end: Transition | None) -> str:
         task = self.tasks.get(name)
+        if isinstance(task, AsyncTask):
+            return self._why_late_async(task, stop, end)
         threads = [*task.threads, *((task._hook,) if task._hook is not None else ())]
         frames = sys._current_frames()
         for thread in threads:
@@ -577,6 +784,27 @@ class _Example:
             took = (end.mono - stop.mono) / 1e9
             return f"it took {took:.2f} s"
         return "its threads have ended, but it did not"
+
+    def _why_late_async(self, task: AsyncTask, stop: Transition, end: Transition | None) -> str:
+        """`_why_late` for an async task: the hook its coroutine was suspended in when the
+        kit gave up on it, and whether the coroutine survived its cancellation."""
+        name = task.name
+        swallowed = name in self.swallowed
+        hook, where = self.stuck.get(name, (None, ""))
+        if hook is None and swallowed:  # not seen at the give-up: named by what survived
+            hook = self.swallowed[name][0].removeprefix(f"{name}.").split("-")[0]
+        if hook is None:
+            if end is not None:
+                took = (end.mono - stop.mono) / 1e9
+                return f"it took {took:.2f} s"
+            return "its coroutines have ended, but it did not"
+        hint = _HINTS.get(hook, "its code is still running")
+        if swallowed:
+            hint += _SWALLOWS
+        elif end is not None:
+            where = where.replace(" is still at ", " was at ", 1)
+            where += "; it ended only when cancelled" if task._cancel_cause else ""
+        return f"{hint} ({where})" if where else hint
 
     def _why_failed(self, name: str, rec: Transition, phase: str) -> str:
         source = str(rec.source)
@@ -601,6 +829,9 @@ class _Example:
             engine.update(task.threads)
             if task._hook is not None:
                 engine.add(task._hook)
+        for thread in threading.enumerate():  # the driver `serve` runs the collection on
+            if getattr(getattr(thread, "_target", None), "__self__", None) is self.service:
+                engine.add(thread)
         ours = self.kit_threads
         left = [
             t for t in threading.enumerate()
@@ -623,20 +854,50 @@ class _Example:
         owner = getattr(target, "__self__", None)
         if isinstance(owner, Task):
             return owner.name
-        qualname = getattr(target, "__qualname__", "")
+        return self._owner_of(getattr(target, "__qualname__", ""))
+
+    def _owner_of(self, qualname: str) -> str:
+        """The task whose class defines the function ``qualname`` names."""
         for name in self._user_names():
             if qualname.startswith(f"{name}."):
                 return name
         return "a task (which one is not known)"
+
+    def _judge_pending(self) -> None:
+        """Asyncio tasks user code left pending once the service ended; and the async tasks
+        under test that kept the stop promise only through the engine's cancellation."""
+        for owner, run, coroutine in self.left_pending:
+            running = f" (running {coroutine})" if coroutine else ""
+            self.findings.append(
+                _Finding(5, f"{owner} left an asyncio task pending after the tasks ended: "
+                         f"{run!r}{running}; await or cancel the asyncio tasks a task starts "
+                         "(in on_stop, or before run_loop returns)")
+            )
+        for task in self._tasks_under_test():
+            if (
+                isinstance(task, AsyncTask)
+                and task._cancel_cause is not None
+                and task.state == TaskState.STOPPED
+                and task.name not in self.late
+            ):
+                self.cut_by_grace[task.name] = (
+                    f"{task.name} stopped within {_seconds(self.plan.stop_timeout)} s only "
+                    f"because its run_loop was cancelled ({task._cancel_cause}); it does not "
+                    "return once stop_event is set: await stop_event.wait() (or check "
+                    "stop_event.is_set()) so that it ends on its own"
+                )
 
     def _judge_journal(self) -> None:
         for violation in check(self.journal):
             self.findings.append(_Finding(6, f"the journal does not audit clean: {violation}"))
 
 
-def _neighbour(plan: _Plan, where: str, delay: float, release: threading.Event) -> type[Task]:
+def _neighbour(
+    plan: _Plan, where: str, delay: float, release: threading.Event, coroutines: bool
+) -> type[Task]:
     """A LOOPLESS task of the kit's own whose `on_stop` takes ``delay`` seconds, beside the
-    tasks (no order) or above the task under test named ``where`` (requiring it)."""
+    tasks (no order) or above the task under test named ``where`` (requiring it); an
+    `AsyncTask` whose `on_stop` awaits the delay if ``coroutines``."""
     taken = {task_name(c) for c in (*plan.under_test, *plan.dependencies)}
     name = "SlowNeighbour"
     while name in taken:
@@ -646,10 +907,19 @@ def _neighbour(plan: _Plan, where: str, delay: float, release: threading.Event) 
     def on_stop(self: Task) -> None:
         release.wait(delay)  # a deliberate, bounded delay; set at cleanup
 
+    async def on_stop_async(self: Task) -> None:
+        await asyncio.sleep(delay)  # a deliberate, bounded delay
+
+    base: type[Task] = AsyncTask if coroutines else Task
     return type(
         name,
-        (Task,),
-        {"LOOPLESS": True, "DEPS": deps, "on_stop": on_stop, "__module__": __name__},
+        (base,),
+        {
+            "LOOPLESS": True,
+            "DEPS": deps,
+            "on_stop": on_stop_async if coroutines else on_stop,
+            "__module__": __name__,
+        },
     )
 
 
@@ -672,10 +942,29 @@ def _faulty_init(name: str, fault: str) -> Callable[[], None]:
     return init_task
 
 
+def _faulty_init_async(name: str, fault: str) -> Callable[[], Coroutine[Any, Any, None]]:
+    init = _faulty_init(name, fault)
+
+    async def init_task() -> None:
+        init()
+
+    return init_task
+
+
 def _slowed(hook: Callable[[], None], delay: float, release: threading.Event) -> Callable[[], None]:
     def slowly() -> None:
         hook()
         release.wait(delay)  # a deliberate, bounded delay; set at cleanup
+
+    return slowly
+
+
+def _slowed_async(
+    hook: Callable[[], Coroutine[Any, Any, None]], delay: float, release: threading.Event
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    async def slowly() -> None:
+        await hook()
+        await asyncio.sleep(delay)  # a deliberate, bounded delay (on the loop: no release)
 
     return slowly
 
@@ -697,7 +986,31 @@ def _user_frame(filename: str) -> bool:
 def _stuck_in(frame: FrameType) -> tuple[str | None, str]:
     """The hook a thread is in (the innermost frame named like one) and where it is (the
     innermost frame of user code, else the innermost frame)."""
-    stack = traceback.extract_stack(frame)  # outermost first
+    return _hook_and_spot(traceback.extract_stack(frame))  # outermost first
+
+
+def _stuck_in_stack(frames: Sequence[FrameType]) -> tuple[str | None, str]:
+    """`_stuck_in` for a suspended coroutine, from its frames (outermost first)."""
+    return _hook_and_spot(traceback.StackSummary.extract((f, f.f_lineno) for f in frames))
+
+
+def _coroutine_frames(coroutine: object) -> list[FrameType]:
+    """The frames of a suspended coroutine and of what it awaits, outermost first
+    (`asyncio.Task.get_stack` gives only the outermost one of a suspended coroutine)."""
+    frames: list[FrameType] = []
+    seen: set[int] = set()
+    while coroutine is not None and id(coroutine) not in seen:  # a loop: any depth
+        seen.add(id(coroutine))
+        frame = getattr(coroutine, "cr_frame", None) or getattr(coroutine, "gi_frame", None)
+        if frame is not None:
+            frames.append(frame)
+        coroutine = getattr(coroutine, "cr_await", None) or getattr(coroutine, "gi_yieldfrom", None)
+    return frames
+
+
+def _hook_and_spot(stack: traceback.StackSummary) -> tuple[str | None, str]:
+    if not stack:
+        return None, "an unknown place"
     hook = next((f.name for f in reversed(stack) if f.name in _HINTS), None)
     spot = next((f for f in reversed(stack) if _user_frame(f.filename)), stack[-1])
     return hook, f"{spot.filename}:{spot.lineno}, in {spot.name}"
