@@ -41,7 +41,7 @@ from lifecycle.shutdown import ShutdownRequests
 from lifecycle.spec import SERVICE, TASK, CollectionState, ServiceState
 from lifecycle.task import Task, task_name
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "Service", "TaskSummary", "summarize"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "RestartUnsupported", "Service", "TaskSummary", "summarize"]
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
@@ -61,6 +61,23 @@ _DETECTOR_MODULE = "lifecycle.aio.blocking"
 #: Seconds granted, once the stop deadline passed, to stop the tasks left in order before
 #: every remaining stop is begun at once (the process still exits within about a second).
 LATE_STOP_GRACE = 0.5
+
+
+class RestartUnsupported(LifecycleError):
+    """`Service.restart` was asked of a service it cannot restart: one with async tasks,
+    whose fresh service would have no event loop to run them on (`restart` starts it, as
+    `start` does, and only `run` or `serve` provide a loop). Nothing was stopped.
+
+    Attributes: ``service`` (its name) and ``reason``.
+    """
+
+    def __init__(self, service: str, reason: str) -> None:
+        self.service = service
+        self.reason = reason
+        super().__init__(f"cannot restart service {service!r}: {reason}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.service, self.reason))
 
 
 class Service:
@@ -443,7 +460,19 @@ class Service:
         in-memory one by default: a journal records one run). It is started, not run: call its
         `wait` or `shutdown`. Raises `LifecycleError` chaining the cause, without starting
         anything, if this service did not stop cleanly (tasks might still be running).
+
+        Raises `RestartUnsupported`, before stopping anything, for a service with async tasks:
+        the fresh one would need an event loop; shut this one down and `run` or `serve` a new
+        one (``type(service)(service.options)``).
         """
+        if self.has_async_tasks:
+            names = [task_name(c) for c in self.tasks.task_classes if issubclass(c, AsyncTask)]
+            raise RestartUnsupported(
+                self.name,
+                f"it has async tasks ({', '.join(names)}), and the fresh service restart() "
+                "starts would have no event loop to run them on; shut it down, then run() or "
+                "`await serve()` a new one with the same options",
+            )
         self.shutdown("restart requested")
         self.wait()
         if self.state != ServiceState.STOPPED:

@@ -5,9 +5,12 @@
   and their journal.
 * `check_tasks(*task_classes, stop_timeout=..., max_examples=...)` drives task classes (with
   the tasks their DEPS and WANTS pull in) through a service's whole lifecycle under scenarios
-  hypothesis chooses, and raises `AssertionError` naming what broke a lifecycle promise.
+  hypothesis chooses, and raises `AssertionError` naming what broke a lifecycle promise;
+  thread tasks and async tasks alike (`StopGraceWarning`: an async task stopped only by the
+  engine's cancellation).
 * `wait_for_state(subject, state, timeout)` waits, without polling, until a task, collection,
-  service or `Lifecycle` is in a state; `StateTimeout` and `StateUnreachable` are its errors.
+  service or `Lifecycle` is in a state; `StateTimeout`, `StateUnreachable` and
+  `WaitOnLoopThread` (called on the event loop its subject runs on) are its errors.
 * `lifecycle.testing.plugin` is the pytest plugin (loaded through the ``pytest11`` entry
   point): the ``lifecycle_journal`` and ``running_service`` fixtures.
 
@@ -23,10 +26,23 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lifecycle.testing.machines import check_machine
-    from lifecycle.testing.tasks import check_tasks
-    from lifecycle.testing.waiting import StateTimeout, StateUnreachable, wait_for_state
+    from lifecycle.testing.tasks import StopGraceWarning, check_tasks
+    from lifecycle.testing.waiting import (
+        StateTimeout,
+        StateUnreachable,
+        WaitOnLoopThread,
+        wait_for_state,
+    )
 
-__all__ = ["StateTimeout", "StateUnreachable", "check_machine", "check_tasks", "wait_for_state"]
+__all__ = [
+    "StateTimeout",
+    "StateUnreachable",
+    "StopGraceWarning",
+    "WaitOnLoopThread",
+    "check_machine",
+    "check_tasks",
+    "wait_for_state",
+]
 
 #: Public name -> the module of this package that defines it, imported on first use.
 _LAZY = {
@@ -34,6 +50,8 @@ _LAZY = {
     "wait_for_state": "lifecycle.testing.waiting",
     "StateTimeout": "lifecycle.testing.waiting",
     "StateUnreachable": "lifecycle.testing.waiting",
+    "WaitOnLoopThread": "lifecycle.testing.waiting",
+    "StopGraceWarning": "lifecycle.testing.tasks",
     "check_machine": "lifecycle.testing.machines",
 }
 

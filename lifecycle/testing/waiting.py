@@ -8,6 +8,7 @@ reached (the subject ended elsewhere, or moved past it for good).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import math
 import threading
@@ -19,7 +20,13 @@ from lifecycle.errors import LifecycleError
 from lifecycle.journal import Transition
 from lifecycle.spec import MachineSpec
 
-__all__ = ["StateTimeout", "StateUnreachable", "resolve_lifecycle", "wait_for_state"]
+__all__ = [
+    "StateTimeout",
+    "StateUnreachable",
+    "WaitOnLoopThread",
+    "resolve_lifecycle",
+    "wait_for_state",
+]
 
 
 class StateTimeout(LifecycleError, TimeoutError):
@@ -68,6 +75,29 @@ class StateUnreachable(LifecycleError):
         return (type(self), (self.subject, self.kind, self.wanted, self.state, self.terminal))
 
 
+class WaitOnLoopThread(LifecycleError, RuntimeError):
+    """`wait_for_state` was called on the thread of the event loop its subject's code runs
+    on: the wait would block that loop, and so the transitions it waits for (an async task's
+    hooks, the stop of a served service) could never come.
+
+    Attributes: ``subject`` (its name), ``kind`` (its machine) and ``wanted`` (the state).
+    """
+
+    def __init__(self, subject: str, kind: str, wanted: str) -> None:
+        self.subject = subject
+        self.kind = kind
+        self.wanted = wanted
+        super().__init__(
+            f"wait_for_state({kind} {subject!r}, {wanted}) was called on the thread of the "
+            "event loop its code runs on; blocking there would stall the loop the wait depends "
+            "on: call it from another thread (in a coroutine: await asyncio.to_thread("
+            "wait_for_state, ...))"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.subject, self.kind, self.wanted))
+
+
 @functools.cache
 def reachable(spec: MachineSpec) -> Mapping[str, frozenset[str]]:
     """State -> every state reachable from it (itself included) under ``spec``'s table."""
@@ -105,6 +135,20 @@ def resolve_lifecycle(subject: object) -> Lifecycle:
     )
 
 
+def _subject_loop(subject: object) -> asyncio.AbstractEventLoop | None:
+    """The event loop ``subject``'s code runs on, as far as it tells: an async task's or a
+    collection's ``loop``, a service's collection's, or, for a task, its service's (None if
+    none: a thread-only service, or a bare `Lifecycle`)."""
+    if isinstance(subject, Lifecycle):
+        return None
+    for owner in (subject, getattr(subject, "service", None)):
+        for holder in (owner, getattr(owner, "tasks", None)):
+            loop = getattr(holder, "loop", None)
+            if isinstance(loop, asyncio.AbstractEventLoop):
+                return loop
+    return None
+
+
 def wait_for_state(subject: object, state: str, timeout: float) -> Any:
     """Block until ``subject`` is in ``state``; return that state (a member of its enum).
 
@@ -119,8 +163,14 @@ def wait_for_state(subject: object, state: str, timeout: float) -> Any:
     state from which ``state`` cannot be reached (it ended otherwise, or moved past it);
     `InvalidSpec` for a state its machine does not have; `TypeError` for a subject without a
     lifecycle and `ValueError` for a bad timeout. A lifecycle without a journal (nothing to
-    wake on) raises `LifecycleError`. Safe from any thread but the one that would fire the
-    transition (which would then never come).
+    wake on) raises `LifecycleError`.
+
+    It blocks the calling thread. Safe from any thread but one that would fire the
+    transition (which would then never come): in particular, never on the thread of the event
+    loop an async task or a served service runs on. Called there, when it would have to wait
+    it raises `WaitOnLoopThread` instead of stalling the loop (from a coroutine, use
+    ``await asyncio.to_thread(wait_for_state, ...)``). The loop is known from the subject (a
+    task, a collection or a service), not from a bare `Lifecycle`.
 
     Records are matched by machine and subject name: two subjects of one machine with the
     same name in one journal (two collections named alike sharing a journal) wake each
@@ -159,6 +209,8 @@ def wait_for_state(subject: object, state: str, timeout: float) -> Any:
             return current
         if wanted not in can_reach[str(current)]:
             raise _unreachable(lc, wanted, current)
+        if timeout > 0 and _on_loop_of(subject):
+            raise WaitOnLoopThread(lc.subject, spec.name, str(wanted))
         unsubscribe = subscribe(listener)
     try:
         woken.wait(timeout)
@@ -170,6 +222,17 @@ def wait_for_state(subject: object, state: str, timeout: float) -> Any:
         if wanted not in can_reach.get(str(dest), ()):
             raise _unreachable(lc, wanted, dest)
     raise StateTimeout(lc.subject, spec.name, str(wanted), str(lc.state), timeout)
+
+
+def _on_loop_of(subject: object) -> bool:
+    """Whether this thread runs the event loop ``subject``'s code runs on."""
+    loop = _subject_loop(subject)
+    if loop is None:
+        return False
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:  # no loop runs on this thread
+        return False
 
 
 def _unreachable(lc: Lifecycle, wanted: Any, state: Any) -> StateUnreachable:
