@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import pickle
 import threading
@@ -12,9 +13,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lifecycle import Journal, Lifecycle, LifecycleError, Service, Task, Tasks
+from lifecycle.aio import AsyncTask
 from lifecycle.errors import InvalidSpec
 from lifecycle.spec import SPECS, TASK, CollectionState, ServiceState, TaskState
-from lifecycle.testing import StateTimeout, StateUnreachable, wait_for_state
+from lifecycle.testing import StateTimeout, StateUnreachable, WaitOnLoopThread, wait_for_state
 from tests.fakes import WAIT
 
 T = TaskState
@@ -221,3 +223,99 @@ def test_with_no_time_left_the_answer_follows_the_table(
         with pytest.raises(StateUnreachable):
             wait_for_state(lc, wanted, 0)
     assert str(lc.state) == current  # waiting changes nothing
+
+
+# -- async tasks ---------------------------------------------------------------------------------
+
+
+class _Beat(Task):
+    def run_loop(self) -> None:
+        self.stop_event.wait()
+
+
+class _Ping(AsyncTask):
+    DEPS = (_Beat,)
+
+    async def run_loop(self) -> None:
+        await self.stop_event.wait()
+
+
+class _Served(Service):
+    TASKS = (_Ping,)
+
+
+class _Serving:
+    """A `_Served` service under `serve` on a loop of a thread of its own."""
+
+    def __init__(self) -> None:
+        self.service = _Served({"stop_timeout": 5.0})
+        self.loop = asyncio.new_event_loop()
+        self.codes: list[int] = []
+        self.thread = threading.Thread(target=self._run, name="loop")
+
+    def _run(self) -> None:
+        try:
+            self.codes.append(self.loop.run_until_complete(self.service.serve()))
+        finally:
+            self.loop.close()
+
+    def on_loop(self, call: Callable[[], object]) -> object:
+        """``call()`` on the loop's thread (inside a coroutine); its result or error."""
+
+        async def probe() -> object:
+            try:
+                return call()
+            except Exception as exc:
+                return exc
+
+        return asyncio.run_coroutine_threadsafe(probe(), self.loop).result(WAIT)
+
+    def __enter__(self) -> _Serving:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.service.shutdown("the test is over")
+        self.thread.join(WAIT)
+
+
+def test_waits_on_an_async_task_and_its_served_service_from_another_thread() -> None:
+    with _Serving() as serving:
+        service = serving.service
+        assert wait_for_state(service, ServiceState.RUNNING, WAIT) == ServiceState.RUNNING
+        ping = service.tasks.get(_Ping)
+        assert wait_for_state(ping, "running", WAIT) == T.RUNNING
+        subscribed = spy_on_subscriptions(service.journal)
+        thread, outcome = wait_elsewhere(ping, "stopped")
+        assert subscribed.wait(WAIT)
+        service.shutdown("done")
+        thread.join(WAIT)
+        assert outcome == [T.STOPPED]
+    assert serving.codes == [0]
+
+
+def test_on_the_loop_thread_of_its_subject_it_refuses_to_block_with_a_typed_error() -> None:
+    with _Serving() as serving:
+        service = serving.service
+        wait_for_state(service, ServiceState.RUNNING, WAIT)
+        ping, beat = service.tasks.get(_Ping), service.tasks.get(_Beat)
+        for subject in (ping, beat, service, service.tasks):
+            error = serving.on_loop(lambda s=subject: wait_for_state(s, "stopped", WAIT))
+            assert isinstance(error, WaitOnLoopThread) and isinstance(error, LifecycleError)
+            assert "was called on the thread of the event loop its code runs on" in str(error)
+            assert error.wanted == "stopped"
+        # Nothing to wait for: the answer comes without blocking, as anywhere.
+        assert serving.on_loop(lambda: wait_for_state(ping, "running", WAIT)) == T.RUNNING
+        assert isinstance(serving.on_loop(lambda: wait_for_state(ping, "stopped", 0)),
+                          StateTimeout)
+        assert isinstance(serving.on_loop(lambda: wait_for_state(ping, "created", WAIT)),
+                          StateUnreachable)
+        # Still running: the refusal changed nothing.
+        assert ping.running and service.state == ServiceState.RUNNING
+    assert serving.codes == [0]
+
+
+def test_wait_on_loop_thread_pickles_with_its_attributes() -> None:
+    error = pickle.loads(pickle.dumps(WaitOnLoopThread("Ping", "task", "stopped")))
+    assert (error.subject, error.kind, error.wanted) == ("Ping", "task", "stopped")
+    assert str(error).startswith("wait_for_state(task 'Ping', stopped) was called on the thread")
