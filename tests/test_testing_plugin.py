@@ -45,6 +45,37 @@ class Leaky(Task):
 
 class LeakyApp(Service):
     TASKS = (Leaky,)
+
+import asyncio
+from lifecycle.aio import AsyncTask
+
+class Pump(AsyncTask):
+    DEPS = (Waiter,)
+    async def run_loop(self):
+        await self.stop_event.wait()
+
+class AsyncApp(Service):
+    TASKS = (Pump,)
+
+class BrokenPump(AsyncTask):
+    LOOPLESS = True
+    async def init_task(self):
+        raise RuntimeError("no broker")
+
+class BrokenAsyncApp(Service):
+    TASKS = (BrokenPump,)
+
+class Stubborn(AsyncTask):
+    STOP_GRACE = 0.05
+    async def run_loop(self):
+        for _ in range(200):  # ignores stop_event and swallows its cancellation for a while
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                pass
+
+class StubbornApp(Service):
+    TASKS = (Stubborn,)
 '''
 
 
@@ -181,6 +212,78 @@ def test_running_service_fails_the_teardown_of_a_service_that_leaves_a_thread(
     result = services.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*service 'LeakyApp' left threads running: leaked*"])
+
+
+def test_running_service_runs_a_service_with_async_tasks_on_a_loop_and_stops_it_cleanly(
+    services: pytest.Pytester,
+) -> None:
+    services.makepyfile(
+        """
+        import threading
+        from lifecycle import ServiceState
+        from lifecycle.testing import wait_for_state
+        from apps import AsyncApp
+
+        def test_it(running_service):
+            app = running_service(AsyncApp)
+            assert app.state == ServiceState.RUNNING
+            assert app.tasks.Pump.running and app.tasks.Waiter.running
+            assert app.tasks.Pump.loop is not None and app.tasks.Pump.loop.is_running()
+            assert wait_for_state(app.tasks.Pump, "running", 5) == "running"
+            pytest_app.append((app, set(threading.enumerate())))
+
+        pytest_app = []
+
+        def test_afterwards():
+            ((app, during),) = pytest_app
+            assert app.state == ServiceState.STOPPED and app.exit_code == 0
+            assert app.tasks.Pump.loop.is_closed()
+            assert not any(t.is_alive() for t in during if t is not threading.main_thread())
+        """
+    )
+    result = services.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
+def test_running_service_raises_the_start_error_of_an_async_service_that_cannot_start(
+    services: pytest.Pytester,
+) -> None:
+    services.makepyfile(
+        """
+        import pytest
+        from lifecycle import InitError
+        from apps import BrokenAsyncApp
+
+        def test_it(running_service):
+            with pytest.raises(InitError) as info:
+                running_service(BrokenAsyncApp)
+            assert "no broker" in str(info.value.__cause__)
+        """
+    )
+    result = services.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+def test_running_service_fails_the_teardown_of_an_async_service_that_abandons_a_coroutine(
+    services: pytest.Pytester,
+) -> None:
+    services.makepyfile(
+        """
+        from apps import StubbornApp
+
+        def test_it(running_service):
+            running_service(StubbornApp, {"stop_timeout": 0.2})
+        """
+    )
+    result = services.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*service 'StubbornApp' ended failed, not stopped*",
+            "*service 'StubbornApp' abandoned coroutines that ignore cancellation: "
+            "Stubborn.run_loop*",
+        ]
+    )
 
 
 def test_the_readme_running_service_example_passes(pytester: pytest.Pytester) -> None:

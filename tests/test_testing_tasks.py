@@ -8,8 +8,11 @@ the end of each test, so that nothing they leave behind outlives it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -17,8 +20,9 @@ from types import ModuleType
 import pytest
 
 from lifecycle import DependencyCycle, InvalidTask, OptionError, Service, SkipTask, Task
-from lifecycle.demo import DemoService, Mailer, Producer
-from lifecycle.testing import check_tasks
+from lifecycle.aio import AsyncPeriodicTask, AsyncQueueTask, AsyncTask
+from lifecycle.demo import DemoService, Mailer, Pinger, Producer
+from lifecycle.testing import StopGraceWarning, check_tasks
 from lifecycle.testing.tasks import SHRINK_RUNS, Scenario, _Example, _Finding, _Runner
 from tests.fakes import WAIT
 
@@ -46,6 +50,12 @@ def failure_of(*classes: type[Task], **kwargs: object) -> str:
 
 def test_the_demo_tasks_keep_every_promise() -> None:
     check_tasks(*DemoService.TASKS, service=DemoService)
+
+
+def test_the_demo_async_task_keeps_every_promise_beside_its_thread_dependency() -> None:
+    # Pinger (async) requires Heartbeat (a thread task): faults go into the thread task, the
+    # neighbour that sits above Pinger is an async task.
+    check_tasks(Pinger, service=DemoService, max_examples=15)
 
 
 def test_a_task_whose_dependencies_are_pulled_in_passes_with_faults_injected_into_them() -> None:
@@ -331,3 +341,199 @@ def test_the_readme_service_tasks_keep_every_promise() -> None:
     module = ModuleType("readme_example")
     exec(compile(blocks[0], str(README), "exec"), module.__dict__)
     check_tasks(*module.App.TASKS, service=module.App, options={"Poller_interval": 0.01})
+
+
+# -- async tasks --------------------------------------------------------------------------------
+
+
+def test_a_chain_of_dependencies_across_kinds_keeps_every_promise() -> None:
+    class Feed(Task):  # thread <- async <- thread <- async
+        def run_loop(self) -> None:
+            self.stop_event.wait()
+
+    class Fetcher(AsyncTask):
+        DEPS = (Feed,)
+
+        async def init_task(self) -> None:
+            self.feed = self.service.tasks.require(Feed)
+
+        async def run_loop(self) -> None:
+            await self.stop_event.wait()
+
+        async def on_stop(self) -> None:
+            await asyncio.sleep(0)
+
+    class Indexer(Task):
+        DEPS = (Fetcher,)
+
+        def run_loop(self) -> None:
+            self.stop_event.wait()
+
+    class Reporter(AsyncTask):
+        DEPS = (Indexer,)
+        LOOPLESS = True
+
+    before = set(threading.enumerate())
+    check_tasks(Fetcher, Reporter, max_examples=30)
+    assert set(threading.enumerate()) <= before  # no thread, and so no loop, is left
+
+
+def test_async_dependencies_get_async_faults_and_async_tasks_an_async_neighbour(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Store(AsyncTask):
+        async def init_task(self) -> None:
+            pass
+
+        async def run_loop(self) -> None:
+            await self.stop_event.wait()
+
+    class Cache(AsyncTask):
+        DEPS = (Store,)
+        LOOPLESS = True
+
+    seen: list[tuple[Scenario, str, list[str]]] = []
+    run = _Example.run
+
+    def recording(self: _Example) -> list[object]:
+        found = run(self)
+        neighbour = self.tasks.get("SlowNeighbour")
+        kinds = [type(neighbour).__mro__[1].__name__] if neighbour is not None else []
+        seen.append((self.scenario, self.service.state.value, kinds))
+        return found  # type: ignore[return-value]
+
+    monkeypatch.setattr(_Example, "run", recording)
+    check_tasks(Cache, max_examples=40)
+    assert {fault for scenario, _, _ in seen for _, fault in scenario.faults} == {
+        "none", "skips", "fails", "stops slowly"
+    }
+    # The injected coroutine faults took effect: a failing Store fails the service.
+    assert any(s == "failed" and ("Store", "fails") in sc.faults for sc, s, _ in seen)
+    neighbours = [(sc, kinds) for sc, _, kinds in seen if sc.neighbour != "none"]
+    assert neighbours
+    assert all(sc.async_neighbour and kinds == ["AsyncTask"] for sc, kinds in neighbours)
+    assert "an async neighbour task" in neighbours[0][0].describe()
+
+
+def test_async_periodic_and_queue_tasks_keep_every_promise() -> None:
+    class Tick(AsyncPeriodicTask):
+        INTERVAL = 0.01
+
+        async def execute(self) -> int:
+            return self.iterations
+
+    class Mail(AsyncQueueTask):
+        async def execute(self, item: object, context: object) -> object:
+            return item
+
+    check_tasks(Tick, Mail, max_examples=10)
+
+
+def test_an_async_task_that_ignores_stop_event_and_swallows_cancellation_is_named() -> None:
+    class Stubborn(AsyncTask):
+        async def run_loop(self) -> None:
+            while True:  # never looks at stop_event, and takes no cancellation
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.sleep(WAIT)
+
+    before = set(threading.enumerate())
+    message = failure_of(Stubborn, stop_timeout=STOP)
+    first = message.splitlines()[0]
+    assert first.startswith(
+        "Stubborn did not stop within 0.3 s after stop was requested while running; its "
+        "run_loop does not watch stop_event and swallows cancellation (coroutine "
+        "'Stubborn.run_loop' is still at "
+    )
+    assert f"{Path(__file__).name}:" in first and first.endswith(", in run_loop)")
+    assert "scenario (the smallest found): stop requested once every task was running; " \
+        "no fault injected" in message
+    assert set(threading.enumerate()) <= before  # the kit closed its loops: no thread is left
+
+
+def test_an_async_task_that_ignores_stop_event_is_named_even_if_cancelling_ends_it() -> None:
+    class Sleeper(AsyncTask):
+        async def run_loop(self) -> None:
+            await asyncio.sleep(WAIT)  # never looks at stop_event; the default grace is long
+
+    first = failure_of(Sleeper, stop_timeout=STOP, max_examples=1).splitlines()[0]
+    assert first.startswith(
+        "Sleeper did not stop within 0.3 s after stop was requested while running; its "
+        "run_loop does not watch stop_event (coroutine 'Sleeper.run_loop' was at "
+    )
+    assert first.endswith(", in run_loop; it ended only when cancelled)")
+
+
+def test_an_async_task_stopped_in_time_only_by_its_stop_grace_passes_with_a_warning() -> None:
+    class Sleeper(AsyncTask):
+        STOP_GRACE = 0.0  # cancelled at once: within stop_timeout
+
+        async def run_loop(self) -> None:
+            await asyncio.sleep(WAIT)
+
+    with pytest.warns(StopGraceWarning) as caught:
+        check_tasks(Sleeper, stop_timeout=STOP, max_examples=5)
+    assert len(caught) == 1  # once per task, not per example
+    assert str(caught[0].message).startswith(
+        "Sleeper stopped within 0.3 s only because its run_loop was cancelled (run_loop still "
+        "running 0 s after stop_event was set (the stop grace): cancelled); it does not return "
+        "once stop_event is set"
+    )
+
+
+def test_an_async_task_that_watches_stop_event_gets_no_warning() -> None:
+    class Watcher(AsyncTask):
+        STOP_GRACE = 0.0
+
+        async def run_loop(self) -> None:
+            await self.stop_event.wait()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StopGraceWarning)
+        check_tasks(Watcher, max_examples=5)
+
+
+def test_an_asyncio_task_left_pending_by_an_async_task_is_reported() -> None:
+    class Leaker(AsyncTask):
+        LOOPLESS = True
+
+        async def init_task(self) -> None:
+            self.background = asyncio.get_running_loop().create_task(self.tick(), name="ticker")
+
+        async def tick(self) -> None:
+            await asyncio.sleep(WAIT)
+
+    first = failure_of(Leaker, max_examples=1).splitlines()[0]
+    assert first == (
+        "Leaker left an asyncio task pending after the tasks ended: 'ticker' (running "
+        f"{Leaker.tick.__qualname__}); await or cancel the asyncio tasks a task starts (in "
+        "on_stop, or before run_loop returns)"
+    )
+
+
+def test_an_async_init_task_that_hangs_does_not_hang_the_kit() -> None:
+    class Connector(AsyncTask):
+        LOOPLESS = True
+
+        async def init_task(self) -> None:
+            await asyncio.sleep(WAIT)
+
+    message = failure_of(Connector, stop_timeout=0.1, start_timeout=0.2, max_examples=1)
+    assert message.splitlines()[0] == (
+        "Connector's init_task did not return within 0.2 s (a hook that blocks must give up "
+        "on its own, or watch a deadline)"
+    )
+    assert "also found" not in message  # the engine's give-up is not the task's own error
+
+
+def test_an_async_hook_that_raises_is_reported_with_the_hook_and_the_error() -> None:
+    class Closer(AsyncTask):
+        LOOPLESS = True
+
+        async def on_stop(self) -> None:
+            raise RuntimeError("cannot close the socket")
+
+    first = failure_of(Closer).splitlines()[0]
+    assert first.startswith(
+        "Closer failed while stopping: its on_stop raised RuntimeError: cannot close the socket "
+        f"(at {__file__}:"
+    )

@@ -526,10 +526,16 @@ class _Example:
                 engine.update(id(run) for run in task._pending_runs())
         pending = [run for run in asyncio.all_tasks(loop) if not run.done()]
         for run in pending:
-            code = getattr(run.get_coro(), "cr_code", None)
+            coro = run.get_coro()
+            code = getattr(coro, "cr_code", None)
             if id(run) not in engine and (code is None or _user_frame(code.co_filename)):
                 coroutine = getattr(code, "co_qualname", "") if code is not None else ""
-                self.left_pending.append((self._owner_of(coroutine), run.get_name(), coroutine))
+                frame = getattr(coro, "cr_frame", None)
+                method_of = frame.f_locals.get("self") if frame is not None else None
+                owner = method_of.name if isinstance(method_of, Task) else None
+                self.left_pending.append(
+                    (owner or self._owner_of(coroutine), run.get_name(), coroutine)
+                )
             run.cancel()
         grace = max(self.slow, 0.1)
         if pending:
@@ -858,8 +864,9 @@ class _Example:
 
     def _owner_of(self, qualname: str) -> str:
         """The task whose class defines the function ``qualname`` names."""
+        scopes = qualname.split(".")[:-1]  # a class defined in a function: f.<locals>.Task.m
         for name in self._user_names():
-            if qualname.startswith(f"{name}."):
+            if name in scopes:
                 return name
         return "a task (which one is not known)"
 
