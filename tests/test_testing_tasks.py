@@ -473,6 +473,7 @@ def test_an_async_task_stopped_in_time_only_by_its_stop_grace_passes_with_a_warn
     with pytest.warns(StopGraceWarning) as caught:
         check_tasks(Sleeper, stop_timeout=STOP, max_examples=5)
     assert len(caught) == 1  # once per task, not per example
+    assert caught[0].filename == __file__  # it points at the check_tasks call
     assert str(caught[0].message).startswith(
         "Sleeper stopped within 0.3 s only because its run_loop was cancelled (run_loop still "
         "running 0 s after stop_event was set (the stop grace): cancelled); it does not return "

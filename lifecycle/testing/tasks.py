@@ -211,18 +211,17 @@ def check_tasks(
     kinds) or any mix. Each of up to ``max_examples`` examples runs the classes (and the
     tasks their DEPS and WANTS pull in) in a fresh ``service`` (a `Service` subclass: its
     options and attributes are what the tasks see; its ``TASKS`` are replaced) with
-    ``options``, through create,
-    init, start, stop and join, the stop requested at one of `PHASES`, the dependencies made
-    to skip, fail or stop slowly, and a neighbour task stopping slowly (an async one beside
-    or above an async task); a service with async tasks runs under `Service.serve` on an
-    event loop of the kit's. It then checks that
-    every task asked to stop ended within ``stop_timeout`` seconds of its ``stop`` record; that
-    no task's code raised (a failed task, `SystemExit` included; `SkipTask` from `init_task`
-    is how a task opts out); that no thread started during the run is still alive once it
-    ended (after a grace of a tenth of ``stop_timeout``), and no asyncio task user code made
-    is still pending; that every task, the collection and the
-    service ended terminal; and that the journal audits clean. The start (create, init, start)
-    may take ``start_timeout`` seconds.
+    ``options``, through create, init, start, stop and join, the stop requested at one of
+    `PHASES`, the dependencies made to skip, fail or stop slowly, and a neighbour task
+    stopping slowly (an async one beside or above an async task); a service with async tasks
+    runs under `Service.serve` on an event loop of the kit's. It then checks that every task
+    asked to stop ended within ``stop_timeout`` seconds of its ``stop`` record; that no
+    task's code raised (a failed task, `SystemExit` included; `SkipTask` from `init_task` is
+    how a task opts out); that no thread started during the run is still alive once it ended
+    (after a grace of a tenth of ``stop_timeout``), and no asyncio task user code made is
+    still pending; that every task, the collection and the service ended terminal; and that
+    the journal audits clean. The start (create, init, start) may take ``start_timeout``
+    seconds.
 
     The message leads with the first broken promise, in words a user can act on (``"Poller did
     not stop within 1.0 s after stop was requested while running; its run_loop does not watch
@@ -234,16 +233,17 @@ def check_tasks(
     An async task whose ``run_loop`` ignored `stop_event` but was cancelled by the engine
     when its stop grace passed, within ``stop_timeout``, kept the promise: that is no failure,
     but it is warned about with `StopGraceWarning` (once per task), since its ``run_loop``
-    relies on being cancelled. Cancelled later than ``stop_timeout`` (the default grace is
-    half the time left until the service's deadline, more than ``stop_timeout`` here), it did
-    not stop in time and fails the check.
+    relies on being cancelled. Cancelled later than ``stop_timeout`` (the default grace, half
+    the time left until the service's deadline, is at least twice ``stop_timeout`` here), it
+    did not stop in time and fails the check.
 
     Cost: a run of well-behaved tasks takes what their start and stop take, plus a tenth of
     ``stop_timeout`` for the slow stops. A task that does not stop costs about
     ``stop_timeout`` in each example that meets it, and once one example failed hypothesis
     replays smaller ones (a handful to a few dozen) to find the smallest; a hung `init_task`
     costs ``start_timeout`` plus the service's stop deadline (``stop_timeout`` per stop
-    layer, plus one). Threads of tasks that never return are abandoned (daemon threads).
+    layer, plus one; twice that with async tasks). Threads of tasks that never return are
+    abandoned (daemon threads).
 
     Raises `InvalidTask`, `DuplicateTask` or `DependencyCycle` at once for classes that cannot
     be registered, `TypeError` or `ValueError` for bad arguments.
@@ -287,7 +287,7 @@ def check_tasks(
         raise AssertionError(str(broken[0])) from None
     finally:
         for text in runner.cut_by_grace.values():
-            warnings.warn(StopGraceWarning(text), stacklevel=3)
+            warnings.warn(StopGraceWarning(text), stacklevel=2)
 
 
 #: Once a scenario failed, how many more are run while hypothesis looks for a smaller one.
@@ -316,6 +316,7 @@ class _Runner:
                 self.budget -= 1
             example = _Example(self.plan, scenario)
             findings = example.run()
+            # (getattr: a stand-in for `_Example` in the kit's own tests may not have it)
             for name, text in getattr(example, "cut_by_grace", {}).items():
                 self.cut_by_grace.setdefault(name, text)
             self.results[scenario] = _message(findings, scenario) if findings else None
@@ -402,9 +403,11 @@ class _Example:
         self.stopping: queue.SimpleQueue[tuple[str, float] | None] = queue.SimpleQueue()
         self.findings: list[_Finding] = []
         self.start_error: BaseException | None = None
-        # Set once the service's start has returned: by the thread that ran it, or (under
-        # `serve`, whose driver runs it) by the service record that follows it.
+        # Set once the service's start has returned: by the kit's thread that ran it, or,
+        # under `serve` (``by_serve``: the service has async tasks; `serve`'s driver runs the
+        # start), by the service record that follows it.
         self.start_over = threading.Event()
+        self.by_serve = False
         # The async runtime: the kit's loop (None for thread tasks only), set once `serve`
         # returned; where each async task overrunning its stop was stuck (task -> (hook,
         # where), read on the loop); the asyncio tasks user code left pending; the engine's
@@ -428,11 +431,17 @@ class _Example:
         cls = _service_class(plan.service, plan.under_test, extra)
         layers = stop_layers(*_graph([*plan.under_test, *plan.dependencies, *extra]))
         # The service's own deadline is a backstop: the kit gives up on a task that overruns
-        # ``stop_timeout`` itself, so that a hung task costs about that much.
-        options = {**plan.options, "stop_timeout": plan.stop_timeout * (len(layers) + 1)}
+        # ``stop_timeout`` itself, so that a hung task costs about that much. Twice as long
+        # with async tasks: their default stop grace is half the time left until the deadline,
+        # which then ends well after ``stop_timeout`` (a run_loop cut by it is late, and seen
+        # where it hangs), rather than at about the moment the kit gives up.
+        async_tasks = any(_is_async(c) for c in (*plan.under_test, *plan.dependencies, *extra))
+        layers_and_one = (len(layers) + 1) * (2 if async_tasks else 1)
+        options = {**plan.options, "stop_timeout": plan.stop_timeout * layers_and_one}
         self.journal = Journal()
         self.service = cls(options, journal=self.journal)
         self.tasks = self.service.tasks
+        self.by_serve = self.service.has_async_tasks
         self.journal.subscribe(self._on_record)
 
     # -- the run -----------------------------------------------------------------------------
@@ -440,7 +449,7 @@ class _Example:
     def run(self) -> list[_Finding]:
         before = set(threading.enumerate())
         plan, service = self.plan, self.service
-        served = service.has_async_tasks
+        served = self.by_serve
         try:
             self._thread(self._watch, "check_tasks-watchdog")
             if served:  # as in production: serve() on a loop; its driver starts and waits
@@ -574,8 +583,8 @@ class _Example:
         if not rec.ok:
             return
         if rec.kind == SERVICE.name:
-            if rec.trigger in _START_OVER:  # `start` holds the drive lock until it returns
-                self.start_over.set()
+            if self.by_serve and rec.trigger in _START_OVER:
+                self.start_over.set()  # `start` holds the drive lock until it returns
             return
         if rec.kind != TASK.name:
             return
@@ -802,6 +811,9 @@ class _Example:
         if hook is None:
             if end is not None:
                 took = (end.mono - stop.mono) / 1e9
+                cause = task._cancel_cause
+                if cause:
+                    return f"it ended only when cancelled, after {took:.2f} s ({cause})"
                 return f"it took {took:.2f} s"
             return "its coroutines have ended, but it did not"
         hint = _HINTS.get(hook, "its code is still running")
