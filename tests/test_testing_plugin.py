@@ -225,20 +225,21 @@ def test_running_service_runs_a_service_with_async_tasks_on_a_loop_and_stops_it_
         from apps import AsyncApp
 
         def test_it(running_service):
+            before = set(threading.enumerate())
             app = running_service(AsyncApp)
             assert app.state == ServiceState.RUNNING
             assert app.tasks.Pump.running and app.tasks.Waiter.running
             assert app.tasks.Pump.loop is not None and app.tasks.Pump.loop.is_running()
             assert wait_for_state(app.tasks.Pump, "running", 5) == "running"
-            pytest_app.append((app, set(threading.enumerate())))
+            pytest_app.append((app, set(threading.enumerate()) - before))
 
         pytest_app = []
 
         def test_afterwards():
-            ((app, during),) = pytest_app
+            ((app, started),) = pytest_app
             assert app.state == ServiceState.STOPPED and app.exit_code == 0
             assert app.tasks.Pump.loop.is_closed()
-            assert not any(t.is_alive() for t in during if t is not threading.main_thread())
+            assert started and not any(t.is_alive() for t in started)
         """
     )
     result = services.runpytest("-p", "no:cacheprovider")

@@ -23,7 +23,7 @@ from lifecycle import DependencyCycle, InvalidTask, OptionError, Service, SkipTa
 from lifecycle.aio import AsyncPeriodicTask, AsyncQueueTask, AsyncTask
 from lifecycle.demo import DemoService, Mailer, Pinger, Producer
 from lifecycle.testing import StopGraceWarning, check_tasks
-from lifecycle.testing.tasks import SHRINK_RUNS, Scenario, _Example, _Finding, _Runner
+from lifecycle.testing.tasks import PHASES, SHRINK_RUNS, Scenario, _Example, _Finding, _Runner
 from tests.fakes import WAIT
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -404,6 +404,7 @@ def test_async_dependencies_get_async_faults_and_async_tasks_an_async_neighbour(
 
     monkeypatch.setattr(_Example, "run", recording)
     check_tasks(Cache, max_examples=40)
+    assert {scenario.phase for scenario, _, _ in seen} == set(PHASES)
     assert {fault for scenario, _, _ in seen for _, fault in scenario.faults} == {
         "none", "skips", "fails", "stops slowly"
     }
