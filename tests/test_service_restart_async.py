@@ -51,3 +51,11 @@ def test_restart_of_a_service_with_async_tasks_is_refused_and_leaves_it_running(
         service.shutdown("the test is over")
         served.join(WAIT)
     assert codes == [0]
+
+
+def test_restart_unsupported_pickles_with_its_attributes() -> None:
+    import pickle
+
+    error = pickle.loads(pickle.dumps(RestartUnsupported("Mixed", "it has async tasks (Ping)")))
+    assert (error.service, error.reason) == ("Mixed", "it has async tasks (Ping)")
+    assert str(error) == "cannot restart service 'Mixed': it has async tasks (Ping)"
