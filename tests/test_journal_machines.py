@@ -110,7 +110,12 @@ def test_a_machine_described_before_the_file_is_opened_is_in_its_header(
     path = tmp_path / "pipe"
     os.mkfifo(path)
     lines: list[bytes] = []
-    reader = threading.Thread(target=lambda: lines.extend(path.open("rb")))
+
+    def read() -> None:
+        with path.open("rb") as pipe:
+            lines.extend(pipe)
+
+    reader = threading.Thread(target=read)
     reader.start()
     try:
         with Journal(path) as journal:
