@@ -15,7 +15,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -34,10 +34,12 @@ from lifecycle.errors import (
     UnknownTask,
     UsageError,
 )
+from lifecycle.health import HealthMonitor
 from lifecycle.journal import (
     Journal,
     JournalFormatError,
     JournalWriteError,
+    Notice,
     cause_line,
     describe_cause,
 )
@@ -53,10 +55,12 @@ from lifecycle.outcome import (
     outcome,
     timeline,
 )
+from lifecycle.probes import HealthAddressError, ProbeServer, parse_address
 from lifecycle.seal import DEFAULT_EPOCH_LENGTH, SealKeyError, keygen, load_verify_key
 from lifecycle.service import BLOCKING_THRESHOLD, Service
 from lifecycle.spec import SPEC_SCHEMA_VERSION, SPECS, TASK, MachineSpec
 from lifecycle.specfile import resolve_spec, to_toml
+from lifecycle.systemd import SystemdNotify
 from lifecycle.task import task_name
 from lifecycle.tasks import QueueTask
 
@@ -794,6 +798,41 @@ def _print_transition(origin: list[int], rec: Any) -> None:
     sys.stdout.flush()
 
 
+def _print_notice(origin: list[int], notice: Notice) -> None:
+    """Print a readiness or liveness change (a notice listener: quick, never fires)."""
+    if not origin:
+        origin.append(notice.mono)
+    elapsed = (notice.mono - origin[0]) / 1e9
+    was, now = (f"not {notice.what}", notice.what)
+    if not notice.value:
+        was, now = now, was
+    line = f"{elapsed:8.3f}s  {'health':<10} {notice.subject:<18} {was} -> {now}"
+    if notice.reason:
+        line += f"  ({cause_line(notice.reason)})"
+    _say(line)
+    sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def _health(service: Service, address: tuple[str, int] | None, prog: str) -> Iterator[None]:
+    """While inside: the service's health monitor, its probe server at ``address`` (if any;
+    the bound address is said on stderr), and sd_notify when ``$NOTIFY_SOCKET`` is set.
+    Raises `OSError` (nothing left running) when ``address`` cannot be bound."""
+    with contextlib.ExitStack() as stack:
+        monitor = HealthMonitor(service)
+        if address is not None:
+            server = stack.enter_context(ProbeServer(monitor, address))
+            _say(
+                f"{prog}: health endpoints at {server.url} (/livez /readyz /startupz /status)",
+                sys.stderr,
+            )
+        stack.enter_context(monitor)
+        notify = SystemdNotify.from_environ(service, monitor)
+        if notify is not None:
+            stack.enter_context(notify)
+        yield
+
+
 def _one_line(exc: BaseException) -> str:
     """``Type: message`` of any exception, safely (a failing ``__str__`` cannot break it)."""
     return cause_line(describe_cause(exc)) or type(exc).__name__
@@ -829,23 +868,48 @@ def _print_summary(service: Service) -> None:
     _print_summary_table(service.summary(), queues=queues)
 
 
-def _run_service(service: Service, journal: Journal, quiet: bool, prog: str) -> int:
+def _run_service(
+    service: Service,
+    journal: Journal,
+    quiet: bool,
+    prog: str,
+    health_address: tuple[str, int] | None = None,
+) -> int:
     """Run ``service``: print its transitions, then (on failure) why, then the summary table.
 
-    ``quiet``: no transitions and no summary, and a failure in one line. Returns the exit code.
+    ``quiet``: no transitions and no summary, and a failure in one line. ``health_address``:
+    where to serve the health endpoints. Under ``$NOTIFY_SOCKET``, tell systemd. Returns the
+    exit code (2 when the health address cannot be bound: nothing ran).
     """
     origin: list[int] = []
-    unsubscribe = None if quiet else journal.subscribe(lambda r: _print_transition(origin, r))
+    unsubscribe = (
+        []
+        if quiet
+        else [
+            journal.subscribe(lambda r: _print_transition(origin, r)),
+            journal.subscribe_notices(lambda n: _print_notice(origin, n)),
+        ]
+    )
     raised: BaseException | None = None
     service.blocking_threshold = BLOCKING_THRESHOLD  # on in `lifecycle run`, off in the library
+    code: int = EXIT_USAGE
+    ran = False
     try:
-        code: int = service.run()
-    except BaseException as exc:  # the engine's own error: still a failed run, said clearly
-        raised = exc
-        code = EXIT_FAILED
+        with _health(service, health_address, prog):
+            ran = True
+            try:
+                code = service.run()
+            except BaseException as exc:  # the engine's own error: still a failed run
+                raised = exc
+                code = EXIT_FAILED
+    except OSError as exc:  # the health address could not be bound: nothing ran
+        if ran:
+            raise
+        _say(f"{prog}: cannot serve the health endpoints at {health_address}: {exc}", sys.stderr)
+        return EXIT_USAGE
     finally:
-        if unsubscribe is not None:
-            unsubscribe()
+        for undo in unsubscribe:
+            undo()
         journal.close()
     if code != EXIT_OK:
         _print_failure(service, service.failure or raised, prog, quiet)
@@ -901,6 +965,7 @@ def run_service_class(
     seal_epoch: int = DEFAULT_EPOCH_LENGTH,
     help_before: Callable[[], str] | None = None,
     help_after: Callable[[], str] | None = None,
+    health_address: tuple[str, int] | None = None,
 ) -> int:
     """Run the Service subclass ``cls`` configured from ``argv``, as a command; the exit code.
 
@@ -908,7 +973,9 @@ def run_service_class(
     the service in them, ``usage_prog`` is the program name in the service's help. ``journal``:
     a file to stream the journal to; ``quiet``: print no transitions nor summary, and a
     failure in one line; ``seal``: a sealing key state file to seal the journal with, its key
-    evolving every ``seal_epoch`` lines. With a journal file, the run ends by printing its
+    evolving every ``seal_epoch`` lines; ``health_address``: serve the health endpoints there
+    (see `lifecycle.probes`). Under ``$NOTIFY_SOCKET``, systemd is told (`lifecycle.systemd`).
+    With a journal file, the run ends by printing its
     run id and chain head on stderr. For ``--help``, ``help_before`` and ``help_after`` give
     the text to print around the service's help.
 
@@ -960,13 +1027,14 @@ def run_service_class(
         opened.close()
         print(f"{prog}: {label}: creating the service raised {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
-    return _run_service(service, opened, quiet, prog)
+    return _run_service(service, opened, quiet, prog, health_address)
 
 
 def service_main(cls: type[Service], argv: Sequence[str] | None = None) -> int:
     """`Service.main`: run ``cls`` as a program with ``argv`` (default ``sys.argv[1:]``).
 
-    Takes ``--journal FILE``, ``--quiet``, ``--seal SEAL_FILE`` and ``--seal-epoch N`` as
+    Takes ``--journal FILE``, ``--quiet``, ``--seal SEAL_FILE``, ``--seal-epoch N`` and
+    ``--health-address HOST:PORT`` as
     `lifecycle run` does, and everything else as the service's own command line (``--help``,
     ``--tasks``, options). Returns the exit code (see `run_service_class`); never raises for a
     bad command line or definition.
@@ -988,6 +1056,7 @@ def service_main(cls: type[Service], argv: Sequence[str] | None = None) -> int:
             seal=known.seal,
             seal_epoch=known.seal_epoch,
             help_after=_run_flags_help,
+            health_address=known.health_address,
         )
     except UsageError as exc:
         print(f"{prog}: error: {exc.message} (see --help)", file=sys.stderr)
@@ -1005,13 +1074,20 @@ class _RunFlagsParser(argparse.ArgumentParser):
 
 #: The flags `lifecycle run` and `Service.main` parse themselves, wherever they stand: no
 #: service option may use them.
-_RUN_FLAGS = ("--journal", "--quiet", "--seal", "--seal-epoch")
+_RUN_FLAGS = ("--journal", "--quiet", "--seal", "--seal-epoch", "--health-address")
 
 
 def _add_run_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    journal_flag, quiet_flag, seal_flag, epoch_flag = _RUN_FLAGS
+    journal_flag, quiet_flag, seal_flag, epoch_flag, health_flag = _RUN_FLAGS
     parser.add_argument(
         journal_flag, metavar="FILE", help="stream the journal to FILE as it happens"
+    )
+    parser.add_argument(
+        health_flag,
+        metavar="HOST:PORT",
+        type=_health_address,
+        help="serve GET /livez /readyz /startupz /status over HTTP there (port 0: a free port, "
+        "said on stderr)",
     )
     parser.add_argument(
         quiet_flag,
@@ -1038,6 +1114,13 @@ def _add_seal_flags(
         default=DEFAULT_EPOCH_LENGTH,
         help=f"evolve the sealing key every N lines ({DEFAULT_EPOCH_LENGTH})",
     )
+
+
+def _health_address(text: str) -> tuple[str, int]:
+    try:
+        return parse_address(text)
+    except HealthAddressError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_int(text: str) -> int:
@@ -1084,6 +1167,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         seal=args.seal,
         seal_epoch=args.seal_epoch,
         help_before=lambda: args.parser.format_help() + "\n",
+        health_address=args.health_address,
     )
 
 
@@ -1095,7 +1179,7 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         allow_abbrev=False,
         usage=(
             "lifecycle run [-h] [--journal FILE] [--quiet] [--seal SEAL_FILE] [--seal-epoch N] "
-            "MODULE:CLASS [service options]"
+            "[--health-address HOST:PORT] MODULE:CLASS [service options]"
         ),
         description=(
             "Run the Service subclass CLASS of MODULE, printing each transition, until SIGINT "

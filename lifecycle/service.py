@@ -154,6 +154,11 @@ class Service:
         #: the task and its stack); None (the library's default) watches nothing. ``lifecycle
         #: run`` sets `BLOCKING_THRESHOLD`.
         self.blocking_threshold: float | None = None
+        #: Where the health endpoints answer, ``(host, port)``, once a
+        #: `lifecycle.probes.ProbeServer` bound them for this service (None: not served).
+        self.health_address: tuple[str, int] | None = None
+        self._health_watchers: tuple[Callable[[Task, str], object], ...] = ()
+        self._health_lock = threading.Lock()
 
     # -- options and tasks -----------------------------------------------------------------
 
@@ -319,6 +324,30 @@ class Service:
     def summary(self) -> list[TaskSummary]:
         """One `TaskSummary` per registered task, in dependency order, from the journal."""
         return summarize(self.journal.records, self.tasks.order, service=self.name)
+
+    def watch_task_health(self, watcher: Callable[[Task, str], object]) -> Callable[[], None]:
+        """Call ``watcher(task, what)`` whenever one of this service's tasks calls `set_ready`
+        (``what`` is ``"ready"``) or `heartbeat` (``"heartbeat"``), on the caller's thread;
+        returns a function that undoes it. `lifecycle.health.HealthMonitor` uses it. Keep the
+        watcher quick: a task's heartbeat waits for it. Thread-safe."""
+        with self._health_lock:
+            self._health_watchers = (*self._health_watchers, watcher)
+
+        def unwatch() -> None:
+            with self._health_lock:
+                self._health_watchers = tuple(
+                    w for w in self._health_watchers if w is not watcher
+                )
+
+        return unwatch
+
+    def _task_health(self, task: Task, what: str) -> None:
+        """What `Task.set_ready` and `Task.heartbeat` call: tell the watchers."""
+        for watcher in self._health_watchers:
+            try:
+                watcher(task, what)
+            except Exception:
+                logger.exception("health watcher %r raised; ignored", watcher)
 
     def still_running(self) -> list[str]:
         """The names of started tasks that have not ended (stopped, skipped or failed)."""

@@ -32,6 +32,9 @@ LAYERS: list[set[str]] = [
     {"service", "plan"},
     {"diagrams", "demo"},
     {"timeline"},
+    # Health reads a running service; the probe server and sd_notify report it.
+    {"health"},
+    {"probes", "systemd"},
     # The conformance kit and its pytest plugin read the layers below: a wait on any lifecycle,
     # then the checks that run services and audit their journals.
     {"testing.waiting"},
