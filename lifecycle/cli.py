@@ -34,7 +34,6 @@ from lifecycle.errors import (
     UnknownTask,
     UsageError,
 )
-from lifecycle.health import HealthMonitor
 from lifecycle.journal import (
     Journal,
     JournalFormatError,
@@ -819,15 +818,15 @@ def _health(service: Service, address: tuple[str, int] | None, prog: str) -> Ite
     the bound address is said on stderr), and sd_notify when ``$NOTIFY_SOCKET`` is set.
     Raises `OSError` (nothing left running) when ``address`` cannot be bound."""
     with contextlib.ExitStack() as stack:
-        monitor = HealthMonitor(service)
         if address is not None:
-            server = stack.enter_context(ProbeServer(monitor, address))
+            server = stack.enter_context(ProbeServer(service, address))
             _say(
                 f"{prog}: health endpoints at {server.url} (/livez /readyz /startupz /status)",
                 sys.stderr,
             )
-        stack.enter_context(monitor)
-        notify = SystemdNotify.from_environ(service, monitor)
+        service.health.ensure_started()  # for the notices, even with no WATCHDOG
+        stack.callback(service.health.close)
+        notify = SystemdNotify.from_environ(service)
         if notify is not None:
             stack.enter_context(notify)
         yield

@@ -31,13 +31,13 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
+from lifecycle.collection import Tasks
 from lifecycle.errors import LifecycleError, safe_str
-from lifecycle.journal import Transition
-from lifecycle.service import Service
+from lifecycle.journal import Journal, Transition
 from lifecycle.spec import SERVICE, TASK, CollectionState, ServiceState, TaskState
 from lifecycle.task import Task
 
@@ -45,6 +45,7 @@ __all__ = [
     "HealthMonitor",
     "HealthReport",
     "InvalidWatchdog",
+    "Monitored",
     "TaskHealth",
     "TaskView",
     "WatchdogTimeout",
@@ -57,6 +58,22 @@ logger.addHandler(logging.NullHandler())
 
 #: The ``what`` of the notices this module sends.
 READY, LIVE = "ready", "live"
+
+
+class Monitored(Protocol):
+    """What a `HealthMonitor` watches: a `lifecycle.service.Service` (which makes its own)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def state(self) -> ServiceState: ...
+    @property
+    def shutdown_requested(self) -> bool: ...
+
+    tasks: Tasks
+    journal: Journal
+
+    def watch_task_health(self, watcher: Callable[[Task, str], object]) -> Callable[[], None]: ...
 
 
 class WatchdogTimeout(LifecycleError, TimeoutError):
@@ -187,7 +204,7 @@ def assess(
         if view.missed is not None:
             live, reason = False, view.missed
         elif view.state == TaskState.RUNNING and view.due is not None and now > view.due:
-            live, reason = False, f"missed its heartbeat (WATCHDOG {view.watchdog:g}s)"
+            live, reason = False, _missed_reason(view.watchdog)
         said_ready, why = view.readiness
         ready = view.state == TaskState.RUNNING and said_ready and live
         if reason is None and not ready and required:
@@ -224,15 +241,17 @@ def assess(
 class HealthMonitor:
     """Watches one `Service`: its health on demand, its tasks' heartbeats, and the notices.
 
-    Make it before the service starts and call `start`; it follows the service through its
-    journal and `Service.watch_task_health`. `report` (and `started`, `ready`, `live`) may be
-    called from any thread. Its thread ends when the service ends; `close` ends it sooner and
-    unsubscribes (call it when done; idempotent).
+    A `lifecycle.service.Service` makes its own (its ``health``) and starts it with itself when
+    a task declares ``WATCHDOG``; `start` it before the service starts to get the notices of
+    a service without one (``lifecycle run`` does). It follows the service through its journal
+    and `Service.watch_task_health`. `report` (and `started`, `ready`, `live`) may be called
+    from any thread, started or not. Its thread ends when the service ends; `close` ends it
+    sooner and unsubscribes (idempotent).
 
-    Raises `InvalidWatchdog` (at `start`) for a task class whose ``WATCHDOG`` is not seconds.
+    Raises `InvalidWatchdog` for a task class whose ``WATCHDOG`` is not seconds.
     """
 
-    def __init__(self, service: Service, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, service: Monitored, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.service = service
         self._clock = clock
         self._lock = threading.Lock()
@@ -246,6 +265,12 @@ class HealthMonitor:
         self._told: dict[tuple[str, str, str], bool] = {}
         self._undo: list[Callable[[], None]] = []
         self._thread: threading.Thread | None = None
+        self._watchdogs = {cls.__name__: watchdog_of(cls) for cls in service.tasks.task_classes}
+
+    @property
+    def watches_heartbeats(self) -> bool:
+        """Whether some task of the service declares ``WATCHDOG`` (the monitor must run)."""
+        return any(seconds is not None for seconds in self._watchdogs.values())
 
     # -- answers ---------------------------------------------------------------------------
 
@@ -253,10 +278,11 @@ class HealthMonitor:
         """The service's health now. Thread-safe."""
         service = self.service
         now = self._clock()
-        with self._lock:
+        with self._lock:  # never with the journal's lock inside: its listeners take this one
             started = self._started
             missed = dict(self._missed)
             since = dict(self._running_since)
+        started = started or self._started_unfollowed()
         views = [self._view(name, missed, since) for name in self._names()]
         return assess(
             service.name,
@@ -265,6 +291,20 @@ class HealthMonitor:
             stop_requested=service.shutdown_requested,
             tasks=views,
             now=now,
+        )
+
+    def _started_unfollowed(self) -> bool:
+        """Whether the service fired ``started``, for a monitor that does not follow it."""
+        if self._thread is not None:
+            return False  # following: `_started` says it
+        state = self.service.state
+        if state in (ServiceState.NEW, ServiceState.STARTING):
+            return False
+        if state == ServiceState.RUNNING:
+            return True
+        return any(  # it ended: did it run first? (rare; a scan of its journal)
+            r.kind == SERVICE.name and r.trigger == "started" and r.ok
+            for r in self.service.journal.records
         )
 
     @property
@@ -302,13 +342,15 @@ class HealthMonitor:
     # -- driving ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Begin watching. Raises `InvalidWatchdog`, or `LifecycleError` if started before."""
+        """Begin watching. Raises `LifecycleError` if started (or closed) before."""
+        if not self.ensure_started():
+            raise LifecycleError("a HealthMonitor is started once; make a new one")
+
+    def ensure_started(self) -> bool:
+        """Begin watching unless it began (or was closed) already; True if it began now."""
         with self._lock:
             if self._thread is not None or self._closed:
-                raise LifecycleError("a HealthMonitor is started once; make a new one")
-            self._watchdogs = {
-                cls.__name__: watchdog_of(cls) for cls in self.service.tasks.task_classes
-            }
+                return False
             journal = self.service.journal
             self._undo = [
                 journal.subscribe(self._on_record),
@@ -321,6 +363,7 @@ class HealthMonitor:
                 target=self._watch, name=f"{self.service.name}.health", daemon=True
             )
             self._thread.start()
+        return True
 
     def close(self, timeout: float | None = None) -> None:
         """Stop watching and join the thread (at most ``timeout`` seconds). Idempotent."""
@@ -416,7 +459,7 @@ class HealthMonitor:
                 continue
             error = WatchdogTimeout(name, watchdog, now - (due - watchdog))
             with self._lock:
-                self._missed[name] = f"missed its heartbeat (WATCHDOG {watchdog:g}s)"
+                self._missed[name] = _missed_reason(watchdog)
             logger.error("service %r: %s", self.service.name, error)
             member._fail_unresponsive(error)
         return earliest
@@ -442,7 +485,8 @@ class HealthMonitor:
                 continue
             self._told[key] = value
             because = None if value else safe_str(reason or "")
-            level = logging.INFO if value else logging.WARNING
+            # A lost liveness is news; readiness comes and goes with every start and stop.
+            level = logging.WARNING if what == LIVE and not value else logging.INFO
             logger.log(
                 level,
                 "%s %r is %s%s",
@@ -452,6 +496,11 @@ class HealthMonitor:
                 f" ({because})" if because else "",
             )
             journal.notice(kind, subject, what, value, because or None)
+
+
+def _missed_reason(watchdog: float | None) -> str:
+    shown = "" if watchdog is None else f" (WATCHDOG {watchdog:g}s)"
+    return f"missed its heartbeat{shown}"
 
 
 def _due(task: Task, since: float | None, watchdog: float | None) -> float | None:

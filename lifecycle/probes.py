@@ -1,6 +1,7 @@
 """The health endpoints over HTTP: ``GET /livez``, ``/readyz``, ``/startupz`` and ``/status``.
 
-`ProbeServer` serves one `HealthMonitor` from a thread on the standard library's HTTP server:
+`ProbeServer` serves one service's `HealthMonitor` (its ``health``) from a thread on the
+standard library's HTTP server:
 
 * ``/livez``, ``/readyz``, ``/startupz``: 200 when the service is live, ready, started (else
   503), with the JSON of `HealthReport.to_dict` (each task's state, readiness and liveness);
@@ -34,8 +35,9 @@ from collections.abc import Callable
 from typing import Any
 
 from lifecycle.errors import LifecycleError
-from lifecycle.health import HealthMonitor, HealthReport
+from lifecycle.health import HealthReport
 from lifecycle.journal import Transition
+from lifecycle.service import Service
 from lifecycle.spec import SERVICE
 
 __all__ = [
@@ -158,10 +160,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._answer(404, {"error": f"no such path: {path}", "paths": sorted(PATHS)})
             return
         check = PATHS[path]
-        monitor = self.server.monitor
-        report = monitor.report()
+        service = self.server.service
+        report = service.health.report()
         if check is None:
-            self._answer(200, _status(monitor, report))
+            self._answer(200, _status(service, report))
             return
         ok = bool(getattr(report, check))
         self._answer(200 if ok else 503, {"check": check, "ok": ok, **report.to_dict()})
@@ -213,8 +215,7 @@ class _CappedReader:
         self._raw.close()
 
 
-def _status(monitor: HealthMonitor, report: HealthReport) -> dict[str, Any]:
-    service = monitor.service
+def _status(service: Service, report: HealthReport) -> dict[str, Any]:
     return {
         "service": service.name,
         "state": report.state,
@@ -232,8 +233,8 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     block_on_close = True  # close() joins them (each is bounded by CLIENT_TIMEOUT)
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], monitor: HealthMonitor) -> None:
-        self.monitor = monitor
+    def __init__(self, address: tuple[str, int], service: Service) -> None:
+        self.service = service
         self.clients = threading.BoundedSemaphore(MAX_CLIENTS)
         self.address_family = _family(address[0])
         super().__init__(address, _Handler)
@@ -276,8 +277,8 @@ def _family(host: str) -> socket.AddressFamily:
 
 
 class ProbeServer:
-    """Serve `PATHS` for ``monitor``'s service at ``address`` (``(host, port)``; port 0 picks a
-    free one) from a thread of its own.
+    """Serve `PATHS` for ``service`` (its ``health``) at ``address`` (``(host, port)``; port 0
+    picks a free one) from a thread of its own.
 
     Binds at once: raises `OSError` when the address cannot be bound (in use, not ours), and
     then nothing is left open. `address` is the bound address, also set as the service's
@@ -285,9 +286,9 @@ class ProbeServer:
     `close` (which joins it and the connections' threads). Usable as a context manager.
     """
 
-    def __init__(self, monitor: HealthMonitor, address: tuple[str, int]) -> None:
-        self.monitor = monitor
-        self._server = _Server(address, monitor)
+    def __init__(self, service: Service, address: tuple[str, int]) -> None:
+        self.service = service
+        self._server = _Server(address, service)
         host, port = self._server.server_address[:2]
         self.address: tuple[str, int] = (str(host), int(port))
         self._stop_reader, self._stop_writer = socket.socketpair()
@@ -295,7 +296,7 @@ class ProbeServer:
         self._thread: threading.Thread | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._closed = False
-        monitor.service.health_address = self.address
+        service.health_address = self.address
 
     @property
     def url(self) -> str:
@@ -312,12 +313,12 @@ class ProbeServer:
         """Start serving; raises `LifecycleError` if started before or closed."""
         if self._thread is not None or self._closed:
             raise LifecycleError("a ProbeServer is started once; make a new one")
-        self._unsubscribe = self.monitor.service.journal.subscribe(self._on_record)
+        self._unsubscribe = self.service.journal.subscribe(self._on_record)
         self._thread = threading.Thread(
-            target=self._serve, name=f"{self.monitor.service.name}.probes", daemon=True
+            target=self._serve, name=f"{self.service.name}.probes", daemon=True
         )
         self._thread.start()
-        logger.info("health endpoints of %r at %s", self.monitor.service.name, self.url)
+        logger.info("health endpoints of %r at %s", self.service.name, self.url)
 
     def _on_record(self, rec: Transition) -> None:
         if rec.kind == SERVICE.name and rec.ok and rec.dest and SERVICE.is_terminal(rec.dest):

@@ -34,6 +34,7 @@ from lifecycle.errors import (
     UsageError,
     safe_str,
 )
+from lifecycle.health import HealthMonitor
 from lifecycle.journal import Journal, journal_or_new
 from lifecycle.options import OptionParser, bound_options, build_parser, option, read_option
 from lifecycle.outcome import TaskSummary, summarize
@@ -159,6 +160,10 @@ class Service:
         self.health_address: tuple[str, int] | None = None
         self._health_watchers: tuple[Callable[[Task, str], object], ...] = ()
         self._health_lock = threading.Lock()
+        #: The service's health (started, ready, live) and its tasks' heartbeat watchdog; its
+        #: thread runs from `start` when a task declares ``WATCHDOG`` (or once started by
+        #: whoever wants its notices) and ends with the service.
+        self.health = HealthMonitor(self)
 
     # -- options and tasks -----------------------------------------------------------------
 
@@ -369,6 +374,8 @@ class Service:
         """
         with self._drive:
             self.lifecycle.fire("start")
+            if self.health.watches_heartbeats:
+                self.health.ensure_started()
             # A journal that can no longer be written is a run that can no longer be audited:
             # stop now rather than run on unrecorded (`_end` fails the service with it).
             self.journal.on_stream_error(

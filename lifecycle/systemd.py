@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from lifecycle.errors import LifecycleError, safe_str
-from lifecycle.health import LIVE, HealthMonitor
+from lifecycle.health import LIVE
 from lifecycle.journal import Notice, Transition
 from lifecycle.service import LATE_STOP_GRACE, Service
 from lifecycle.spec import SERVICE, TASK, ServiceState, TaskState
@@ -129,9 +129,10 @@ def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
     return int(text) / 1e6 / 2
 
 
-def status_line(service: Service, monitor: HealthMonitor | None = None) -> str:
+def status_line(service: Service, *, health: bool = False) -> str:
     """A one-line summary for ``STATUS=``: the service's state, how many tasks run, and why
-    it is not ready or not live. Reads states without locks (safe from a journal listener)."""
+    it is not live (with ``health``). Reads states without locks (safe from a journal
+    listener)."""
     tasks = service.tasks
     grouped = tasks.by_state()
     total = sum(len(names) for names in grouped.values())
@@ -143,8 +144,8 @@ def status_line(service: Service, monitor: HealthMonitor | None = None) -> str:
             parts.append(f"{state.value}: {', '.join(names)}")
     if service.shutdown_requested:
         parts.append(f"stop: {safe_str(service.shutdown_reason)}")
-    if monitor is not None:
-        report = monitor.report()
+    if health:
+        report = service.health.report()
         if not report.live:
             parts.append(f"not live: {report.live_reason}")
     text = "; ".join(parts).replace("\n", " ")
@@ -154,9 +155,9 @@ def status_line(service: Service, monitor: HealthMonitor | None = None) -> str:
 class SystemdNotify:
     """Tells systemd about one service through ``notifier`` (see the module docstring).
 
-    ``monitor`` gives the liveness that gates ``WATCHDOG=1``; ``ping_every``: seconds between
-    pings (None: no pings; see `watchdog_interval`). `start` subscribes to the service's
-    journal and starts the pinging thread, which ends when the service ends; `close` ends
+    The service's ``health`` gives the liveness that gates ``WATCHDOG=1``; ``ping_every``:
+    seconds between pings (None: no pings; see `watchdog_interval`). `start` subscribes to the
+    service's journal and starts the pinging thread, which ends when the service ends; `close` ends
     everything sooner (idempotent). Never raises into the service.
     """
 
@@ -164,14 +165,12 @@ class SystemdNotify:
         self,
         service: Service,
         notifier: Notifier,
-        monitor: HealthMonitor,
         *,
         ping_every: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.service = service
         self.notifier = notifier
-        self.monitor = monitor
         self.ping_every = ping_every
         self._clock = clock
         self._lock = threading.Lock()  # a ping's check and send vs a liveness STATUS
@@ -181,13 +180,13 @@ class SystemdNotify:
 
     @classmethod
     def from_environ(
-        cls, service: Service, monitor: HealthMonitor, environ: Mapping[str, str] | None = None
+        cls, service: Service, environ: Mapping[str, str] | None = None
     ) -> SystemdNotify | None:
         """One for ``$NOTIFY_SOCKET`` and ``$WATCHDOG_USEC``, or None without a socket."""
         notifier = Notifier.from_environ(environ)
         if notifier is None:
             return None
-        return cls(service, notifier, monitor, ping_every=watchdog_interval(environ))
+        return cls(service, notifier, ping_every=watchdog_interval(environ))
 
     @property
     def thread(self) -> threading.Thread | None:
@@ -273,7 +272,7 @@ class SystemdNotify:
             self.notifier.send(extend)
 
     def _status(self) -> None:
-        self.notifier.send(f"STATUS={status_line(self.service, self.monitor)}")
+        self.notifier.send(f"STATUS={status_line(self.service, health=True)}")
 
     def _on_notice(self, notice: Notice) -> None:
         if notice.kind == SERVICE.name and notice.what == LIVE:
@@ -289,7 +288,7 @@ class SystemdNotify:
         while not self._ended.wait(interval):
             try:
                 with self._lock:
-                    if self.monitor.live:
+                    if self.service.health.live:
                         self.notifier.send("WATCHDOG=1")
             except Exception:  # never let the pings take the service down
                 logger.exception("sd_notify: a watchdog ping failed")
