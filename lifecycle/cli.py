@@ -826,7 +826,9 @@ def _health(service: Service, address: tuple[str, int] | None, prog: str) -> Ite
             )
         service.health.ensure_started()  # for the notices, even with no WATCHDOG
         stack.callback(service.health.close)
-        notify = SystemdNotify.from_environ(service)
+        notify = SystemdNotify.from_environ(
+            service, on_failure=lambda message: _say(f"{prog}: {message}", sys.stderr)
+        )
         if notify is not None:
             stack.enter_context(notify)
         yield

@@ -215,7 +215,7 @@ def assess(
     live = all(t.live for t in healths)
     not_ready = [t for t in healths if t.required and not t.ready]
     why_not: str | None
-    if stop_requested and state in (ServiceState.STARTING, ServiceState.RUNNING):
+    if stop_requested and not SERVICE.is_terminal(state):
         why_not = "stop requested"
     elif state != ServiceState.RUNNING:
         why_not = f"service is {state.value}"

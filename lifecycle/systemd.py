@@ -55,13 +55,15 @@ MAX_STATUS = 400
 class Notifier:
     """Sends sd_notify datagrams to one socket address (``/path`` or ``@abstract``).
 
-    `send` never raises: the first failure is logged as a warning (later ones at debug level)
-    and `failed` is set. Thread-safe.
+    `send` never raises: the first failure is logged as a warning and given to
+    ``on_failure`` (a callable taking the message; the command line prints it), `failed` is
+    set, and nothing more is sent. Thread-safe.
     """
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, on_failure: Callable[[str], object] | None = None) -> None:
         self.address = address
         self.failed = False
+        self._on_failure = on_failure
         self._lock = threading.Lock()
         self._socket: socket.socket | None = None
         self._target: str | bytes = address
@@ -71,12 +73,16 @@ class Notifier:
             self._fail(f"$NOTIFY_SOCKET={address!r} is neither a path nor an @abstract name")
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Notifier | None:
+    def from_environ(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        on_failure: Callable[[str], object] | None = None,
+    ) -> Notifier | None:
         """The notifier of ``$NOTIFY_SOCKET`` (of ``environ``, default `os.environ`), or None
         when it is unset or empty."""
         env = os.environ if environ is None else environ
         address = env.get("NOTIFY_SOCKET", "")
-        return cls(address) if address else None
+        return cls(address, on_failure) if address else None
 
     def send(self, *fields: str) -> bool:
         """Send ``KEY=VALUE`` ``fields`` in one datagram; True if it was sent."""
@@ -101,7 +107,13 @@ class Notifier:
 
     def _fail(self, why: str) -> None:
         self.failed = True
-        logger.warning("sd_notify disabled: %s", why)
+        message = f"sd_notify disabled: {why}"
+        logger.warning("%s", message)
+        if self._on_failure is not None:
+            try:
+                self._on_failure(message)
+            except Exception:
+                logger.exception("sd_notify: the failure callback raised; ignored")
         if self._socket is not None:
             self._socket.close()
             self._socket = None
@@ -180,10 +192,14 @@ class SystemdNotify:
 
     @classmethod
     def from_environ(
-        cls, service: Service, environ: Mapping[str, str] | None = None
+        cls,
+        service: Service,
+        environ: Mapping[str, str] | None = None,
+        on_failure: Callable[[str], object] | None = None,
     ) -> SystemdNotify | None:
-        """One for ``$NOTIFY_SOCKET`` and ``$WATCHDOG_USEC``, or None without a socket."""
-        notifier = Notifier.from_environ(environ)
+        """One for ``$NOTIFY_SOCKET`` and ``$WATCHDOG_USEC``, or None without a socket;
+        ``on_failure`` as for `Notifier`."""
+        notifier = Notifier.from_environ(environ, on_failure)
         if notifier is None:
             return None
         return cls(service, notifier, ping_every=watchdog_interval(environ))

@@ -1,10 +1,11 @@
 """Services for the health, probe and sd_notify tests, in process and as ``lifecycle run``
-children. Their slow parts wait on gates the test opens (a named pipe: opening it for reading
-blocks until the test opens it for writing), so no test depends on how long anything takes.
+children. Their slow parts wait on gates the test holds (a named pipe, read until the test
+closes its end), so no test depends on how long anything takes.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 
 from lifecycle.options import option
@@ -13,10 +14,19 @@ from lifecycle.task import Task
 
 
 def pass_gate(path: str) -> None:
-    """Block until the test opens the named pipe ``path`` (nothing to do for an empty one)."""
-    if path:
-        with open(path, "rb") as gate:
-            gate.read()
+    """Block until the test closes its end of the named pipe ``path`` (at once if it did
+    already; nothing to do for an empty path)."""
+    if not path:
+        return
+    # Opened without blocking (a FIFO with no writer left would block `open` forever), then
+    # read blocking: the read ends once no writer holds the pipe open.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        os.set_blocking(fd, True)
+        while os.read(fd, 4096):
+            pass
+    finally:
+        os.close(fd)
 
 
 class SlowStart(Task):
