@@ -38,6 +38,7 @@ import attrs
 from lifecycle.collection import Tasks
 from lifecycle.errors import LifecycleError, safe_str
 from lifecycle.journal import Journal, Transition
+from lifecycle.shutdown import block_stop_signals
 from lifecycle.spec import SERVICE, TASK, CollectionState, ServiceState, TaskState
 from lifecycle.task import Task
 
@@ -422,6 +423,7 @@ class HealthMonitor:
     # -- the thread ------------------------------------------------------------------------
 
     def _watch(self) -> None:
+        block_stop_signals()
         while True:
             self._wake.clear()  # before looking: a change after this wakes the wait below
             with self._lock:

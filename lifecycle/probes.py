@@ -38,6 +38,7 @@ from lifecycle.errors import LifecycleError
 from lifecycle.health import HealthReport
 from lifecycle.journal import Transition
 from lifecycle.service import Service
+from lifecycle.shutdown import block_stop_signals
 from lifecycle.spec import SERVICE
 
 __all__ = [
@@ -260,6 +261,7 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        block_stop_signals()
         try:
             super().process_request_thread(request, client_address)
         finally:
@@ -330,6 +332,7 @@ class ProbeServer:
             self._stop_writer.send(b"x")
 
     def _serve(self) -> None:
+        block_stop_signals()
         server = self._server
         with selectors.DefaultSelector() as selector:
             selector.register(server.socket, selectors.EVENT_READ, "client")

@@ -22,7 +22,7 @@ from typing import Any
 
 from lifecycle.errors import ForcedShutdown, LifecycleError, LifecycleInterrupt, StopTimeout
 
-__all__ = ["STOP_SIGNALS", "ShutdownRequests"]
+__all__ = ["STOP_SIGNALS", "ShutdownRequests", "block_stop_signals"]
 
 #: The signals that request a graceful stop (a second one forces the exit).
 STOP_SIGNALS = tuple(
@@ -187,6 +187,22 @@ class ShutdownRequests:
     def _interrupt_if_due(self) -> None:
         if self._forced or (self._deadline is not None and self.left() <= 0):
             raise LifecycleInterrupt(self.gave_up_error(self._busy()))
+
+
+def block_stop_signals() -> None:
+    """Keep the stop signals (and SIGALRM) off the calling thread, which must not be the main
+    one: call it first thing on a helper thread of the engine's own.
+
+    The kernel hands a process's signal to any thread that does not block it, and the main
+    thread already has one pending is such a case: a second SIGINT sent right after a SIGTERM
+    then lands on a helper thread, and the main thread, blocked in a lock, never wakes to run
+    its handler. Blocked here, every such signal is the main thread's. A no-op where threads
+    cannot block signals.
+    """
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is None or threading.current_thread() is threading.main_thread():
+        return
+    mask(signal.SIG_BLOCK, {*STOP_SIGNALS, *((_ALARM,) if _ALARM is not None else ())})
 
 
 def _arm_alarm(seconds: float | None) -> None:

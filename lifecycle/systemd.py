@@ -32,6 +32,7 @@ from lifecycle.errors import LifecycleError, safe_str
 from lifecycle.health import LIVE
 from lifecycle.journal import Notice, Transition
 from lifecycle.service import LATE_STOP_GRACE, Service
+from lifecycle.shutdown import block_stop_signals
 from lifecycle.spec import SERVICE, TASK, ServiceState, TaskState
 
 __all__ = [
@@ -298,6 +299,7 @@ class SystemdNotify:
     # -- the pinging thread ------------------------------------------------------------------
 
     def _ping(self) -> None:
+        block_stop_signals()
         interval = self.ping_every
         if interval is None:
             return

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import socket
 import threading
 from collections.abc import Iterator
@@ -231,3 +233,16 @@ def test_parse_address_returns_a_port_or_raises_its_typed_error(text: str) -> No
         return
     assert 0 <= port <= 65535
     assert text.endswith(f":{port}") or text.endswith(f":{port:0>{len(text.rpartition(':')[2])}}")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="Linux's /proc")
+def test_the_server_thread_leaves_the_stop_signals_to_the_main_thread(
+    served: tuple[Service, ProbeServer],
+) -> None:
+    _, server = served
+    assert server.thread is not None
+    with open(f"/proc/self/task/{server.thread.native_id}/status") as status:
+        line = next(x for x in status if x.startswith("SigBlk:"))
+    mask = int(line.split()[1], 16)
+    for number in (signal.SIGINT, signal.SIGTERM):
+        assert mask & (1 << (number - 1))
