@@ -701,6 +701,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         target = _load_target(args.target)
+        service_class = target if isinstance(target, type) and issubclass(target, Service) else None
         if names is not None:
             if not (isinstance(target, type) and issubclass(target, Service)):
                 print(
@@ -724,9 +725,23 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     except BaseException as exc:  # a bad definition, whatever it raises, is reported, not raised
         print(f"{prog}: {args.target}: {_definition_problem(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    grace = None
+    if args.grace_period is not None:
+        try:
+            grace = _grace_check(args, target, service_class)
+        except OptionError as exc:
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    # As `systemd-analyze verify` does: a stop that does not fit is printed and exits 1.
+    code = EXIT_OK if grace is None or grace.fits else EXIT_FAILED
     if args.json:
-        print(json.dumps({"target": args.target, **result.to_dict()}, indent=2))
-        return EXIT_OK
+        document = {"target": args.target, **result.to_dict()}
+        if grace is not None:
+            document["grace_period"] = grace.to_dict()
+        print(json.dumps(document, indent=2))
+        if grace is not None and not grace.fits:
+            print(f"{prog}: {grace.message}", file=sys.stderr)
+        return code
     count = len(result.tasks)
     selected = "" if names is None else f" --tasks {','.join(names)}"
     print(
@@ -749,7 +764,29 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     print("if skipped or failed, also skips:")
     for task in result.tasks:
         print(f"  {task.name}: {', '.join(task.skips) or '(nothing)'}")
-    return EXIT_OK
+    if grace is not None:
+        if grace.fits:
+            print(f"grace period: {grace.message}")
+        else:
+            print(f"{prog}: {grace.message}", file=sys.stderr)
+    return code
+
+
+def _grace_check(
+    args: argparse.Namespace, target: object, service_class: type[Service] | None
+) -> planning.GraceCheck:
+    """The plan's `--grace-period` check: the service's stop bound (its class's, else that of
+    a service of the planned tasks) against the grace period. Raises `OptionError`."""
+    if service_class is None or args.tasks is not None:
+        classes = tuple(planning.task_classes_of(target))
+        base = service_class if service_class is not None else Service
+        service_class = type(base.__name__, (base,), {"TASKS": classes})
+    timeout = args.stop_timeout
+    if timeout is None:
+        timeout = service_class.stop_timeout.default_for(service_class)
+    return planning.check_grace_period(
+        args.grace_period, timeout, service_class.stop_bound(timeout)
+    )
 
 
 def _add_plan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -760,7 +797,8 @@ def _add_plan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "Show, without starting anything, the start layers (DEPS and WANTS), the stop "
             "order, and what each task's skip or failure would skip (DEPS). Exit 2, with one "
             "line saying why, for a bad MODULE:CLASS, a bad definition (a cycle, a duplicate "
-            "name, an invalid dependency) or an unknown task name."
+            "name, an invalid dependency) or an unknown task name. With --grace-period, exit "
+            "1 (the plan printed, a warning on stderr) when the stop may outlast it."
         ),
     )
     p.add_argument(
@@ -775,6 +813,19 @@ def _add_plan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="NAME",
         help="plan only these tasks of a service (and what they require), as `run --tasks` "
         "runs them; names separated by spaces or commas",
+    )
+    p.add_argument(
+        "--grace-period",
+        type=_seconds,
+        metavar="SECONDS",
+        help="check that the stop fits in this many seconds (Kubernetes' "
+        "terminationGracePeriodSeconds, systemd's TimeoutStopSec): exit 1 with a warning if not",
+    )
+    p.add_argument(
+        "--stop-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="the --stop-timeout the service will run with (default: its own default)",
     )
     p.set_defaults(command=_cmd_plan)
 
@@ -1115,6 +1166,16 @@ def _add_seal_flags(
         default=DEFAULT_EPOCH_LENGTH,
         help=f"evolve the sealing key every N lines ({DEFAULT_EPOCH_LENGTH})",
     )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from None
+    if not (0 <= value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, not {text!r}")
+    return value
 
 
 def _health_address(text: str) -> tuple[str, int]:

@@ -202,6 +202,29 @@ class Service:
         return chosen
 
     @classmethod
+    def stop_bound(cls, stop_timeout: float | None = None) -> float:
+        """The longest a stop of this service can take, in seconds, from the first request to
+        the end of `run` (the process may exit): ``stop_timeout`` (default: the class's
+        ``--stop-timeout`` default), plus the grace in which the tasks left are still stopped
+        in order, plus, with async tasks, the grace their cancellation gets and the grace
+        to await the engine's coroutines. What systemd's ``TimeoutStopSec=`` and Kubernetes'
+        ``terminationGracePeriodSeconds`` must exceed. Raises `OptionError` for a timeout
+        that is not seconds >= 0.
+        """
+        if stop_timeout is None:
+            stop_timeout = cls.stop_timeout.default_for(cls)
+        if (
+            isinstance(stop_timeout, bool)
+            or not isinstance(stop_timeout, int | float)
+            or not (0 <= stop_timeout < math.inf)
+        ):
+            raise OptionError("--stop-timeout", f"must be seconds >= 0, not {stop_timeout!r}")
+        graces = 1
+        if any(issubclass(task, AsyncTask) for task in cls.available_tasks()):
+            graces = 3  # serve(): the driver's grace, the cancelled hooks', the coroutines'
+        return float(stop_timeout) + graces * LATE_STOP_GRACE
+
+    @classmethod
     def option_dests(cls) -> set[str]:
         """The keys an ``options`` mapping may have."""
         owners: list[type] = [cls, *cls.available_tasks()]

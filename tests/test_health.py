@@ -62,8 +62,9 @@ def test_ready_means_running_unasked_to_stop_with_every_required_task_running_an
 
 @given(tasks=st.lists(views, max_size=4, unique_by=lambda v: v.name), now=st.floats(0, 10))
 def test_live_means_no_task_missed_or_overdue(tasks: list[TaskView], now: float) -> None:
-    report = assess("S", ServiceState.RUNNING, started=True, stop_requested=False, tasks=tasks,
-                    now=now)
+    report = assess(
+        "S", ServiceState.RUNNING, started=True, stop_requested=False, tasks=tasks, now=now
+    )
     overdue = [
         t
         for t in tasks
@@ -76,8 +77,9 @@ def test_live_means_no_task_missed_or_overdue(tasks: list[TaskView], now: float)
 
 def test_a_skipped_task_does_not_hold_readiness_back() -> None:
     tasks = [TaskView("a", TaskState.RUNNING), TaskView("b", TaskState.SKIPPED)]
-    report = assess("S", ServiceState.RUNNING, started=True, stop_requested=False, tasks=tasks,
-                    now=0)
+    report = assess(
+        "S", ServiceState.RUNNING, started=True, stop_requested=False, tasks=tasks, now=0
+    )
     assert report.ready
 
 

@@ -122,9 +122,7 @@ def test_head_answers_the_headers_alone(served: tuple[Service, ProbeServer]) -> 
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "OPTIONS"])
-def test_other_methods_are_405_with_allow(
-    served: tuple[Service, ProbeServer], method: str
-) -> None:
+def test_other_methods_are_405_with_allow(served: tuple[Service, ProbeServer], method: str) -> None:
     _, server = served
     status, headers, _ = _request(server, method, "/livez")
     assert status == 405
