@@ -269,9 +269,13 @@ def test_an_async_task_reports_readiness_and_heartbeats_from_its_coroutines() ->
     seen: list[bool] = []
 
     async def main() -> int:
+        loop = asyncio.get_running_loop()
+        running = asyncio.Event()
+        service.journal.subscribe(
+            lambda r: r.trigger == "started" and loop.call_soon_threadsafe(running.set)
+        )
         serving = asyncio.ensure_future(service.serve())
-        while service.state != ServiceState.RUNNING:
-            await asyncio.sleep(0.01)
+        await running.wait()
         seen.append(monitor.ready)
         task = service.tasks.require(AsyncReady)
         task.set_ready(True)
@@ -338,3 +342,17 @@ def test_the_monitor_thread_leaves_the_stop_signals_to_the_main_thread() -> None
     finally:
         service.shutdown()
         service.wait()
+
+
+class SilentAsync(AsyncTask):
+    WATCHDOG = 0.05
+
+    async def run_loop(self) -> None:
+        await self.stop_event.wait()
+
+
+def test_an_async_task_that_misses_its_heartbeat_fails_on_its_loop() -> None:
+    service = _service(SilentAsync)
+    assert asyncio.run(service.serve()) == 1
+    assert isinstance(service.failure, WatchdogTimeout)
+    assert service.tasks.state_of(SilentAsync) == TaskState.FAILED
