@@ -31,6 +31,7 @@ import selectors
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -55,7 +56,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
 
-#: Seconds a connection may stay silent while its request is read or its answer written.
+#: Seconds a connection may take to send its request (in all), and to take each part of the
+#: answer.
 CLIENT_TIMEOUT = 5.0
 #: The longest request line taken, in bytes (a longer one is answered 414).
 MAX_REQUEST_LINE = 4096
@@ -122,7 +124,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.rfile = _CappedReader(self.rfile, MAX_REQUEST_BYTES)  # type: ignore[assignment]
+        self.rfile = _CappedReader(  # type: ignore[assignment]
+            self.rfile, MAX_REQUEST_BYTES, self.connection, CLIENT_TIMEOUT
+        )
 
     def handle(self) -> None:
         self.close_connection = True
@@ -191,10 +195,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 class _CappedReader:
     """A connection's reader that hands out at most ``cap`` bytes in all (then end of input),
-    so that a request's line and headers together stay bounded whatever the client sends."""
+    so that a request's line and headers together stay bounded whatever the client sends, and
+    that raises `TimeoutError` once the request took longer than ``timeout`` seconds in all (a
+    client that trickles a byte at a time cannot hold its slot for long)."""
 
-    def __init__(self, raw: Any, cap: int) -> None:
+    def __init__(self, raw: Any, cap: int, connection: socket.socket, timeout: float) -> None:
         self._raw = raw
+        self._connection = connection
+        self._deadline = time.monotonic() + timeout
         self.left = cap
         self.exhausted = False
 
@@ -202,6 +210,10 @@ class _CappedReader:
         if self.left <= 0:
             self.exhausted = True
             return b""
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request took too long")
+        self._connection.settimeout(left)
         want = self.left if limit < 0 else min(limit, self.left)
         line: bytes = self._raw.readline(want)
         self.left -= len(line)

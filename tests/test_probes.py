@@ -244,3 +244,19 @@ def test_the_server_thread_leaves_the_stop_signals_to_the_main_thread(
     mask = int(line.split()[1], 16)
     for number in (signal.SIGINT, signal.SIGTERM):
         assert mask & (1 << (number - 1))
+
+
+def test_a_request_that_trickles_past_the_deadline_is_cut_off(
+    served: tuple[Service, ProbeServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lifecycle.probes
+
+    _, server = served
+    # Each read may wait a minute, but the request as a whole has 0.2 s: the client, which
+    # waits 10 s at most, sees the server give up long before either.
+    monkeypatch.setattr(lifecycle.probes._Handler, "timeout", 60.0)
+    monkeypatch.setattr(lifecycle.probes, "CLIENT_TIMEOUT", 0.2)
+    with socket.create_connection(server.address, timeout=10) as sock:
+        sock.sendall(b"GET /livez HTTP/1.1\r\nX-Slow: ")  # and never the rest
+        assert sock.recv(100) == b""  # closed by the server at its deadline, unanswered
+    assert _get(server, "/livez")[0] == 200
