@@ -135,7 +135,8 @@ class TaskView:
 
 @attrs.frozen
 class TaskHealth:
-    """One task's health: ``required`` (not skipped), ``ready`` and ``live``, and why not."""
+    """One task's health: ``required`` (not skipped), ``ready`` (running, live, and saying
+    so), ``live``, and why not; ``says_ready``: what it last said with `Task.set_ready`."""
 
     name: str
     state: str
@@ -144,12 +145,14 @@ class TaskHealth:
     live: bool
     reason: str | None
     watchdog: float | None
+    says_ready: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "state": self.state,
             "required": self.required,
             "ready": self.ready,
+            "says_ready": self.says_ready,
             "live": self.live,
             "reason": self.reason,
             "watchdog": self.watchdog,
@@ -211,7 +214,16 @@ def assess(
         if reason is None and not ready and required:
             reason = why if view.state == TaskState.RUNNING else f"task is {view.state.value}"
         healths.append(
-            TaskHealth(view.name, view.state.value, required, ready, live, reason, view.watchdog)
+            TaskHealth(
+                view.name,
+                view.state.value,
+                required,
+                ready,
+                live,
+                reason,
+                view.watchdog,
+                said_ready,
+            )
         )
     live = all(t.live for t in healths)
     not_ready = [t for t in healths if t.required and not t.ready]
@@ -470,17 +482,20 @@ class HealthMonitor:
         """Send a notice (and a log line) for each readiness or liveness that changed."""
         report = self.report()
         journal = self.service.journal
-        facts = [(SERVICE.name, report.service, READY, report.ready, report.reason)]
-        facts.append((SERVICE.name, report.service, LIVE, report.live, report.live_reason))
+        # (kind, subject, what, value, reason, the first value, which goes without saying)
+        facts = [
+            (SERVICE.name, report.service, READY, report.ready, report.reason, False),
+            (SERVICE.name, report.service, LIVE, report.live, report.live_reason, True),
+        ]
         for task in report.tasks:
-            if task.required:
-                facts.append((TASK.name, task.name, READY, task.ready, task.reason))
-            facts.append((TASK.name, task.name, LIVE, task.live, task.reason))
-        for kind, subject, what, value, reason in facts:
+            if task.state == TaskState.RUNNING.value:
+                # What the task says; its state's part in its readiness is in its transitions.
+                facts.append((TASK.name, task.name, READY, task.says_ready, task.reason, True))
+            facts.append((TASK.name, task.name, LIVE, task.live, task.reason, True))
+        for kind, subject, what, value, reason, usual in facts:
             key = (kind, subject, what)
             before = self._told.get(key)
-            if before is None and value == (what == LIVE):
-                # Live, and not yet ready, from the start: no change worth a notice.
+            if before is None and value == usual:
                 self._told[key] = value
                 continue
             if before == value:

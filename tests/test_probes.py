@@ -94,6 +94,7 @@ def test_the_probes_are_503_before_the_start_and_200_while_running(
             "state": "running",
             "required": True,
             "ready": True,
+            "says_ready": True,
             "live": True,
             "reason": None,
             "watchdog": None,
