@@ -70,6 +70,8 @@ class Monitored(Protocol):
     def state(self) -> ServiceState: ...
     @property
     def shutdown_requested(self) -> bool: ...
+    @property
+    def has_started(self) -> bool: ...
 
     tasks: Tasks
     journal: Journal
@@ -272,7 +274,6 @@ class HealthMonitor:
         self._watchdogs: dict[str, float | None] = {}
         self._running_since: dict[str, float] = {}
         self._missed: dict[str, str] = {}
-        self._started = False
         self._ended = False
         self._closed = False
         self._told: dict[tuple[str, str, str], bool] = {}
@@ -292,32 +293,16 @@ class HealthMonitor:
         service = self.service
         now = self._clock()
         with self._lock:  # never with the journal's lock inside: its listeners take this one
-            started = self._started
             missed = dict(self._missed)
             since = dict(self._running_since)
-        started = started or self._started_unfollowed()
         views = [self._view(name, missed, since) for name in self._names()]
         return assess(
             service.name,
             service.state,
-            started=started,
+            started=service.has_started,
             stop_requested=service.shutdown_requested,
             tasks=views,
             now=now,
-        )
-
-    def _started_unfollowed(self) -> bool:
-        """Whether the service fired ``started``, for a monitor that does not follow it."""
-        if self._thread is not None:
-            return False  # following: `_started` says it
-        state = self.service.state
-        if state in (ServiceState.NEW, ServiceState.STARTING):
-            return False
-        if state == ServiceState.RUNNING:
-            return True
-        return any(  # it ended: did it run first? (rare; a scan of its journal)
-            r.kind == SERVICE.name and r.trigger == "started" and r.ok
-            for r in self.service.journal.records
         )
 
     @property
@@ -420,8 +405,6 @@ class HealthMonitor:
                 self._missed.pop(rec.subject, None)  # a fresh run: a clean slate
             return True
         if rec.kind == SERVICE.name:
-            if rec.trigger == "started":
-                self._started = True
             if rec.dest is not None and SERVICE.is_terminal(rec.dest):
                 self._ended = True
             return True

@@ -160,6 +160,7 @@ class Service:
         self.health_address: tuple[str, int] | None = None
         self._health_watchers: tuple[Callable[[Task, str], object], ...] = ()
         self._health_lock = threading.Lock()
+        self._has_started = False
         #: The service's health (started, ready, live) and its tasks' heartbeat watchdog; its
         #: thread runs from `start` when a task declares ``WATCHDOG`` (or once started by
         #: whoever wants its notices) and ends with the service.
@@ -341,6 +342,12 @@ class Service:
         return any(issubclass(cls, AsyncTask) for cls in self.tasks.task_classes)
 
     @property
+    def has_started(self) -> bool:
+        """Whether the service fired ``started`` (every task reached running or was skipped);
+        it stays true once it is."""
+        return self._has_started
+
+    @property
     def shutdown_requested(self) -> bool:
         return self._requests.requested
 
@@ -412,6 +419,7 @@ class Service:
                     return  # asked to stop while starting: never launch the workers
                 self.tasks.start()
                 self.lifecycle.fire("started")
+                self._has_started = True
             except LifecycleInterrupt as exc:
                 # Raised between two of the collection's calls, it found the collection not
                 # ended yet: leave every task terminal all the same.
