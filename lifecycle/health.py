@@ -349,18 +349,28 @@ class HealthMonitor:
         with self._lock:
             if self._thread is not None or self._closed:
                 return False
-            journal = self.service.journal
-            self._undo = [
-                journal.subscribe(self._on_record),
-                self.service.watch_task_health(self._on_task),
-            ]
-            # Already part-way (made late): take what the journal says so far.
-            for rec in journal.records:
-                self._follow(rec)
-            self._thread = threading.Thread(
+            thread = self._thread = threading.Thread(
                 target=self._watch, name=f"{self.service.name}.health", daemon=True
             )
-            self._thread.start()
+        # Not under our lock: the journal's listeners take it while holding the journal's.
+        journal = self.service.journal
+        undo = [
+            journal.subscribe(self._on_record),
+            self.service.watch_task_health(self._on_task),
+        ]
+        # Made late (part-way through the run): take what the journal said so far. A record
+        # both here and told to the listener is taken twice, to the same effect.
+        for rec in journal.records:
+            self._on_record(rec)
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._undo = undo
+        if closed:  # closed meanwhile: watch nothing
+            for step in undo:
+                step()
+            return False
+        thread.start()
         return True
 
     def close(self, timeout: float | None = None) -> None:
@@ -372,8 +382,9 @@ class HealthMonitor:
         for step in undo:
             step()
         self._wake.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+        current = threading.current_thread()
+        if thread is not None and thread.ident is not None and thread is not current:
+            thread.join(timeout)  # started, and not by the caller
 
     @property
     def thread(self) -> threading.Thread | None:
