@@ -464,7 +464,7 @@ class Service:
                 left = _remaining(deadline, -1)
                 if left == 0:
                     return False
-                self._wake_permit.acquire(timeout=left)
+                self._requests.wait_on_main_thread(self._wake_permit, left)
             if not self.lifecycle.terminal:
                 self._stop()
             return True
@@ -755,6 +755,7 @@ class Service:
         # call_soon_threadsafe; `serve` takes its signals through the loop, not in a handler).
         with contextlib.suppress(RuntimeError):  # a wake-up is already pending
             self._wake_permit.release()
+        self._requests.poke()  # the main thread in `wait`, when it waits on its signal pipe
         self.tasks.wake()
         notify = self._loop_notify
         if notify is not None:
