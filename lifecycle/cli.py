@@ -15,7 +15,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -38,6 +38,7 @@ from lifecycle.journal import (
     Journal,
     JournalFormatError,
     JournalWriteError,
+    Notice,
     cause_line,
     describe_cause,
 )
@@ -53,10 +54,12 @@ from lifecycle.outcome import (
     outcome,
     timeline,
 )
+from lifecycle.probes import HealthAddressError, ProbeServer, parse_address
 from lifecycle.seal import DEFAULT_EPOCH_LENGTH, SealKeyError, keygen, load_verify_key
 from lifecycle.service import BLOCKING_THRESHOLD, Service
 from lifecycle.spec import SPEC_SCHEMA_VERSION, SPECS, TASK, MachineSpec
 from lifecycle.specfile import resolve_spec, to_toml
+from lifecycle.systemd import SystemdNotify
 from lifecycle.task import task_name
 from lifecycle.tasks import QueueTask
 
@@ -698,6 +701,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         target = _load_target(args.target)
+        service_class = target if isinstance(target, type) and issubclass(target, Service) else None
         if names is not None:
             if not (isinstance(target, type) and issubclass(target, Service)):
                 print(
@@ -721,9 +725,23 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     except BaseException as exc:  # a bad definition, whatever it raises, is reported, not raised
         print(f"{prog}: {args.target}: {_definition_problem(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    grace = None
+    if args.grace_period is not None:
+        try:
+            grace = _grace_check(args, target, service_class)
+        except OptionError as exc:
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    # As `systemd-analyze verify` does: a stop that does not fit is printed and exits 1.
+    code = EXIT_OK if grace is None or grace.fits else EXIT_FAILED
     if args.json:
-        print(json.dumps({"target": args.target, **result.to_dict()}, indent=2))
-        return EXIT_OK
+        document = {"target": args.target, **result.to_dict()}
+        if grace is not None:
+            document["grace_period"] = grace.to_dict()
+        print(json.dumps(document, indent=2))
+        if grace is not None and not grace.fits:
+            print(f"{prog}: {grace.message}", file=sys.stderr)
+        return code
     count = len(result.tasks)
     selected = "" if names is None else f" --tasks {','.join(names)}"
     print(
@@ -746,7 +764,29 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     print("if skipped or failed, also skips:")
     for task in result.tasks:
         print(f"  {task.name}: {', '.join(task.skips) or '(nothing)'}")
-    return EXIT_OK
+    if grace is not None:
+        if grace.fits:
+            print(f"grace period: {grace.message}")
+        else:
+            print(f"{prog}: {grace.message}", file=sys.stderr)
+    return code
+
+
+def _grace_check(
+    args: argparse.Namespace, target: object, service_class: type[Service] | None
+) -> planning.GraceCheck:
+    """The plan's `--grace-period` check: the service's stop bound (its class's, else that of
+    a service of the planned tasks) against the grace period. Raises `OptionError`."""
+    if service_class is None or args.tasks is not None:
+        classes = tuple(planning.task_classes_of(target))
+        base = service_class if service_class is not None else Service
+        service_class = type(base.__name__, (base,), {"TASKS": classes})
+    timeout = args.stop_timeout
+    if timeout is None:
+        timeout = service_class.stop_timeout.default_for(service_class)
+    return planning.check_grace_period(
+        args.grace_period, timeout, service_class.stop_bound(timeout)
+    )
 
 
 def _add_plan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -757,7 +797,8 @@ def _add_plan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "Show, without starting anything, the start layers (DEPS and WANTS), the stop "
             "order, and what each task's skip or failure would skip (DEPS). Exit 2, with one "
             "line saying why, for a bad MODULE:CLASS, a bad definition (a cycle, a duplicate "
-            "name, an invalid dependency) or an unknown task name."
+            "name, an invalid dependency) or an unknown task name. With --grace-period, exit "
+            "1 (the plan printed, a warning on stderr) when the stop may outlast it."
         ),
     )
     p.add_argument(
@@ -772,6 +813,19 @@ def _add_plan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="NAME",
         help="plan only these tasks of a service (and what they require), as `run --tasks` "
         "runs them; names separated by spaces or commas",
+    )
+    p.add_argument(
+        "--grace-period",
+        type=_seconds,
+        metavar="SECONDS",
+        help="check that the stop fits in this many seconds (Kubernetes' "
+        "terminationGracePeriodSeconds, systemd's TimeoutStopSec): exit 1 with a warning if not",
+    )
+    p.add_argument(
+        "--stop-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="the --stop-timeout the service will run with (default: its own default)",
     )
     p.set_defaults(command=_cmd_plan)
 
@@ -792,6 +846,43 @@ def _print_transition(origin: list[int], rec: Any) -> None:
         line += f"  ({cause_line(rec.cause)})"
     _say(line)
     sys.stdout.flush()
+
+
+def _print_notice(origin: list[int], notice: Notice) -> None:
+    """Print a readiness or liveness change (a notice listener: quick, never fires)."""
+    if not origin:
+        origin.append(notice.mono)
+    elapsed = (notice.mono - origin[0]) / 1e9
+    was, now = (f"not {notice.what}", notice.what)
+    if not notice.value:
+        was, now = now, was
+    line = f"{elapsed:8.3f}s  {'health':<10} {notice.subject:<18} {was} -> {now}"
+    if notice.reason:
+        line += f"  ({cause_line(notice.reason)})"
+    _say(line)
+    sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def _health(service: Service, address: tuple[str, int] | None, prog: str) -> Iterator[None]:
+    """While inside: the service's health monitor, its probe server at ``address`` (if any;
+    the bound address is said on stderr), and sd_notify when ``$NOTIFY_SOCKET`` is set.
+    Raises `OSError` (nothing left running) when ``address`` cannot be bound."""
+    with contextlib.ExitStack() as stack:
+        if address is not None:
+            server = stack.enter_context(ProbeServer(service, address))
+            _say(
+                f"{prog}: health endpoints at {server.url} (/livez /readyz /startupz /status)",
+                sys.stderr,
+            )
+        service.health.ensure_started()  # for the notices, even with no WATCHDOG
+        stack.callback(service.health.close)
+        notify = SystemdNotify.from_environ(
+            service, on_failure=lambda message: _say(f"{prog}: {message}", sys.stderr)
+        )
+        if notify is not None:
+            stack.enter_context(notify)
+        yield
 
 
 def _one_line(exc: BaseException) -> str:
@@ -829,23 +920,48 @@ def _print_summary(service: Service) -> None:
     _print_summary_table(service.summary(), queues=queues)
 
 
-def _run_service(service: Service, journal: Journal, quiet: bool, prog: str) -> int:
+def _run_service(
+    service: Service,
+    journal: Journal,
+    quiet: bool,
+    prog: str,
+    health_address: tuple[str, int] | None = None,
+) -> int:
     """Run ``service``: print its transitions, then (on failure) why, then the summary table.
 
-    ``quiet``: no transitions and no summary, and a failure in one line. Returns the exit code.
+    ``quiet``: no transitions and no summary, and a failure in one line. ``health_address``:
+    where to serve the health endpoints. Under ``$NOTIFY_SOCKET``, tell systemd. Returns the
+    exit code (2 when the health address cannot be bound: nothing ran).
     """
     origin: list[int] = []
-    unsubscribe = None if quiet else journal.subscribe(lambda r: _print_transition(origin, r))
+    unsubscribe = (
+        []
+        if quiet
+        else [
+            journal.subscribe(lambda r: _print_transition(origin, r)),
+            journal.subscribe_notices(lambda n: _print_notice(origin, n)),
+        ]
+    )
     raised: BaseException | None = None
     service.blocking_threshold = BLOCKING_THRESHOLD  # on in `lifecycle run`, off in the library
+    code: int = EXIT_USAGE
+    ran = False
     try:
-        code: int = service.run()
-    except BaseException as exc:  # the engine's own error: still a failed run, said clearly
-        raised = exc
-        code = EXIT_FAILED
+        with _health(service, health_address, prog):
+            ran = True
+            try:
+                code = service.run()
+            except BaseException as exc:  # the engine's own error: still a failed run
+                raised = exc
+                code = EXIT_FAILED
+    except OSError as exc:  # the health address could not be bound: nothing ran
+        if ran:
+            raise
+        _say(f"{prog}: cannot serve the health endpoints at {health_address}: {exc}", sys.stderr)
+        return EXIT_USAGE
     finally:
-        if unsubscribe is not None:
-            unsubscribe()
+        for undo in unsubscribe:
+            undo()
         journal.close()
     if code != EXIT_OK:
         _print_failure(service, service.failure or raised, prog, quiet)
@@ -901,6 +1017,7 @@ def run_service_class(
     seal_epoch: int = DEFAULT_EPOCH_LENGTH,
     help_before: Callable[[], str] | None = None,
     help_after: Callable[[], str] | None = None,
+    health_address: tuple[str, int] | None = None,
 ) -> int:
     """Run the Service subclass ``cls`` configured from ``argv``, as a command; the exit code.
 
@@ -908,7 +1025,9 @@ def run_service_class(
     the service in them, ``usage_prog`` is the program name in the service's help. ``journal``:
     a file to stream the journal to; ``quiet``: print no transitions nor summary, and a
     failure in one line; ``seal``: a sealing key state file to seal the journal with, its key
-    evolving every ``seal_epoch`` lines. With a journal file, the run ends by printing its
+    evolving every ``seal_epoch`` lines; ``health_address``: serve the health endpoints there
+    (see `lifecycle.probes`). Under ``$NOTIFY_SOCKET``, systemd is told (`lifecycle.systemd`).
+    With a journal file, the run ends by printing its
     run id and chain head on stderr. For ``--help``, ``help_before`` and ``help_after`` give
     the text to print around the service's help.
 
@@ -960,13 +1079,14 @@ def run_service_class(
         opened.close()
         print(f"{prog}: {label}: creating the service raised {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
-    return _run_service(service, opened, quiet, prog)
+    return _run_service(service, opened, quiet, prog, health_address)
 
 
 def service_main(cls: type[Service], argv: Sequence[str] | None = None) -> int:
     """`Service.main`: run ``cls`` as a program with ``argv`` (default ``sys.argv[1:]``).
 
-    Takes ``--journal FILE``, ``--quiet``, ``--seal SEAL_FILE`` and ``--seal-epoch N`` as
+    Takes ``--journal FILE``, ``--quiet``, ``--seal SEAL_FILE``, ``--seal-epoch N`` and
+    ``--health-address HOST:PORT`` as
     `lifecycle run` does, and everything else as the service's own command line (``--help``,
     ``--tasks``, options). Returns the exit code (see `run_service_class`); never raises for a
     bad command line or definition.
@@ -988,6 +1108,7 @@ def service_main(cls: type[Service], argv: Sequence[str] | None = None) -> int:
             seal=known.seal,
             seal_epoch=known.seal_epoch,
             help_after=_run_flags_help,
+            health_address=known.health_address,
         )
     except UsageError as exc:
         print(f"{prog}: error: {exc.message} (see --help)", file=sys.stderr)
@@ -1005,13 +1126,20 @@ class _RunFlagsParser(argparse.ArgumentParser):
 
 #: The flags `lifecycle run` and `Service.main` parse themselves, wherever they stand: no
 #: service option may use them.
-_RUN_FLAGS = ("--journal", "--quiet", "--seal", "--seal-epoch")
+_RUN_FLAGS = ("--journal", "--quiet", "--seal", "--seal-epoch", "--health-address")
 
 
 def _add_run_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    journal_flag, quiet_flag, seal_flag, epoch_flag = _RUN_FLAGS
+    journal_flag, quiet_flag, seal_flag, epoch_flag, health_flag = _RUN_FLAGS
     parser.add_argument(
         journal_flag, metavar="FILE", help="stream the journal to FILE as it happens"
+    )
+    parser.add_argument(
+        health_flag,
+        metavar="HOST:PORT",
+        type=_health_address,
+        help="serve GET /livez /readyz /startupz /status over HTTP there (port 0: a free port, "
+        "said on stderr)",
     )
     parser.add_argument(
         quiet_flag,
@@ -1038,6 +1166,23 @@ def _add_seal_flags(
         default=DEFAULT_EPOCH_LENGTH,
         help=f"evolve the sealing key every N lines ({DEFAULT_EPOCH_LENGTH})",
     )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from None
+    if not (0 <= value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, not {text!r}")
+    return value
+
+
+def _health_address(text: str) -> tuple[str, int]:
+    try:
+        return parse_address(text)
+    except HealthAddressError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_int(text: str) -> int:
@@ -1084,6 +1229,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         seal=args.seal,
         seal_epoch=args.seal_epoch,
         help_before=lambda: args.parser.format_help() + "\n",
+        health_address=args.health_address,
     )
 
 
@@ -1095,7 +1241,7 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         allow_abbrev=False,
         usage=(
             "lifecycle run [-h] [--journal FILE] [--quiet] [--seal SEAL_FILE] [--seal-epoch N] "
-            "MODULE:CLASS [service options]"
+            "[--health-address HOST:PORT] MODULE:CLASS [service options]"
         ),
         description=(
             "Run the Service subclass CLASS of MODULE, printing each transition, until SIGINT "

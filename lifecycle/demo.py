@@ -112,7 +112,7 @@ class Pinger(AsyncTask):
     INTERVAL = 0.3
 
     async def init_task(self) -> None:
-        self.heartbeat: Heartbeat = self.service.tasks.require(Heartbeat)
+        self.beating: Heartbeat = self.service.tasks.require(Heartbeat)
         self.pings = 0
         self.beats_seen = 0
 
@@ -123,7 +123,7 @@ class Pinger(AsyncTask):
                 return
             except TimeoutError:
                 self.pings += 1
-                self.beats_seen = self.heartbeat.iterations
+                self.beats_seen = self.beating.iterations
 
 
 class DemoService(Service):

@@ -85,6 +85,7 @@ __all__ = [
     "JournalRecords",
     "JournalWriteError",
     "MachineConflict",
+    "Notice",
     "Transition",
     "canonical",
     "cause_line",
@@ -161,6 +162,28 @@ class Transition:
                 f"record field 'time' has a bad value: {values['time']!r} (not a finite number)"
             )
         return cls(**values)
+
+
+@attrs.frozen(slots=True)
+class Notice:
+    """An observation about a subject that is no transition of any machine: a task's or the
+    service's readiness or liveness changed (``what``: ``"ready"`` or ``"live"``, ``value``
+    the new value, ``reason`` why it is false).
+
+    Notices go to the listeners of `Journal.subscribe_notices` and are never records: no
+    sequence number, not kept, not streamed to the file, so the audit (which judges the
+    machines' records) never sees them. ``time`` is wall-clock seconds, ``mono`` monotonic
+    nanoseconds, as in `Transition`.
+    """
+
+    time: float
+    mono: int
+    kind: str
+    subject: str
+    what: str
+    value: bool
+    reason: str | None
+    thread: str
 
 
 #: One record as the journal keeps it: `Transition`'s fields, in order.
@@ -416,6 +439,7 @@ class Journal:
         self._machines: dict[str, MachineSpec] = dict(SPECS)
         self._machine_specs: set[MachineSpec] = set(SPECS.values())
         self._listeners: tuple[Listener, ...] = ()
+        self._notice_listeners: tuple[Callable[[Notice], object], ...] = ()
         self._tasks: dict[str, _TaskInfo] = {}
         # The task table's version, bumped on each change, and the version the file's header
         # shows (None: no header written yet): one int compare per streamed record.
@@ -518,6 +542,48 @@ class Journal:
                 self._listeners = tuple(x for x in self._listeners if x is not listener)
 
         return unsubscribe
+
+    def subscribe_notices(self, listener: Callable[[Notice], object]) -> Callable[[], None]:
+        """Call ``listener(notice)`` for every later `Notice` (see `notice`); returns a
+        function that undoes it. Same rules as `subscribe`: quick, never fire triggers."""
+        with self._lock:
+            self._notice_listeners = (*self._notice_listeners, listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._notice_listeners = tuple(
+                    x for x in self._notice_listeners if x is not listener
+                )
+
+        return unsubscribe
+
+    def notice(
+        self, kind: str, subject: str, what: str, value: bool, reason: str | None = None
+    ) -> None:
+        """Tell the notice listeners that ``subject``'s ``what`` became ``value``. Thread-safe.
+
+        Not a record: nothing is kept or written (see `Notice`). Told under the journal's lock,
+        so listeners see notices and records in the order they happened.
+        """
+        with self._lock:
+            listeners = self._notice_listeners
+            if not listeners:
+                return
+            notice = Notice(
+                time.time(),
+                time.monotonic_ns(),
+                kind,
+                subject,
+                what,
+                value,
+                reason,
+                threading.current_thread().name,
+            )
+            for listener in listeners:
+                try:
+                    listener(notice)
+                except Exception:
+                    logger.exception("journal notice listener %r raised; ignored", listener)
 
     def on_stream_error(self, callback: Callable[[JournalWriteError], object]) -> None:
         """Call ``callback(error)`` once, when streaming stops on a write error (at once if it

@@ -34,7 +34,15 @@ from lifecycle.graph import dependents, layers, topological_order
 from lifecycle.stopping import stop_layers
 from lifecycle.task import Task, task_name
 
-__all__ = ["Plan", "PlanTargetError", "TaskPlan", "plan", "task_classes_of"]
+__all__ = [
+    "GraceCheck",
+    "Plan",
+    "PlanTargetError",
+    "TaskPlan",
+    "check_grace_period",
+    "plan",
+    "task_classes_of",
+]
 
 
 class PlanTargetError(LifecycleError, LookupError):
@@ -180,3 +188,58 @@ def task_classes_of(target: object) -> list[Any]:
             repr(target), f"expected TASKS to list task classes; it is {listed!r}"
         )
     return list(listed)
+
+
+@attrs.frozen
+class GraceCheck:
+    """Whether a stop fits in the time a supervisor grants it before it kills the process
+    (Kubernetes' ``terminationGracePeriodSeconds``, systemd's ``TimeoutStopSec=``).
+
+    ``grace_period``: the seconds granted; ``stop_timeout``: the service's stop deadline;
+    ``stop_bound``: the longest its stop can take (`Service.stop_bound`); ``fits``: the bound
+    is below the grace period (equal is too late: the kill and the exit would race).
+    """
+
+    grace_period: float
+    stop_timeout: float
+    stop_bound: float
+
+    @property
+    def fits(self) -> bool:
+        return self.stop_bound < self.grace_period
+
+    @property
+    def message(self) -> str:
+        if self.fits:
+            return (
+                f"the stop (at most {self.stop_bound:g}s: --stop-timeout {self.stop_timeout:g}s "
+                f"and its grace) fits in the grace period of {self.grace_period:g}s"
+            )
+        return (
+            f"warning: the stop may take {self.stop_bound:g}s (--stop-timeout "
+            f"{self.stop_timeout:g}s and its grace), not below the grace period of "
+            f"{self.grace_period:g}s: the process may be killed mid-stop; raise "
+            "terminationGracePeriodSeconds / TimeoutStopSec above it, or lower --stop-timeout"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "grace_period": self.grace_period,
+            "stop_timeout": self.stop_timeout,
+            "stop_bound": self.stop_bound,
+            "fits": self.fits,
+        }
+
+
+def check_grace_period(grace_period: float, stop_timeout: float, stop_bound: float) -> GraceCheck:
+    """The `GraceCheck` of a stop bounded by ``stop_bound`` against ``grace_period`` seconds.
+
+    Raises `ValueError` for a grace period that is not a finite number of seconds >= 0.
+    """
+    if (
+        isinstance(grace_period, bool)
+        or not isinstance(grace_period, int | float)
+        or not (0 <= grace_period < float("inf"))
+    ):
+        raise ValueError(f"a grace period is seconds >= 0, not {grace_period!r}")
+    return GraceCheck(float(grace_period), float(stop_timeout), float(stop_bound))

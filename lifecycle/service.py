@@ -34,6 +34,7 @@ from lifecycle.errors import (
     UsageError,
     safe_str,
 )
+from lifecycle.health import HealthMonitor
 from lifecycle.journal import Journal, journal_or_new
 from lifecycle.options import OptionParser, bound_options, build_parser, option, read_option
 from lifecycle.outcome import TaskSummary, summarize
@@ -171,6 +172,16 @@ class Service:
         #: the task and its stack); None (the library's default) watches nothing. ``lifecycle
         #: run`` sets `BLOCKING_THRESHOLD`.
         self.blocking_threshold: float | None = None
+        #: Where the health endpoints answer, ``(host, port)``, once a
+        #: `lifecycle.probes.ProbeServer` bound them for this service (None: not served).
+        self.health_address: tuple[str, int] | None = None
+        self._health_watchers: tuple[Callable[[Task, str], object], ...] = ()
+        self._health_lock = threading.Lock()
+        self._has_started = False
+        #: The service's health (started, ready, live) and its tasks' heartbeat watchdog; its
+        #: thread runs from `start` when a task declares ``WATCHDOG`` (or once started by
+        #: whoever wants its notices) and ends with the service.
+        self.health = HealthMonitor(self)
 
     # -- options and tasks -----------------------------------------------------------------
 
@@ -207,6 +218,29 @@ class Service:
                 raise UnknownTask(name, list(available))
             chosen.append(available[name])
         return chosen
+
+    @classmethod
+    def stop_bound(cls, stop_timeout: float | None = None) -> float:
+        """The longest a stop of this service can take, in seconds, from the first request to
+        the end of `run` (the process may exit): ``stop_timeout`` (default: the class's
+        ``--stop-timeout`` default), plus the grace in which the tasks left are still stopped
+        in order, plus, with async tasks, the grace their cancellation gets and the grace
+        to await the engine's coroutines. What systemd's ``TimeoutStopSec=`` and Kubernetes'
+        ``terminationGracePeriodSeconds`` must exceed. Raises `OptionError` for a timeout
+        that is not seconds >= 0.
+        """
+        if stop_timeout is None:
+            stop_timeout = cls.stop_timeout.default_for(cls)
+        if (
+            isinstance(stop_timeout, bool)
+            or not isinstance(stop_timeout, int | float)
+            or not (0 <= stop_timeout < math.inf)
+        ):
+            raise OptionError("--stop-timeout", f"must be seconds >= 0, not {stop_timeout!r}")
+        graces = 1
+        if any(issubclass(task, AsyncTask) for task in cls.available_tasks()):
+            graces = 3  # serve(): the driver's grace, the cancelled hooks', the coroutines'
+        return float(stop_timeout) + graces * LATE_STOP_GRACE
 
     @classmethod
     def option_dests(cls) -> set[str]:
@@ -325,6 +359,12 @@ class Service:
         return any(issubclass(cls, AsyncTask) for cls in self.tasks.task_classes)
 
     @property
+    def has_started(self) -> bool:
+        """Whether the service fired ``started`` (every task reached running or was skipped);
+        it stays true once it is."""
+        return self._has_started
+
+    @property
     def shutdown_requested(self) -> bool:
         return self._requests.requested
 
@@ -336,6 +376,30 @@ class Service:
     def summary(self) -> list[TaskSummary]:
         """One `TaskSummary` per registered task, in dependency order, from the journal."""
         return summarize(self.journal.records, self.tasks.order, service=self.name)
+
+    def watch_task_health(self, watcher: Callable[[Task, str], object]) -> Callable[[], None]:
+        """Call ``watcher(task, what)`` whenever one of this service's tasks calls `set_ready`
+        (``what`` is ``"ready"``) or `heartbeat` (``"heartbeat"``), on the caller's thread;
+        returns a function that undoes it. `lifecycle.health.HealthMonitor` uses it. Keep the
+        watcher quick: a task's heartbeat waits for it. Thread-safe."""
+        with self._health_lock:
+            self._health_watchers = (*self._health_watchers, watcher)
+
+        def unwatch() -> None:
+            with self._health_lock:
+                self._health_watchers = tuple(
+                    w for w in self._health_watchers if w is not watcher
+                )
+
+        return unwatch
+
+    def _task_health(self, task: Task, what: str) -> None:
+        """What `Task.set_ready` and `Task.heartbeat` call: tell the watchers."""
+        for watcher in self._health_watchers:
+            try:
+                watcher(task, what)
+            except Exception:
+                logger.exception("health watcher %r raised; ignored", watcher)
 
     def still_running(self) -> list[str]:
         """The names of started tasks that have not ended (stopped, skipped or failed)."""
@@ -357,6 +421,8 @@ class Service:
         """
         with self._drive:
             self.lifecycle.fire("start")
+            if self.health.watches_heartbeats:
+                self.health.ensure_started()
             # A journal that can no longer be written is a run that can no longer be audited:
             # stop now rather than run on unrecorded (`_end` fails the service with it).
             self.journal.on_stream_error(
@@ -370,6 +436,7 @@ class Service:
                     return  # asked to stop while starting: never launch the workers
                 self.tasks.start()
                 self.lifecycle.fire("started")
+                self._has_started = True
             except LifecycleInterrupt as exc:
                 # Raised between two of the collection's calls, it found the collection not
                 # ended yet: leave every task terminal all the same.
@@ -414,7 +481,7 @@ class Service:
                 left = _remaining(deadline, -1)
                 if left == 0:
                     return False
-                self._wake_permit.acquire(timeout=left)
+                self._requests.wait_on_main_thread(self._wake_permit, left)
             if not self.lifecycle.terminal:
                 self._stop()
             return True
@@ -717,6 +784,7 @@ class Service:
         # call_soon_threadsafe; `serve` takes its signals through the loop, not in a handler).
         with contextlib.suppress(RuntimeError):  # a wake-up is already pending
             self._wake_permit.release()
+        self._requests.poke()  # the main thread in `wait`, when it waits on its signal pipe
         self.tasks.wake()
         notify = self._loop_notify
         if notify is not None:

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import select
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -22,7 +25,7 @@ from typing import Any
 
 from lifecycle.errors import ForcedShutdown, LifecycleError, LifecycleInterrupt, StopTimeout
 
-__all__ = ["STOP_SIGNALS", "ShutdownRequests"]
+__all__ = ["STOP_SIGNALS", "ShutdownRequests", "block_stop_signals"]
 
 #: The signals that request a graceful stop (a second one forces the exit).
 STOP_SIGNALS = tuple(
@@ -53,6 +56,9 @@ class ShutdownRequests:
         self._deadline: float | None = None
         self._forced = False
         self._guarding = False  # task code runs on the main thread under `guard_hooks`
+        # While `handling_signals`: a pipe the signals' C handler writes to, whichever thread
+        # the kernel handed the signal to (see `wait_on_main_thread`).
+        self._wakeup: tuple[int, int] | None = None
 
     # -- requests --------------------------------------------------------------------------
 
@@ -109,16 +115,60 @@ class ShutdownRequests:
             yield False
             return
         previous: dict[int, Any] = {}
+        wakeup = _open_wakeup()
+        previous_fd = -1
         try:
             for signum in STOP_SIGNALS:
                 previous[signum] = signal.signal(signum, self._on_signal)
             if _ALARM is not None:
                 previous[_ALARM] = signal.signal(_ALARM, self._on_alarm)
+            if wakeup is not None:
+                previous_fd = signal.set_wakeup_fd(wakeup[1], warn_on_full_buffer=False)
+                self._wakeup = wakeup
             yield True
         finally:
             _arm_alarm(None)
+            if self._wakeup is not None:
+                self._wakeup = None
+                signal.set_wakeup_fd(previous_fd)
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+            if wakeup is not None:
+                for fd in wakeup:
+                    os.close(fd)
+
+    def wait_on_main_thread(self, permit: threading.Lock, timeout: float) -> bool:
+        """Wait for ``permit`` (what `wake` releases) at most ``timeout`` seconds (-1: no
+        bound); True if it was acquired.
+
+        On the main thread while `handling_signals`, the wait also ends when a signal arrives,
+        whichever thread the kernel handed it to: a signal taken by another thread (the
+        kernel may give a process's signal to any thread that does not block it) sets Python's
+        flag but cannot interrupt a lock the main thread waits on, so its handler would never
+        run. Here the handler's pipe wakes the main thread, which runs it on the way back.
+        """
+        wakeup = self._wakeup
+        if wakeup is None or threading.current_thread() is not threading.main_thread():
+            return permit.acquire(timeout=timeout)
+        deadline = None if timeout < 0 else time.monotonic() + timeout
+        while not permit.acquire(blocking=False):
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            # Woken by a signal (any thread's) or by `poke` (what the service's wake does).
+            ready, _, _ = select.select([wakeup[0]], [], [], left)
+            if ready:
+                with contextlib.suppress(OSError):
+                    os.read(wakeup[0], 4096)
+            # Back in Python: a signal's handler runs now, and may release the permit.
+        return True
+
+    def poke(self) -> None:
+        """Wake `wait_on_main_thread` (signal-safe, lock-free; a no-op when not waiting)."""
+        wakeup = self._wakeup
+        if wakeup is not None:
+            with contextlib.suppress(OSError):  # full (a wake-up is pending) or closed
+                os.write(wakeup[1], b"\0")
 
     @contextlib.contextmanager
     def handling_loop_signals(self, loop: asyncio.AbstractEventLoop) -> Iterator[bool]:
@@ -187,6 +237,32 @@ class ShutdownRequests:
     def _interrupt_if_due(self) -> None:
         if self._forced or (self._deadline is not None and self.left() <= 0):
             raise LifecycleInterrupt(self.gave_up_error(self._busy()))
+
+
+def _open_wakeup() -> tuple[int, int] | None:
+    """A non-blocking pipe for `signal.set_wakeup_fd` (None where there is none)."""
+    if not hasattr(os, "pipe") or sys.platform == "win32":
+        return None
+    read, write = os.pipe()
+    for fd in (read, write):
+        os.set_blocking(fd, False)
+    return read, write
+
+
+def block_stop_signals() -> None:
+    """Keep the stop signals (and SIGALRM) off the calling thread, which must not be the main
+    one: call it first thing on a helper thread of the engine's own.
+
+    The kernel hands a process's signal to any thread that does not block it, and the main
+    thread already has one pending is such a case: a second SIGINT sent right after a SIGTERM
+    then lands on a helper thread, and the main thread, blocked in a lock, never wakes to run
+    its handler. Blocked here, every such signal is the main thread's. A no-op where threads
+    cannot block signals.
+    """
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is None or threading.current_thread() is threading.main_thread():
+        return
+    mask(signal.SIG_BLOCK, {*STOP_SIGNALS, *((_ALARM,) if _ALARM is not None else ())})
 
 
 def _arm_alarm(seconds: float | None) -> None:

@@ -439,6 +439,61 @@ class Task:
         else:
             logger.error("%s (no service to shut down)", reason)
 
+    # -- health (read by `lifecycle.health`) ------------------------------------------------
+
+    #: Seconds within which a running task must call `heartbeat` again (None: not watched).
+    #: One that misses it fails as if a worker had raised `lifecycle.health.WatchdogTimeout`.
+    WATCHDOG: ClassVar[float | None] = None
+    # Defaults on the class, set on the instance on first use: (ready, reason), and the
+    # `time.monotonic` of the last heartbeat. Each is one attribute store, atomic.
+    _readiness: tuple[bool, str | None] = (True, None)
+    _last_heartbeat: float | None = None
+
+    def set_ready(self, ready: bool = True, reason: str | None = None) -> None:
+        """Say whether the task can take work now (``reason``: why not). A task is ready
+        unless it said otherwise; the service is ready only while every task it requires is.
+
+        Thread-safe and lock-free: call it from any thread or coroutine. Raises `TypeError`
+        unless ``ready`` is a bool and ``reason`` a str or None.
+        """
+        if not isinstance(ready, bool):
+            raise TypeError(f"set_ready(ready=...) takes a bool, not {ready!r}")
+        if reason is not None and not isinstance(reason, str):
+            raise TypeError(f"set_ready(reason=...) takes a str or None, not {reason!r}")
+        self._readiness = (True, None) if ready else (False, reason or "not ready")
+        self._tell_health("ready")
+
+    @property
+    def readiness(self) -> tuple[bool, str | None]:
+        """``(ready, reason)`` as the task last said it with `set_ready`."""
+        return self._readiness
+
+    def heartbeat(self) -> None:
+        """Say the task is alive: with ``WATCHDOG`` set, it must be called again within that
+        many seconds while the task runs. Thread-safe and lock-free."""
+        self._last_heartbeat = time.monotonic()
+        self._tell_health("heartbeat")
+
+    def _tell_health(self, what: str) -> None:
+        """Tell the service (its ``_task_health``, if it has one) that ``what`` changed."""
+        report = getattr(self.service, "_task_health", None)
+        if callable(report):
+            report(self, what)
+
+    def _fail_unresponsive(self, error: BaseException) -> bool:
+        """Fail the task with ``error`` (its heartbeat is overdue) through the path a worker
+        that raised takes: the failure is kept, the workers are woken, the task fails once
+        its code returned, and the service is asked to shut down. False (and nothing done)
+        unless it is running and has not failed already."""
+        lc = self.lifecycle
+        with lc.lock:
+            if lc.state != TaskState.RUNNING or self.failure is not None:
+                return False
+            self._record_failure(error)
+            self._settle()  # a LOOPLESS task (nothing of it runs) fails here
+        self._request_shutdown(error)
+        return True
+
     # -- registration ----------------------------------------------------------------------
 
     @classmethod

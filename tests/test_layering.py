@@ -29,9 +29,12 @@ LAYERS: list[set[str]] = [
     {"tasks", "aio"},
     {"audit"},
     {"outcome"},
+    {"health"},
     {"service", "plan"},
     {"diagrams", "demo"},
     {"timeline"},
+    # The probe server and sd_notify report a running service's health.
+    {"probes", "systemd"},
     # The conformance kit and its pytest plugin read the layers below: a wait on any lifecycle,
     # then the checks that run services and audit their journals.
     {"testing.waiting"},
