@@ -32,8 +32,10 @@ from lifecycle.errors import (
 )
 from lifecycle.graph import postorder, topological_order
 from lifecycle.journal import Journal, journal_or_new
+from lifecycle.restart import RestartPolicy
 from lifecycle.spec import COLLECTION, TASK, CollectionState, TaskState
 from lifecycle.stopping import StopCoordinator, time_left
+from lifecycle.supervision import Supervisor
 from lifecycle.task import SkipTask, Task, task_name
 
 __all__ = ["REGISTERED", "Tasks"]
@@ -105,6 +107,9 @@ class Tasks:
         self._failure: BaseException | None = None
         #: The name of the task whose ``init_task`` is running now, if any.
         self.initializing: str | None = None
+        self._make_args: tuple[tuple[Any, ...], dict[str, Any]] = ((), {})
+        #: Restarts crashed tasks as their restart policies say (`lifecycle.supervision`).
+        self.supervisor = Supervisor(_Host(self))
         self.register_all(tasks)
 
     # -- registration ----------------------------------------------------------------------
@@ -146,16 +151,7 @@ class Tasks:
                 self._lifecycles[name] = Lifecycle(
                     TASK, name, self.journal, on_terminal=self._task_ended
                 )
-            self.journal.describe_tasks(
-                {
-                    task_name(c): {
-                        "class": _qualname(c),
-                        "deps": [task_name(d) for d in c.DEPS],
-                        "wants": [task_name(w) for w in c.WANTS],
-                    }
-                    for c in new
-                }
-            )
+            self.journal.describe_tasks({task_name(c): _description(c) for c in new})
         return cls
 
     def register_all(self, classes: Iterable[type[Task]]) -> None:
@@ -210,6 +206,7 @@ class Tasks:
                 lc.fire("fail", exc)
                 raise
             self._created = True
+            self._make_args = (args, kwargs)
             failed: dict[str, Exception] = {}
             for name in self._order:
                 task_lc = self._lifecycles[name]
@@ -224,10 +221,18 @@ class Tasks:
                     failed[name] = _as_error(name, exc)
                     continue
                 instance._bind(task_lc, self.loop)
+                instance._restarter = self.supervisor
                 self._instances[name] = instance
                 task_lc.fire("create")
             if failed:
                 self._raise_init_error(failed)
+            # The restart policies as the options made them: what the audit judges by.
+            self.journal.describe_tasks(
+                {
+                    name: _description(type(task), _policy_of(task))
+                    for name, task in self._instances.items()
+                }
+            )
             lc.fire("create")
 
     def init(self) -> None:
@@ -354,10 +359,23 @@ class Tasks:
         with lc.lock:
             self._refuse_unless("start")
             for name in self._order:
-                if self._lifecycles[name].state == TaskState.INITIALIZED:
-                    self._start_order.append(name)
-                    self._instances[name].start()
+                task_lc = self._lifecycles[name]
+                with task_lc.lock:
+                    if task_lc.state == TaskState.INITIALIZED and not self._waits_for_restart(
+                        name
+                    ):
+                        self._start_order.append(name)
+                        self._instances[name].start()
             lc.fire("start")
+            self.supervisor.started()
+
+    def _waits_for_restart(self, name: str) -> bool:
+        """Whether a task ``name`` requires crashed into backoff: it then starts once that one
+        runs again (the supervisor starts it)."""
+        return any(
+            self._lifecycles[task_name(dep)].state == TaskState.BACKOFF
+            for dep in self._classes[name].DEPS
+        )
 
     def stop(self) -> None:
         """Begin the staged stop; `join` drives it to the end.
@@ -379,15 +397,27 @@ class Tasks:
                 lc.fire("stop")
                 return
             lc.fire("stop")
+            self.supervisor.stop()  # before any stop begins: no task is restarted from now on
             self._coordinator = StopCoordinator(
                 self._order,
                 self._edges(),
                 is_ended=lambda name: self._lifecycles[name].terminal,
-                begin=lambda name, cause: self._instances[name]._begin_stop(cause),
+                begin=self._begin_task_stop,
                 news=self._news,
             )
             self._coordinator.start()
         self._news.put(None)  # a join waiting for the tasks to end by themselves now drives
+
+    def _begin_task_stop(self, name: str, cause: str | None) -> None:
+        """Begin ``name``'s stop on its current instance (a restart may have replaced it). A
+        task whose restart's ``init_task`` runs now is stopped by the supervisor once that
+        hook returned, so that a task ends only when none of its code runs."""
+        task_lc = self._lifecycles[name]
+        with task_lc.lock:
+            if self.supervisor.initializing(name):
+                return
+            task = self._instances[name]
+        task._begin_stop(cause)
 
     def join(
         self, timeout: float | None = None, *, until: Callable[[], bool] | None = None
@@ -492,6 +522,7 @@ class Tasks:
                 self._abort(cause)  # the tasks never ran: each is stopped, as when init fails
                 return
             lc.fire("fail", cause)
+            self.supervisor.stop()
             self._failure = cause
             coordinator = self._coordinator
             if coordinator is None:
@@ -525,6 +556,7 @@ class Tasks:
         if state is TaskState.FAILED:
             self._failed.append(name)
         self._news.put(name)
+        self.supervisor.ended(name)
 
     def _refuse_unless(self, trigger: str) -> None:
         if not self.lifecycle.can(trigger):
@@ -685,6 +717,65 @@ class Tasks:
 
 def _qualname(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _policy_of(task: Task) -> RestartPolicy:
+    """``task``'s restart policy as its options make it; the class's if they combine badly
+    (the task then fails when it crashes, saying why)."""
+    try:
+        return task.current_restart_policy()
+    except InvalidTask:
+        return type(task).restart_policy()
+
+
+def _description(cls: type[Task], policy: RestartPolicy | None = None) -> dict[str, Any]:
+    """What the journal's header says of a task: class, DEPS, WANTS and, unless it is
+    "never" (a header without it means never), its restart policy."""
+    policy = cls.restart_policy() if policy is None else policy
+    described: dict[str, Any] = {
+        "class": _qualname(cls),
+        "deps": [task_name(d) for d in cls.DEPS],
+        "wants": [task_name(w) for w in cls.WANTS],
+    }
+    if policy.mode != "never":
+        described["restart"] = policy.to_dict()
+    return described
+
+
+class _Host:
+    """The collection as its supervisor sees it (`lifecycle.supervision.Supervised`)."""
+
+    def __init__(self, tasks: Tasks) -> None:
+        self._tasks = tasks
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        return self._tasks._listing()
+
+    def lifecycle_of(self, name: str) -> Lifecycle:
+        return self._tasks._lifecycles[name]
+
+    def class_of(self, name: str) -> type[Task]:
+        return self._tasks._classes[name]
+
+    def instance_of(self, name: str) -> Task:
+        return self._tasks._instances[name]
+
+    def make(self, name: str) -> Task:
+        tasks = self._tasks
+        args, kwargs = tasks._make_args
+        return tasks._classes[name](*args, **kwargs)
+
+    def replace(self, name: str, task: Task) -> None:
+        tasks = self._tasks
+        task._bind(tasks._lifecycles[name], tasks.loop)
+        tasks._instances[name] = task
+
+    def started_late(self, name: str) -> None:
+        self._tasks._start_order.append(name)
+
+    def edges(self) -> dict[str, list[str]]:
+        return self._tasks._edges()
 
 
 def _as_error(name: str, exc: BaseException) -> Exception:

@@ -339,10 +339,9 @@ class AsyncTask(Task):
         if failure is not None:
             self._record_failure(failure)
         self._leave()
-        if failure is not None:
-            # After `_leave`, as for threads: the journal shows the failure (or keeps its
-            # cause while sibling workers return) before the service's stop it asks for.
-            self._request_shutdown(failure)
+        # After `_leave`, as for threads: the journal shows the failure (or keeps its
+        # cause while sibling workers return) before the service's stop it asks for.
+        self._after_worker(failure)
 
     async def _await_hook(
         self, hook: Callable[[], Coroutine[Any, Any, None]]
