@@ -16,10 +16,10 @@ supervisor's one thread then carries out the restart, one task at a time:
 A failure during init or during a stop is not restarted: the task fails and the service is asked
 to shut down. A stop of the collection ends everything at once: a backoff no longer waits
 (event-driven), nothing more is restarted, and the collection's own staged stop stops the
-tasks waiting in backoff (``backoff --stop--> stopped``). A task suspending when the stop begins goes on
-stopping (``suspending --stop--> stopping``). A task whose restart's ``init_task``
-runs when the stop begins is stopped by the supervisor once that hook returned (a task ends
-only when none of its code runs).
+tasks waiting in backoff (``backoff --stop--> stopped``); a task suspending then goes on
+stopping (``suspending --stop--> stopping``). A task whose restart's ``init_task`` runs when
+the stop begins is stopped by the supervisor once that hook returned (a task ends only when
+none of its code runs).
 
 Thread-safety: the `lifecycle.task.Restarter` methods are called by tasks with their lifecycle
 lock held and only take the supervisor's own short lock; everything else runs on the
@@ -265,7 +265,7 @@ class Supervisor:
                 return  # that one restarts later and brings this one back
         if lc.state == TaskState.BACKOFF:
             if self._wait_due(name):
-                self._restart_one(name, f"{after!r}, which it requires, runs again: a fresh instance")
+                self._restart_one(name, f"{after!r}, which it requires, runs again")
         elif lc.state == TaskState.INITIALIZED:
             with lc.lock:
                 if lc.state == TaskState.INITIALIZED and not self._stopping.is_set():

@@ -536,16 +536,15 @@ class Task:
         if self._busy or lc.state not in _LIVE:
             return
         restarter = self._restarter
-        if restarter is not None:
-            if lc.state == TaskState.RUNNING:
-                verdict = restarter.verdict(self)
-                if verdict is True:
-                    self._restarting = True
-                    lc.fire("crash", self.failure if self.failure is not None else RETURNED_EARLY)
-                    restarter.crashed(self)
-                    return
-                if isinstance(verdict, BaseException):
-                    self.failure = verdict
+        if restarter is not None and lc.state == TaskState.RUNNING:
+            verdict = restarter.verdict(self)
+            if verdict is True:
+                self._restarting = True
+                lc.fire("crash", self.failure if self.failure is not None else RETURNED_EARLY)
+                restarter.crashed(self)
+                return
+            if isinstance(verdict, BaseException):
+                self.failure = verdict
         if self.failure is not None:
             lc.fire("fail", self.failure)
             return

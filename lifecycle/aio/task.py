@@ -30,8 +30,7 @@ from typing import Any, ClassVar
 from lifecycle.engine import Lifecycle
 from lifecycle.errors import InvalidTask, LifecycleError, LifecycleInterrupt
 from lifecycle.options import option
-from lifecycle.spec import TASK, TaskState
-from lifecycle.task import SkipTask, Task, TryLater
+from lifecycle.task import _WINDING_DOWN, SkipTask, Task, TryLater
 
 __all__ = ["DEFAULT_STOP_TIMEOUT", "GRACE_FRACTION", "AsyncTask", "SkipTask", "TryLater"]
 
@@ -43,8 +42,6 @@ DEFAULT_STOP_TIMEOUT = 30.0
 
 #: The message of the engine's own cancellations (after the grace, or abandoning a task).
 _ENGINE_CANCEL = "lifecycle: the stop grace passed"
-
-_WINDING_DOWN = frozenset({TaskState.STOPPING, *TASK.terminal})
 
 
 class _Mailbox:
