@@ -11,6 +11,7 @@ drives it to the end. The collection is a state machine of its own
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 import time
@@ -359,23 +360,21 @@ class Tasks:
         with lc.lock:
             self._refuse_unless("start")
             for name in self._order:
-                task_lc = self._lifecycles[name]
-                with task_lc.lock:
-                    if task_lc.state == TaskState.INITIALIZED and not self._waits_for_restart(
-                        name
-                    ):
+                # With the locks of what it requires held, none of them can crash between
+                # the look and the start: the journal shows them running when it starts.
+                with contextlib.ExitStack() as held:
+                    backoff = False
+                    for dep in self._classes[name].DEPS:
+                        dep_lc = self._lifecycles[task_name(dep)]
+                        held.enter_context(dep_lc.lock)
+                        backoff = backoff or dep_lc.state == TaskState.BACKOFF
+                    # A task whose dependency crashed into backoff starts once that one runs
+                    # again (the supervisor starts it).
+                    if self._lifecycles[name].state == TaskState.INITIALIZED and not backoff:
                         self._start_order.append(name)
                         self._instances[name].start()
             lc.fire("start")
             self.supervisor.started()
-
-    def _waits_for_restart(self, name: str) -> bool:
-        """Whether a task ``name`` requires crashed into backoff: it then starts once that one
-        runs again (the supervisor starts it)."""
-        return any(
-            self._lifecycles[task_name(dep)].state == TaskState.BACKOFF
-            for dep in self._classes[name].DEPS
-        )
 
     def stop(self) -> None:
         """Begin the staged stop; `join` drives it to the end.

@@ -28,6 +28,7 @@ supervisor's thread.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import random
@@ -192,7 +193,7 @@ class Supervisor:
     def _restart(self, name: str) -> None:
         """Restart ``name`` (in backoff) and the tasks that require it."""
         host = self._host
-        if host.lifecycle_of(name).state != TaskState.BACKOFF:
+        if self._state(name) != TaskState.BACKOFF:
             return  # restarted already, along with a task it requires
         edges = {n: [task_name(d) for d in host.class_of(n).DEPS] for n in host.order}
         users = dependents(name, edges)
@@ -234,13 +235,20 @@ class Supervisor:
         coordinator = StopCoordinator(
             list(chain),
             before,
-            is_ended=lambda user: host.lifecycle_of(user).state not in _LIVE,
+            is_ended=lambda user: self._state(user) not in _LIVE,
             begin=begin,
             news=self.news,
         )
         coordinator.start()
         coordinator.drive(None, self._stopping.is_set)
         return not self._stopping.is_set()
+
+    def _state(self, name: str) -> TaskState:
+        """``name``'s state, read under its lock: a transition is journaled before its lock is
+        released, so what is read here is what the journal shows (the audit judges by it)."""
+        lc = self._host.lifecycle_of(name)
+        with lc.lock:
+            return TaskState(lc.state)
 
     def _wait_due(self, name: str) -> bool:
         """Wait until ``name``'s backoff passed; False if the collection's stop began first
@@ -257,20 +265,46 @@ class Supervisor:
     def _bring_back(self, name: str, after: str) -> None:
         """Restart (from backoff) or start (left initialized) ``name``, once every task it
         requires runs; one that waits for another task's restart is left to that one."""
-        host = self._host
-        lc = host.lifecycle_of(name)
-        for dep in host.class_of(name).DEPS:
-            state = host.lifecycle_of(task_name(dep)).state
-            if state not in _ENDED_BADLY and state != TaskState.RUNNING:
-                return  # that one restarts later and brings this one back
-        if lc.state == TaskState.BACKOFF:
+        if self._waits(name):
+            return  # that one restarts later and brings this one back
+        state = self._state(name)
+        if state == TaskState.BACKOFF:
             if self._wait_due(name):
                 self._restart_one(name, f"{after!r}, which it requires, runs again")
-        elif lc.state == TaskState.INITIALIZED:
-            with lc.lock:
-                if lc.state == TaskState.INITIALIZED and not self._stopping.is_set():
-                    host.instance_of(name).start()
-                    host.started_late(name)
+        elif state == TaskState.INITIALIZED:
+            self._start(name, late=True)
+
+    def _waits(self, name: str) -> bool:
+        """Whether a task ``name`` requires is restarting (neither running nor ended badly).
+        Call with their locks held to act on the answer."""
+        for dep in self._host.class_of(name).DEPS:
+            state = self._state(task_name(dep))
+            if state not in _ENDED_BADLY and state != TaskState.RUNNING:
+                return True
+        return False
+
+    def _start(self, name: str, late: bool = False) -> bool:
+        """Start ``name`` (initialized) unless what it requires is restarting; True if started.
+
+        The locks of what it requires are held from the look to the start, so that none of
+        them crashes in between: the journal shows each of them running when this one starts.
+        """
+        host = self._host
+        with contextlib.ExitStack() as held:
+            for dep in host.class_of(name).DEPS:
+                held.enter_context(host.lifecycle_of(task_name(dep)).lock)
+            lc = host.lifecycle_of(name)
+            held.enter_context(lc.lock)
+            if (
+                lc.state != TaskState.INITIALIZED
+                or self._stopping.is_set()
+                or self._waits(name)
+            ):
+                return False
+            host.instance_of(name).start()
+            if late:
+                host.started_late(name)
+            return True
 
     def _restart_one(self, name: str, why: str) -> bool:
         """Replace ``name`` (in backoff) with a fresh instance, initialize and start it.
@@ -299,7 +333,7 @@ class Supervisor:
             lc.fire("restart", why)
         outcome: BaseException | None = None
         for dep in type(fresh).DEPS:
-            dep_state = host.lifecycle_of(task_name(dep)).state
+            dep_state = self._state(task_name(dep))
             if dep_state in _ENDED_BADLY:
                 outcome = SkipTask(f"required dependency {task_name(dep)!r} ended {dep_state}")
                 break
@@ -317,15 +351,17 @@ class Supervisor:
                 if self._stopping.is_set():  # the collection's stop began during init_task
                     lc.fire("stop", "the collection's stop began during init_task")
                     return False
-                fresh.start()
-                return True
-            if isinstance(outcome, SkipTask):
+            elif isinstance(outcome, SkipTask):
                 lc.fire("skip", outcome)
                 return False
-            fresh.failure = outcome
-            lc.fire("fail", outcome)
-        self._shut_down(name, outcome)
-        return False
+            else:
+                fresh.failure = outcome
+                lc.fire("fail", outcome)
+        if outcome is not None:
+            self._shut_down(name, outcome)
+            return False
+        # Left initialized if what it requires crashed meanwhile: that one's restart starts it.
+        return self._start(name)
 
     def _shut_down(self, name: str, exc: BaseException) -> None:
         task = self._host.instance_of(name)

@@ -12,7 +12,8 @@ from lifecycle.task import Task
 
 
 class CrashesTwice(Task):
-    """Its first two instances crash as soon as they run; the third runs until stopped."""
+    """Its first two instances crash once an instance of `UsesIt` runs (so that each crash
+    has a dependent to suspend); the third runs until stopped."""
 
     RESTART = "on-failure"
     RESTART_DELAY = 0.001
@@ -28,6 +29,8 @@ class CrashesTwice(Task):
 
     def run_loop(self) -> None:
         if self.number <= 2:
+            UsesIt.up.wait(30)  # a bound for a broken engine only
+            UsesIt.up.clear()
             raise RuntimeError(f"crash of instance {self.number}")
         self.running.set()
         self.stop_event.wait()
@@ -38,12 +41,22 @@ class UsesIt(Task):
 
     DEPS = (CrashesTwice,)
     stops: ClassVar[list[int]] = []
+    #: Set by each instance as it runs.
+    up = threading.Event()
+
+    made: ClassVar[list[int]] = []
+
+    def __init__(self, service: object = None) -> None:
+        super().__init__(service)
+        self.made.append(len(self.made))
+        self.number = len(self.made)
 
     def run_loop(self) -> None:
+        self.up.set()
         self.stop_event.wait()
 
     def on_stop(self) -> None:
-        self.stops.append(id(self))
+        self.stops.append(self.number)
 
 
 class WantsIt(Task):
