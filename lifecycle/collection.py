@@ -45,6 +45,9 @@ _ENDED_BADLY = (TaskState.SKIPPED, TaskState.FAILED)
 _NOT_CREATED = "the collection failed before this task was created"
 #: The states of a task that was started and has not ended.
 _STARTED = frozenset({TaskState.RUNNING, TaskState.STOPPING})
+#: The states of a dependency, met while starting in order, that hold a task back: it crashed
+#: into backoff, or was held back itself.
+_NOT_STARTED = frozenset({TaskState.BACKOFF, TaskState.INITIALIZED})
 #: Seconds granted to the threads of a task that has ended to finish returning.
 _THREAD_EXIT = 1.0
 
@@ -363,14 +366,14 @@ class Tasks:
                 # With the locks of what it requires held, none of them can crash between
                 # the look and the start: the journal shows them running when it starts.
                 with contextlib.ExitStack() as held:
-                    backoff = False
+                    waits = False
                     for dep in self._classes[name].DEPS:
                         dep_lc = self._lifecycles[task_name(dep)]
                         held.enter_context(dep_lc.lock)
-                        backoff = backoff or dep_lc.state == TaskState.BACKOFF
-                    # A task whose dependency crashed into backoff starts once that one runs
-                    # again (the supervisor starts it).
-                    if self._lifecycles[name].state == TaskState.INITIALIZED and not backoff:
+                        waits = waits or dep_lc.state in _NOT_STARTED
+                    # A task whose dependency crashed into backoff (or waits for one that did)
+                    # starts once that one runs again: the supervisor starts it.
+                    if self._lifecycles[name].state == TaskState.INITIALIZED and not waits:
                         self._start_order.append(name)
                         self._instances[name].start()
             lc.fire("start")

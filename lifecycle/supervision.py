@@ -53,6 +53,10 @@ logger.addHandler(logging.NullHandler())
 #: The states of a task whose code may run (what a restart's staged stop waits out).
 _LIVE = frozenset({TaskState.RUNNING, TaskState.STOPPING, TaskState.SUSPENDING})
 _ENDED_BADLY = frozenset({TaskState.SKIPPED, TaskState.FAILED})
+#: The states of a task on its way to a restart: what requires it waits.
+_RESTARTING = frozenset(
+    {TaskState.SUSPENDING, TaskState.BACKOFF, TaskState.CREATED, TaskState.INITIALIZED}
+)
 
 
 class Supervised(Protocol):
@@ -275,13 +279,11 @@ class Supervisor:
             self._start(name, late=True)
 
     def _waits(self, name: str) -> bool:
-        """Whether a task ``name`` requires is restarting (neither running nor ended badly).
-        Call with their locks held to act on the answer."""
-        for dep in self._host.class_of(name).DEPS:
-            state = self._state(task_name(dep))
-            if state not in _ENDED_BADLY and state != TaskState.RUNNING:
-                return True
-        return False
+        """Whether a task ``name`` requires is restarting (suspending, in backoff, or made
+        anew and not started yet). Call with their locks held to act on the answer."""
+        return any(
+            self._state(task_name(dep)) in _RESTARTING for dep in self._host.class_of(name).DEPS
+        )
 
     def _start(self, name: str, late: bool = False) -> bool:
         """Start ``name`` (initialized) unless what it requires is restarting; True if started.
