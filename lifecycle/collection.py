@@ -43,8 +43,9 @@ __all__ = ["REGISTERED", "Tasks"]
 
 _ENDED_BADLY = (TaskState.SKIPPED, TaskState.FAILED)
 _NOT_CREATED = "the collection failed before this task was created"
-#: The states of a task that was started and has not ended.
-_STARTED = frozenset({TaskState.RUNNING, TaskState.STOPPING})
+#: The states of a task that was started and has not ended (a task suspending for a
+#: dependency's restart still runs code).
+_STARTED = frozenset({TaskState.RUNNING, TaskState.STOPPING, TaskState.SUSPENDING})
 #: The states of a dependency, met while starting in order, that hold a task back: it crashed
 #: into backoff, or was held back itself.
 _NOT_STARTED = frozenset({TaskState.BACKOFF, TaskState.INITIALIZED})
@@ -231,12 +232,13 @@ class Tasks:
             if failed:
                 self._raise_init_error(failed)
             # The restart policies as the options made them: what the audit judges by.
-            self.journal.describe_tasks(
-                {
-                    name: _description(type(task), _policy_of(task))
-                    for name, task in self._instances.items()
-                }
-            )
+            changed = {
+                name: _description(type(task), policy)
+                for name, task in self._instances.items()
+                if (policy := _overridden_policy(task)) is not None
+            }
+            if changed:
+                self.journal.describe_tasks(changed)
             lc.fire("create")
 
     def init(self) -> None:
@@ -363,6 +365,11 @@ class Tasks:
         with lc.lock:
             self._refuse_unless("start")
             for name in self._order:
+                if not self._classes[name].DEPS:
+                    if self._lifecycles[name].state == TaskState.INITIALIZED:
+                        self._start_order.append(name)
+                        self._instances[name].start()
+                    continue
                 # With the locks of what it requires held, none of them can crash between
                 # the look and the start: the journal shows them running when it starts.
                 with contextlib.ExitStack() as held:
@@ -721,13 +728,16 @@ def _qualname(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _policy_of(task: Task) -> RestartPolicy:
-    """``task``'s restart policy as its options make it; the class's if they combine badly
-    (the task then fails when it crashes, saying why)."""
+def _overridden_policy(task: Task) -> RestartPolicy | None:
+    """``task``'s restart policy if its options changed its class's, else None (also when
+    they combine badly: the task then fails when it crashes, saying why)."""
+    if task.option_source() is None and not task.__dict__.get("_option_overrides"):
+        return None  # nothing can override the class's: the common case, kept cheap
     try:
-        return task.current_restart_policy()
+        policy = task.current_restart_policy()
     except InvalidTask:
-        return type(task).restart_policy()
+        return None
+    return None if policy == type(task).restart_policy() else policy
 
 
 def _description(cls: type[Task], policy: RestartPolicy | None = None) -> dict[str, Any]:

@@ -26,6 +26,7 @@ policy each task's journal header carries (`RestartPolicy.to_dict`).
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import random
 from collections import deque
@@ -45,6 +46,7 @@ __all__ = [
     "limit_problem",
     "mode_problem",
     "parse_limit",
+    "policy_of",
     "seconds_ns",
 ]
 
@@ -203,6 +205,21 @@ class RestartPolicy:
             return cls.checked(obj["policy"], obj["delay"], obj["delay_max"], obj["limit"])
         except KeyError as exc:
             raise ValueError(f"the restart policy has no {exc.args[0]!r}") from None
+
+
+@functools.lru_cache(maxsize=256)
+def _cached(mode: object, delay: object, delay_max: object, limit: object) -> RestartPolicy:
+    return RestartPolicy.checked(mode, delay, delay_max, limit)
+
+
+def policy_of(mode: object, delay: object, delay_max: object, limit: object) -> RestartPolicy:
+    """`RestartPolicy.checked`, cached: every task class asks for its policy when it is made,
+    registered and created, and most share the default one. Raises `ValueError` likewise."""
+    try:
+        hash((mode, delay, delay_max, limit))
+    except TypeError:  # a list as the limit, say: checked (and refused) uncached
+        return RestartPolicy.checked(mode, delay, delay_max, limit)
+    return _cached(mode, delay, delay_max, limit)
 
 
 class RestartHistory:

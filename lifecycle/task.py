@@ -26,6 +26,7 @@ from lifecycle.restart import (
     MODES,
     RestartPolicy,
     parse_limit,
+    policy_of,
 )
 from lifecycle.spec import TASK, TaskState
 
@@ -153,6 +154,12 @@ class Task:
         help="more than BURST restarts within SECONDS fail the task and its service "
         "(default: the class's RESTART_LIMIT)",
     )
+    #: The collection's supervisor (None: no restarts, as for a task run on its own). Class
+    #: defaults, shadowed per instance only when set: most tasks never restart.
+    _restarter: Restarter | None = None
+    #: Set once this instance went to backoff (crashed or suspended): a fresh instance takes
+    #: over, and this one's failure asks for no shutdown.
+    _restarting = False
     #: The hooks the engine calls on worker threads; a task kind adds its own (``execute``).
     _HOOKS: ClassVar[frozenset[str]] = frozenset(
         {"init_task", "init_thread", "run_loop", "on_stop"}
@@ -174,7 +181,7 @@ class Task:
         """The class's restart policy, from ``RESTART``, ``RESTART_DELAY``,
         ``RESTART_DELAY_MAX`` and ``RESTART_LIMIT``; raises `InvalidTask` naming a bad one."""
         try:
-            return RestartPolicy.checked(
+            return policy_of(
                 cls.RESTART, cls.RESTART_DELAY, cls.RESTART_DELAY_MAX, cls.RESTART_LIMIT
             )
         except ValueError as exc:
@@ -186,6 +193,8 @@ class Task:
         Raises `InvalidTask` when the values combine badly (a delay above the maximum).
         """
         cls = type(self)
+        if self.option_source() is None and not self.__dict__.get("_option_overrides"):
+            return cls.restart_policy()  # nothing can override it: spare four option reads
 
         def given(name: str, default: Any) -> Any:
             value = self.get_option(name)
@@ -233,11 +242,6 @@ class Task:
         self._hook: threading.Thread | None = None
         self._busy = 0  # workers alive, plus one while the stop hook runs
         self._stop_error: BaseException | None = None
-        #: The collection's supervisor (None: no restarts, as for a task run on its own).
-        self._restarter: Restarter | None = None
-        #: Set once this instance crashed into backoff: a fresh instance takes over, and its
-        #: failure asks for no shutdown.
-        self._restarting = False
 
     # -- hooks -----------------------------------------------------------------------------
 
@@ -294,7 +298,9 @@ class Task:
             with lc.lock:
                 if self._stop_event is None:
                     self._stop_event = threading.Event()
-                    if lc.state in _WINDING_DOWN or self.failure is not None:
+                    if lc.state in _WINDING_DOWN or self.failure is not None or (
+                        self._restarting
+                    ):
                         self._stop_event.set()
                 event = self._stop_event
         return event
@@ -307,9 +313,14 @@ class Task:
 
     @property
     def running(self) -> bool:
-        """True from `start` until the task ended: while it is running or stopping, some of
-        its code (a worker, `on_stop`) may still run."""
-        return self._lifecycle is not None and self._lifecycle.state in _LIVE
+        """True from `start` until the task ended: while it is running, stopping or
+        suspending, some of its code (a worker, `on_stop`) may still run. False for an
+        instance a restart replaced (its lifecycle goes on with the fresh one)."""
+        return (
+            self._lifecycle is not None
+            and not self._restarting
+            and self._lifecycle.state in _LIVE
+        )
 
     @property
     def threads(self) -> tuple[threading.Thread, ...]:

@@ -210,7 +210,7 @@ class AsyncTask(Task):
         with lc.lock:
             if self._event is None:
                 event = asyncio.Event()  # nothing waits on it yet: set() is safe off the loop
-                if lc.state in _WINDING_DOWN or self.failure is not None:
+                if lc.state in _WINDING_DOWN or self.failure is not None or self._restarting:
                     event.set()
                 self._event = event
             return self._event
