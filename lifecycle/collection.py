@@ -80,6 +80,12 @@ class Tasks:
 
     Before `create`, ``len``, iteration, indexing, `get` and attribute access see the
     registered classes (in dependency order); from `create` on, the instances.
+
+    While running, a task that crashes is restarted as its restart policy says
+    (`lifecycle.restart`), by a fresh instance made with the arguments `create` was given,
+    after the tasks that require it were suspended (`lifecycle.supervision`); a task whose
+    dependency crashed into backoff while the collection started is started once that one
+    runs again.
     """
 
     def __init__(
@@ -114,7 +120,7 @@ class Tasks:
         self.initializing: str | None = None
         self._make_args: tuple[tuple[Any, ...], dict[str, Any]] = ((), {})
         #: Restarts crashed tasks as their restart policies say (`lifecycle.supervision`).
-        self.supervisor = Supervisor(_Host(self))
+        self._supervisor = Supervisor(_Host(self))
         self.register_all(tasks)
 
     # -- registration ----------------------------------------------------------------------
@@ -226,7 +232,7 @@ class Tasks:
                     failed[name] = _as_error(name, exc)
                     continue
                 instance._bind(task_lc, self.loop)
-                instance._restarter = self.supervisor
+                instance._restarter = self._supervisor
                 self._instances[name] = instance
                 task_lc.fire("create")
             if failed:
@@ -384,7 +390,7 @@ class Tasks:
                         self._start_order.append(name)
                         self._instances[name].start()
             lc.fire("start")
-            self.supervisor.started()
+            self._supervisor.started()
 
     def stop(self) -> None:
         """Begin the staged stop; `join` drives it to the end.
@@ -406,7 +412,7 @@ class Tasks:
                 lc.fire("stop")
                 return
             lc.fire("stop")
-            self.supervisor.stop()  # before any stop begins: no task is restarted from now on
+            self._supervisor.stop()  # before any stop begins: no task is restarted from now on
             self._coordinator = StopCoordinator(
                 self._order,
                 self._edges(),
@@ -423,7 +429,7 @@ class Tasks:
         hook returned, so that a task ends only when none of its code runs."""
         task_lc = self._lifecycles[name]
         with task_lc.lock:
-            if self.supervisor.initializing(name):
+            if self._supervisor.initializing(name):
                 return
             task = self._instances[name]
         task._begin_stop(cause)
@@ -531,7 +537,7 @@ class Tasks:
                 self._abort(cause)  # the tasks never ran: each is stopped, as when init fails
                 return
             lc.fire("fail", cause)
-            self.supervisor.stop()
+            self._supervisor.stop()
             self._failure = cause
             coordinator = self._coordinator
             if coordinator is None:
@@ -565,7 +571,7 @@ class Tasks:
         if state is TaskState.FAILED:
             self._failed.append(name)
         self._news.put(name)
-        self.supervisor.ended(name)
+        self._supervisor.ended(name)
 
     def _refuse_unless(self, trigger: str) -> None:
         if not self.lifecycle.can(trigger):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from typing import ClassVar
 from pathlib import Path
 
 import pytest
@@ -331,3 +332,44 @@ def test_stop_event_made_while_winding_down_for_a_restart_is_set(state: str) -> 
         task = cls()
         task._bind(lc)
         assert task.stop_event.is_set(), cls
+
+
+def test_a_stop_during_a_restarts_init_task_waits_for_it_then_stops_the_task() -> None:
+    release = threading.Event()
+    entered = threading.Event()
+
+    class SlowInit(Task):
+        RESTART = "on-failure"
+        RESTART_DELAY = 0.0
+        RESTART_DELAY_MAX = 0.0
+        made: ClassVar[list[int]] = []
+
+        def init_task(self) -> None:
+            self.made.append(1)
+            if len(self.made) == 2:  # the restart's init_task
+                entered.set()
+                release.wait(WAIT)
+
+        def run_loop(self) -> None:
+            if len(self.made) == 1:
+                raise RuntimeError("crash")
+            self.stop_event.wait()
+
+    class Svc(Service):
+        TASKS = (SlowInit,)
+
+    service = Svc()
+    service.start()
+    assert entered.wait(WAIT)
+    service.shutdown("stop during the restart's init_task")
+    stopping = threading.Thread(target=service.wait, args=(WAIT,))
+    stopping.start()
+    # The stop waits for the hook: the task is not stopped while its init_task runs.
+    assert service.tasks.state_of("SlowInit") == "created"
+    release.set()
+    stopping.join(WAIT)
+    assert service.exit_code == 0
+    assert _task_records(service.journal.records, "SlowInit")[-2:] == [
+        ("init", "created", "initialized"), ("stop", "initialized", "stopped")
+    ]
+    assert check(service.journal) == []
