@@ -579,6 +579,7 @@ class Tasks:
 
     def _abort(self, cause: BaseException) -> None:
         """Leave every task terminal (stopped, or failed if never created); fail the collection."""
+        self._supervisor.stop()
         for name in reversed(self._order):
             task_lc = self._lifecycles[name]
             if task_lc.can("stop") and name in self._instances:
