@@ -51,6 +51,13 @@ The rules:
     directly or not) had ended, and the journal does not show the collection giving up on
     its stop first (a ``fail`` of the collection while stopping: a passed stop deadline, a
     forced exit), after which the tasks left are still stopped, in order, without waiting.
+``restart``
+    A task's restarts broke its restart policy (the header's ``restart`` for the task; none
+    means ``"never"``): a ``crash`` of a task that may not restart, more than ``burst``
+    crashes within ``seconds`` (``RESTART_LIMIT``), a ``restart`` less than ``RESTART_DELAY``
+    after the crash (by the records' monotonic clock), a ``restart`` while a task that
+    requires it (DEPS, directly or not) was still running or stopping, or a task started
+    while one of its DEPS was restarting (crashed or suspended, and not running again).
 ``not-terminal``
     At the end of the run a collection or service is not in a terminal state, a collection that
     stopped left a task that is not, or a journal that describes tasks has no collection record.
@@ -94,7 +101,7 @@ from typing import Any
 import attrs
 
 from lifecycle.errors import DependencyCycle, InvalidSpec
-from lifecycle.graph import topological_order
+from lifecycle.graph import dependents, topological_order
 from lifecycle.journal import (
     FORMAT,
     FORMAT_VERSIONS,
@@ -111,6 +118,7 @@ from lifecycle.journal import (
     parse_line,
 )
 from lifecycle.journal import canonical as _canonical
+from lifecycle.restart import RestartPolicy, seconds_ns
 from lifecycle.seal import KDF, MAX_EPOCH, EpochKeys, VerifyKey
 from lifecycle.spec import COLLECTION, SERVICE, SPECS, TASK, CollectionState, MachineSpec, TaskState
 from lifecycle.specfile import spec_from_dict
@@ -141,6 +149,7 @@ RULES = (
     "seq-order",
     "deps-order",
     "stop-order",
+    "restart",
     "not-terminal",
     "seal",
     "run",
@@ -153,6 +162,13 @@ FILE_SUBJECTS = frozenset({_HEADER, _JOURNAL})
 
 #: A task table as the audit uses it: name -> (its DEPS, its WANTS).
 _Table = dict[str, tuple[tuple[str, ...], tuple[str, ...]]]
+#: The restart policies of a task table: name -> policy (tasks that never restart left out).
+_Policies = dict[str, RestartPolicy]
+# The task triggers and states of restarts.
+_CRASH, _SUSPEND, _RESTART = "crash", "suspend", "restart"
+_LIVE_STATES = frozenset(
+    {TaskState.RUNNING.value, TaskState.STOPPING.value, TaskState.SUSPENDING.value}
+)
 
 # The task triggers whose order DEPS and WANTS constrain (names from the task table).
 _INIT, _START, _STOP = "init", "start", "stop"
@@ -289,11 +305,14 @@ def check(
             "or an iterable of Transition records"
         )
     table: _Table = {}
+    policies: _Policies = {}
     if tasks is not None:
         table, problems = _parse_tasks(tasks)
+        policies, more = _restart_policies(tasks)
+        problems += more
         if problems:
             raise AuditInputError(f"bad tasks mapping: {problems[0]}")
-    run = _Run(table, described=bool(table), pins=pins)
+    run = _Run(table, described=bool(table), pins=pins, policies=policies)
     for spec in described.values():
         if spec.name not in SPECS:
             run.declare(spec.to_dict(), None, "the journal", spec)
@@ -320,6 +339,7 @@ def check(
             rec.ok,
             None,
             is_veto_cause(rec.cause),
+            rec.mono,
         )
     if not partial:
         run.finish()
@@ -393,7 +413,11 @@ class _Run:
     """The checker's state while it reads one journal's records in order."""
 
     def __init__(
-        self, table: _Table, described: bool, pins: Mapping[str, MachineSpec] | None = None
+        self,
+        table: _Table,
+        described: bool,
+        pins: Mapping[str, MachineSpec] | None = None,
+        policies: _Policies | None = None,
     ) -> None:
         # The machines records are judged by: the built-in ones, then the pinned ones, then
         # those the journal declares (`declare`); and each one's state names.
@@ -413,6 +437,13 @@ class _Run:
         self.started: set[str] = set()
         self.last_seq: int | None = None
         self.violations: list[Violation] = []
+        # The ``restart`` rule: each task's policy, the monotonic times of its recent crashes,
+        # how and when it entered backoff, and the tasks restarting (not running again yet).
+        self.policies: _Policies = policies or {}
+        self.crashes: dict[str, list[int]] = {}
+        self.backoff: dict[str, tuple[str, int | None]] = {}
+        self.restarting: set[str] = set()
+        self._users: dict[str, list[str]] = {}
 
     def report(self, line: int | None, rule: str, subject: str, message: str, seq: int) -> None:
         self.violations.append(Violation(line, rule, subject, message, seq))
@@ -476,11 +507,13 @@ class _Run:
         ok: bool,
         line: int | None,
         vetoed: bool = False,
+        mono: int | None = None,
     ) -> None:
         """Judge one record, given by its fields (no `Transition` is built per line).
 
         ``vetoed``: the record's cause is a veto's (`is_veto_cause`), which makes a refused
         legal edge of a user machine lawful (its guards may refuse; the built-in ones have none).
+        ``mono``: the record's monotonic time (ns), which the ``restart`` rule's timing reads.
         """
         last_seq = self.last_seq
         if last_seq is not None and seq <= last_seq:
@@ -534,6 +567,7 @@ class _Run:
                 after = expected
             if kind == _TASK_KIND:
                 self._deps_order(seq, subject, trigger, line)
+                self._restarts(seq, subject, trigger, after, mono, line)
             blockers = self.stop_rule.judge(kind, subject, trigger, source, dest)
             if blockers:
                 self._stop_order(seq, subject, line, blockers)
@@ -583,6 +617,97 @@ class _Run:
                         seq,
                     )
             done.add(name)
+
+    def _restarts(
+        self, seq: int, name: str, trigger: str, dest: str, mono: int | None, line: int | None
+    ) -> None:
+        """The ``restart`` rule, for a task's ``ok`` record (``dest``: where it leads)."""
+        if trigger == _CRASH:
+            self._crash(seq, name, mono, line)
+            self.backoff[name] = (_CRASH, mono)
+            self.restarting.add(name)
+        elif trigger == _SUSPEND:
+            self.backoff[name] = (_SUSPEND, mono)
+            self.restarting.add(name)
+        elif trigger == _RESTART:
+            how, since = self.backoff.pop(name, ("", None))
+            policy = self.policies.get(name)
+            if (
+                how == _CRASH
+                and policy is not None
+                and mono is not None
+                and since is not None
+                and mono - since < seconds_ns(policy.delay)
+            ):
+                self.report(
+                    line,
+                    "restart",
+                    name,
+                    f"expected its restart at least RESTART_DELAY ({policy.delay:g}s) after "
+                    f"its crash; it came {(mono - since) / 1e9:.6f}s after",
+                    seq,
+                )
+            for user in self._users_of(name):
+                state = self.state.get((_TASK_KIND, user), TASK.initial)
+                if state in _LIVE_STATES:
+                    self.report(
+                        line,
+                        "restart",
+                        name,
+                        f"expected every task that requires it (DEPS) to be stopped before it "
+                        f"restarted; {user!r} is {state}",
+                        seq,
+                    )
+        elif trigger == _START:
+            for dep in self.deps.get(name, ()):
+                if dep in self.restarting:
+                    state = self.state.get((_TASK_KIND, dep), TASK.initial)
+                    self.report(
+                        line,
+                        "restart",
+                        name,
+                        f"expected its DEPS {dep!r} to run again before it started; {dep!r} is "
+                        f"restarting ({state})",
+                        seq,
+                    )
+            self.restarting.discard(name)
+        elif dest in _TASK_TERMINAL:
+            self.restarting.discard(name)
+
+    def _crash(self, seq: int, name: str, mono: int | None, line: int | None) -> None:
+        policy = self.policies.get(name)
+        if policy is None:
+            self.report(
+                line,
+                "restart",
+                name,
+                "expected no restart: its restart policy is 'never' (the task table gives it "
+                "no other)",
+                seq,
+            )
+            return
+        if mono is None:
+            return
+        window = seconds_ns(policy.window)
+        recent = [t for t in self.crashes.get(name, ()) if t > mono - window]
+        if len(recent) >= policy.burst:
+            self.report(
+                line,
+                "restart",
+                name,
+                f"expected at most {policy.burst} restart(s) within {policy.window:g}s "
+                f"(RESTART_LIMIT); this is restart {len(recent) + 1} within that window",
+                seq,
+            )
+        recent.append(mono)
+        self.crashes[name] = recent
+
+    def _users_of(self, name: str) -> list[str]:
+        """The tasks that require ``name`` (DEPS), directly or not."""
+        users = self._users.get(name)
+        if users is None:
+            users = self._users[name] = sorted(dependents(name, self.deps))
+        return users
 
     def _stop_order(self, seq: int, name: str, line: int | None, blockers: Sequence[str]) -> None:
         waiting = ", ".join(
@@ -691,6 +816,23 @@ def task_table(obj: object) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]
     not a mapping, a dependency it does not describe, a cycle). Pure."""
     table, problems = _parse_tasks(obj)
     return None if problems else table
+
+
+def _restart_policies(obj: object) -> tuple[_Policies, list[str]]:
+    """The restart policies a task table carries (``restart`` of a task's entry; none means
+    "never"), and its problems (empty when well formed)."""
+    policies: _Policies = {}
+    problems: list[str] = []
+    if not isinstance(obj, Mapping):
+        return policies, problems  # `_parse_tasks` reports it
+    for name, info in obj.items():
+        if not isinstance(info, Mapping) or info.get("restart") is None:
+            continue
+        try:
+            policies[str(name)] = RestartPolicy.from_dict(info["restart"])
+        except ValueError as exc:
+            problems.append(f"expected a well-formed restart policy for task {name!r}: {exc}")
+    return policies, problems
 
 
 def _parse_tasks(obj: object) -> tuple[_Table, list[str]]:
@@ -832,14 +974,18 @@ class _FileAudit:
             report(1, "format", _HEADER, "expected the journal header first; line 1 is a record")
             header = None
         table: _Table = {}
+        policies: _Policies = {}
         if header is not None:
             table = _check_header(header, report)
+            policies, problems = _restart_policies(header.get("tasks"))
+            for problem in problems:
+                report(1, "header", _HEADER, problem)
             self.version = header.get("version")
             self._check_run(header)
             self._open_seal(header)
         elif self.verify_key is not None:
             self._unsealed()
-        run = _Run(table, described=bool(table), pins=self.pins)
+        run = _Run(table, described=bool(table), pins=self.pins, policies=policies)
         if header is not None:
             specs = header.get("specs")
             if isinstance(specs, Mapping):
@@ -981,7 +1127,7 @@ class _FileAudit:
                         ok = ok_text == "true"
                         # The pattern admits no escape: the group is the cause's text as it is.
                         vetoed = not ok and is_veto_cause(cause)
-                        feed(seq, kind, subject, trigger, source, dest, ok, number, vetoed)
+                        feed(seq, kind, subject, trigger, source, dest, ok, number, vetoed, mono)
                         continue
                 obj = parse_line(raw)
             if not ended:
@@ -1090,7 +1236,7 @@ class _FileAudit:
             if last_mono is not None and mono < last_mono:
                 run.violations.append(_Clock.violation(last_mono, mono, subject, seq, number))
             last_mono = mono
-            feed(seq, kind, subject, trigger, source, dest, ok, number, vetoed)
+            feed(seq, kind, subject, trigger, source, dest, ok, number, vetoed, mono)
         return records, last_seq, head, sealed_at
 
     def _machine_line(self, number: int, obj: dict[str, Any], run: _Run) -> None:

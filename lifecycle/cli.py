@@ -764,6 +764,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     print("if skipped or failed, also skips:")
     for task in result.tasks:
         print(f"  {task.name}: {', '.join(task.skips) or '(nothing)'}")
+    print("restart policies (a restart takes down what requires the task, then brings it back):")
+    for task in result.tasks:
+        print(f"  {task.name}: {_restart_line(task)}")
     if grace is not None:
         if grace.fits:
             print(f"grace period: {grace.message}")
@@ -787,6 +790,23 @@ def _grace_check(
     return planning.check_grace_period(
         args.grace_period, timeout, service_class.stop_bound(timeout)
     )
+
+
+def _restart_line(task: planning.TaskPlan) -> str:
+    policy = task.restart
+    if policy.mode == "never":
+        return "never"
+    burst, seconds = policy.limit
+    line = (
+        f"{policy.mode}, backoff {policy.delay:g}-{policy.delay_max:g} s, "
+        f"at most {burst} in {seconds:g} s"
+    )
+    if task.restart_takes_down:
+        line += (
+            f"; takes down {', '.join(task.restart_takes_down)}, "
+            f"brings back {', '.join(task.restart_brings_back)}"
+        )
+    return line
 
 
 def _add_plan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -11,6 +11,7 @@ drives it to the end. The collection is a state machine of its own
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 import time
@@ -32,16 +33,22 @@ from lifecycle.errors import (
 )
 from lifecycle.graph import postorder, topological_order
 from lifecycle.journal import Journal, journal_or_new
+from lifecycle.restart import RestartPolicy
 from lifecycle.spec import COLLECTION, TASK, CollectionState, TaskState
 from lifecycle.stopping import StopCoordinator, time_left
+from lifecycle.supervision import Supervisor
 from lifecycle.task import SkipTask, Task, task_name
 
 __all__ = ["REGISTERED", "Tasks"]
 
 _ENDED_BADLY = (TaskState.SKIPPED, TaskState.FAILED)
 _NOT_CREATED = "the collection failed before this task was created"
-#: The states of a task that was started and has not ended.
-_STARTED = frozenset({TaskState.RUNNING, TaskState.STOPPING})
+#: The states of a task that was started and has not ended (a task suspending for a
+#: dependency's restart still runs code).
+_STARTED = frozenset({TaskState.RUNNING, TaskState.STOPPING, TaskState.SUSPENDING})
+#: The states of a dependency, met while starting in order, that hold a task back: it crashed
+#: into backoff, or was held back itself.
+_NOT_STARTED = frozenset({TaskState.BACKOFF, TaskState.INITIALIZED})
 #: Seconds granted to the threads of a task that has ended to finish returning.
 _THREAD_EXIT = 1.0
 
@@ -73,6 +80,12 @@ class Tasks:
 
     Before `create`, ``len``, iteration, indexing, `get` and attribute access see the
     registered classes (in dependency order); from `create` on, the instances.
+
+    While running, a task that crashes is restarted as its restart policy says
+    (`lifecycle.restart`), by a fresh instance made with the arguments `create` was given,
+    after the tasks that require it were suspended (`lifecycle.supervision`); a task whose
+    dependency crashed into backoff while the collection started is started once that one
+    runs again.
     """
 
     def __init__(
@@ -105,6 +118,9 @@ class Tasks:
         self._failure: BaseException | None = None
         #: The name of the task whose ``init_task`` is running now, if any.
         self.initializing: str | None = None
+        self._make_args: tuple[tuple[Any, ...], dict[str, Any]] = ((), {})
+        #: Restarts crashed tasks as their restart policies say (`lifecycle.supervision`).
+        self._supervisor = Supervisor(_Host(self))
         self.register_all(tasks)
 
     # -- registration ----------------------------------------------------------------------
@@ -146,16 +162,7 @@ class Tasks:
                 self._lifecycles[name] = Lifecycle(
                     TASK, name, self.journal, on_terminal=self._task_ended
                 )
-            self.journal.describe_tasks(
-                {
-                    task_name(c): {
-                        "class": _qualname(c),
-                        "deps": [task_name(d) for d in c.DEPS],
-                        "wants": [task_name(w) for w in c.WANTS],
-                    }
-                    for c in new
-                }
-            )
+            self.journal.describe_tasks({task_name(c): _description(c) for c in new})
         return cls
 
     def register_all(self, classes: Iterable[type[Task]]) -> None:
@@ -210,6 +217,7 @@ class Tasks:
                 lc.fire("fail", exc)
                 raise
             self._created = True
+            self._make_args = (args, kwargs)
             failed: dict[str, Exception] = {}
             for name in self._order:
                 task_lc = self._lifecycles[name]
@@ -224,10 +232,19 @@ class Tasks:
                     failed[name] = _as_error(name, exc)
                     continue
                 instance._bind(task_lc, self.loop)
+                instance._restarter = self._supervisor
                 self._instances[name] = instance
                 task_lc.fire("create")
             if failed:
                 self._raise_init_error(failed)
+            # The restart policies as the options made them: what the audit judges by.
+            changed = {
+                name: _description(type(task), policy)
+                for name, task in self._instances.items()
+                if (policy := _overridden_policy(task)) is not None
+            }
+            if changed:
+                self.journal.describe_tasks(changed)
             lc.fire("create")
 
     def init(self) -> None:
@@ -354,10 +371,26 @@ class Tasks:
         with lc.lock:
             self._refuse_unless("start")
             for name in self._order:
-                if self._lifecycles[name].state == TaskState.INITIALIZED:
-                    self._start_order.append(name)
-                    self._instances[name].start()
+                if not self._classes[name].DEPS:
+                    if self._lifecycles[name].state == TaskState.INITIALIZED:
+                        self._start_order.append(name)
+                        self._instances[name].start()
+                    continue
+                # With the locks of what it requires held, none of them can crash between
+                # the look and the start: the journal shows them running when it starts.
+                with contextlib.ExitStack() as held:
+                    waits = False
+                    for dep in self._classes[name].DEPS:
+                        dep_lc = self._lifecycles[task_name(dep)]
+                        held.enter_context(dep_lc.lock)
+                        waits = waits or dep_lc.state in _NOT_STARTED
+                    # A task whose dependency crashed into backoff (or waits for one that did)
+                    # starts once that one runs again: the supervisor starts it.
+                    if self._lifecycles[name].state == TaskState.INITIALIZED and not waits:
+                        self._start_order.append(name)
+                        self._instances[name].start()
             lc.fire("start")
+            self._supervisor.started()
 
     def stop(self) -> None:
         """Begin the staged stop; `join` drives it to the end.
@@ -379,15 +412,27 @@ class Tasks:
                 lc.fire("stop")
                 return
             lc.fire("stop")
+            self._supervisor.stop()  # before any stop begins: no task is restarted from now on
             self._coordinator = StopCoordinator(
                 self._order,
                 self._edges(),
                 is_ended=lambda name: self._lifecycles[name].terminal,
-                begin=lambda name, cause: self._instances[name]._begin_stop(cause),
+                begin=self._begin_task_stop,
                 news=self._news,
             )
             self._coordinator.start()
         self._news.put(None)  # a join waiting for the tasks to end by themselves now drives
+
+    def _begin_task_stop(self, name: str, cause: str | None) -> None:
+        """Begin ``name``'s stop on its current instance (a restart may have replaced it). A
+        task whose restart's ``init_task`` runs now is stopped by the supervisor once that
+        hook returned, so that a task ends only when none of its code runs."""
+        task_lc = self._lifecycles[name]
+        with task_lc.lock:
+            if self._supervisor.initializing(name):
+                return
+            task = self._instances[name]
+        task._begin_stop(cause)
 
     def join(
         self, timeout: float | None = None, *, until: Callable[[], bool] | None = None
@@ -492,6 +537,7 @@ class Tasks:
                 self._abort(cause)  # the tasks never ran: each is stopped, as when init fails
                 return
             lc.fire("fail", cause)
+            self._supervisor.stop()
             self._failure = cause
             coordinator = self._coordinator
             if coordinator is None:
@@ -525,6 +571,7 @@ class Tasks:
         if state is TaskState.FAILED:
             self._failed.append(name)
         self._news.put(name)
+        self._supervisor.ended(name)
 
     def _refuse_unless(self, trigger: str) -> None:
         if not self.lifecycle.can(trigger):
@@ -532,6 +579,7 @@ class Tasks:
 
     def _abort(self, cause: BaseException) -> None:
         """Leave every task terminal (stopped, or failed if never created); fail the collection."""
+        self._supervisor.stop()
         for name in reversed(self._order):
             task_lc = self._lifecycles[name]
             if task_lc.can("stop") and name in self._instances:
@@ -685,6 +733,68 @@ class Tasks:
 
 def _qualname(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _overridden_policy(task: Task) -> RestartPolicy | None:
+    """``task``'s restart policy if its options changed its class's, else None (also when
+    they combine badly: the task then fails when it crashes, saying why)."""
+    if task.option_source() is None and not task.__dict__.get("_option_overrides"):
+        return None  # nothing can override the class's: the common case, kept cheap
+    try:
+        policy = task.current_restart_policy()
+    except InvalidTask:
+        return None
+    return None if policy == type(task).restart_policy() else policy
+
+
+def _description(cls: type[Task], policy: RestartPolicy | None = None) -> dict[str, Any]:
+    """What the journal's header says of a task: class, DEPS, WANTS and, unless it is
+    "never" (a header without it means never), its restart policy."""
+    policy = cls.restart_policy() if policy is None else policy
+    described: dict[str, Any] = {
+        "class": _qualname(cls),
+        "deps": [task_name(d) for d in cls.DEPS],
+        "wants": [task_name(w) for w in cls.WANTS],
+    }
+    if policy.mode != "never":
+        described["restart"] = policy.to_dict()
+    return described
+
+
+class _Host:
+    """The collection as its supervisor sees it (`lifecycle.supervision.Supervised`)."""
+
+    def __init__(self, tasks: Tasks) -> None:
+        self._tasks = tasks
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        return self._tasks._listing()
+
+    def lifecycle_of(self, name: str) -> Lifecycle:
+        return self._tasks._lifecycles[name]
+
+    def class_of(self, name: str) -> type[Task]:
+        return self._tasks._classes[name]
+
+    def instance_of(self, name: str) -> Task:
+        return self._tasks._instances[name]
+
+    def make(self, name: str) -> Task:
+        tasks = self._tasks
+        args, kwargs = tasks._make_args
+        return tasks._classes[name](*args, **kwargs)
+
+    def replace(self, name: str, task: Task) -> None:
+        tasks = self._tasks
+        task._bind(tasks._lifecycles[name], tasks.loop)
+        tasks._instances[name] = task
+
+    def started_late(self, name: str) -> None:
+        self._tasks._start_order.append(name)
+
+    def edges(self) -> dict[str, list[str]]:
+        return self._tasks._edges()
 
 
 def _as_error(name: str, exc: BaseException) -> Exception:

@@ -107,6 +107,8 @@ STATE_COLOURS: Mapping[TaskState, str] = {
     TaskState.INITIALIZED: "#9fc5e8",
     TaskState.RUNNING: "#b6d7a8",
     TaskState.STOPPING: "#ffe599",
+    TaskState.SUSPENDING: "#f6d7a7",
+    TaskState.BACKOFF: "#d5a6bd",
     TaskState.STOPPED: "#d9d9d9",
     TaskState.SKIPPED: "#f9cb9c",
     TaskState.FAILED: "#ea9999",

@@ -29,6 +29,7 @@ __all__ = [
     "OptionError",
     "QueueFull",
     "RegistrationClosed",
+    "RestartLimitExceeded",
     "StopError",
     "StopTimeout",
     "TaskErrorGroup",
@@ -285,6 +286,27 @@ class StopTimeout(LifecycleError, TimeoutError):
             f"tasks still running {timeout:g}s after stop was requested: {', '.join(self.tasks)}"
         )
 
+
+
+class RestartLimitExceeded(LifecycleError):
+    """A task crashed once more after its restart limit was used up: it failed for good, and
+    its service fails with this error (exit code 1).
+
+    Attributes: ``task`` (its name), ``restarts`` (how many restarts it had within the
+    window), ``burst`` and ``seconds`` (its ``RESTART_LIMIT``). The crash that found the limit
+    used up is the ``__cause__`` (None for a run loop that returned early).
+    """
+
+    def __init__(self, task: str, restarts: int, burst: int, seconds: float) -> None:
+        self.task = task
+        self.restarts = restarts
+        self.burst = burst
+        self.seconds = seconds
+        super().__init__(
+            f"task {task!r} crashed again after {restarts} restart"
+            f"{'' if restarts == 1 else 's'} within {seconds:g}s "
+            f"(RESTART_LIMIT = ({burst}, {seconds:g})): it is not restarted again"
+        )
 
 
 class TaskExit(LifecycleError):

@@ -217,9 +217,18 @@ class _TaskInfo:
     cls: str
     deps: tuple[str, ...]
     wants: tuple[str, ...]
+    #: The restart policy (`lifecycle.restart.RestartPolicy.to_dict`); None: "never".
+    restart: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"class": self.cls, "deps": list(self.deps), "wants": list(self.wants)}
+        described: dict[str, Any] = {
+            "class": self.cls,
+            "deps": list(self.deps),
+            "wants": list(self.wants),
+        }
+        if self.restart is not None:
+            described["restart"] = dict(self.restart)
+        return described
 
 
 class InvalidJournalOption(LifecycleError, ValueError):
@@ -598,13 +607,16 @@ class Journal:
         callback(error)
 
     def describe_tasks(self, tasks: Mapping[str, Mapping[str, Any]]) -> None:
-        """Record the tasks (name → ``class``, ``deps``, ``wants``) for the header."""
+        """Record the tasks (name → ``class``, ``deps``, ``wants`` and, for a task that may
+        be restarted, ``restart``: its policy) for the header."""
         with self._lock:
             for name, info in tasks.items():
+                restart = info.get("restart")
                 described = _TaskInfo(
                     str(info.get("class", name)),
                     tuple(str(d) for d in info.get("deps", ())),
                     tuple(str(w) for w in info.get("wants", ())),
+                    None if restart is None else dict(restart),
                 )
                 if self._tasks.get(name) != described:
                     self._tasks[name] = described

@@ -491,6 +491,7 @@ def build_parser(
     """
     parser = OptionParser(prog=prog, description=description)
     taken: dict[str, str] = {"--help": "the built-in --help", **(reserved or {})}
+    declarations: dict[str, option] = {}
     for title, owners in groups:
         bound = bound_options(owners)
         if not bound:
@@ -499,8 +500,13 @@ def build_parser(
         for item in bound:
             flag = item.flag
             if flag in taken:
+                if declarations.get(flag) is item.option:
+                    # One declaration inherited by two classes with one prefix (a base
+                    # class's option, such as a task's restart policy): one flag serves both.
+                    continue
                 raise OptionConflict(flag, taken[flag], item.where)
             taken[flag] = item.where
+            declarations[flag] = item.option
             _check_default(item)
             try:
                 group.add_argument(flag, **item.option.argparse_kwargs(item.owner))

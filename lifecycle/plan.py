@@ -14,6 +14,11 @@ initializes and starts nothing, and runs no task code.
   ``stops_after`` names those directly); the order is the layers one after the other.
 * per task, ``skips``: the tasks that would be skipped if it were skipped or failed
   (`lifecycle.graph.dependents` over DEPS only: WANTS never skips).
+* per task, ``restart``: its restart policy (`lifecycle.restart`; ``RESTART`` and the rest as
+  the class declares them), ``restart_takes_down``: the tasks its restart suspends first (what
+  requires it through DEPS, directly or not, last in start order first) and
+  ``restart_brings_back``: the same tasks, restarted after it in start order. WANTS never
+  propagates a restart.
 
 `load` resolves a ``MODULE:NAME`` reference (a Task subclass, a `Tasks` collection, or
 anything with a ``TASKS`` attribute listing task classes, like a service class).
@@ -31,6 +36,7 @@ import attrs
 from lifecycle.collection import Tasks
 from lifecycle.errors import LifecycleError
 from lifecycle.graph import dependents, layers, topological_order
+from lifecycle.restart import RestartPolicy
 from lifecycle.stopping import stop_layers
 from lifecycle.task import Task, task_name
 
@@ -74,9 +80,18 @@ class TaskPlan:
     skips: tuple[str, ...]
     stop_layer: int
     stops_after: tuple[str, ...]
+    restart: RestartPolicy = attrs.field(factory=RestartPolicy)
+    restart_takes_down: tuple[str, ...] = ()
+
+    @property
+    def restart_brings_back(self) -> tuple[str, ...]:
+        """What its restart brings back after it, in start order."""
+        return tuple(reversed(self.restart_takes_down))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """A JSON-ready form; ``restart`` (its policy, ``takes_down``, ``brings_back``) only
+        for a task that may restart, as in a journal's header."""
+        described = {
             "stop_layer": self.stop_layer,
             "stops_after": list(self.stops_after),
             "name": self.name,
@@ -88,6 +103,13 @@ class TaskPlan:
             "layer": self.layer,
             "skips": list(self.skips),
         }
+        if self.restart.mode != "never":
+            described["restart"] = {
+                **self.restart.to_dict(),
+                "takes_down": list(self.restart_takes_down),
+                "brings_back": list(self.restart_brings_back),
+            }
+        return described
 
 
 @attrs.frozen
@@ -150,6 +172,10 @@ def plan(target: object) -> Plan:
             skips=tuple(sorted(dependents(name, requires), key=position.__getitem__)),
             stop_layer=stop_layer_of[name],
             stops_after=tuple(after[name]),
+            restart=by_name[name].restart_policy(),
+            restart_takes_down=tuple(
+                sorted(dependents(name, requires), key=position.__getitem__, reverse=True)
+            ),
         )
         for name in start
     )

@@ -40,6 +40,8 @@ class TaskState(enum.StrEnum):
     INITIALIZED = "initialized"
     RUNNING = "running"
     STOPPING = "stopping"
+    SUSPENDING = "suspending"
+    BACKOFF = "backoff"
     STOPPED = "stopped"
     SKIPPED = "skipped"
     FAILED = "failed"
@@ -233,9 +235,17 @@ TASK = MachineSpec(
         ),
         Edge(
             "fail",
-            (T.REGISTERED, T.CREATED, T.INITIALIZED, T.RUNNING, T.STOPPING),
+            (
+                T.REGISTERED,
+                T.CREATED,
+                T.INITIALIZED,
+                T.RUNNING,
+                T.STOPPING,
+                T.SUSPENDING,
+                T.BACKOFF,
+            ),
             T.FAILED,
-            "construction, a hook or a worker raised; the cause is kept",
+            "construction, a hook or a worker raised (past the restart policy); the cause is kept",
         ),
         Edge(
             "start", (T.INITIALIZED,), T.RUNNING, "workers launched (LOOPLESS: nothing to launch)"
@@ -248,6 +258,38 @@ TASK = MachineSpec(
             T.STOPPED,
             "every worker has exited (LOOPLESS: at once)",
         ),
+        Edge(
+            "crash",
+            (T.RUNNING,),
+            T.BACKOFF,
+            "a worker raised (RESTART on-failure, always) or the run loop returned unasked "
+            "(always), within RESTART_LIMIT: it waits its backoff",
+        ),
+        Edge(
+            "suspend",
+            (T.RUNNING,),
+            T.SUSPENDING,
+            "a task it requires (DEPS) restarts: stop_event is set, on_stop() is called",
+        ),
+        Edge(
+            "finish",
+            (T.SUSPENDING,),
+            T.BACKOFF,
+            "every worker and on_stop() returned: it waits for the task it requires",
+        ),
+        Edge(
+            "stop",
+            (T.SUSPENDING,),
+            T.STOPPING,
+            "stop requested while suspending: on_stop() already runs",
+        ),
+        Edge(
+            "restart",
+            (T.BACKOFF,),
+            T.CREATED,
+            "its backoff passed and what it requires runs: a fresh instance replaces it",
+        ),
+        Edge("stop", (T.BACKOFF,), T.STOPPED, "stop requested while it waits to restart"),
     ),
 )
 

@@ -14,11 +14,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from lifecycle.engine import Lifecycle
-from lifecycle.errors import InvalidTask, LifecycleError, safe_str
+from lifecycle.errors import InvalidTask, LifecycleError, RestartLimitExceeded, safe_str
 from lifecycle.options import option, read_option, write_option
+from lifecycle.restart import (
+    DEFAULT_DELAY,
+    DEFAULT_DELAY_MAX,
+    DEFAULT_LIMIT,
+    MODES,
+    RestartPolicy,
+    parse_limit,
+    policy_of,
+)
 from lifecycle.spec import TASK, TaskState
 
 __all__ = ["SkipTask", "Task", "TryLater", "option"]
@@ -34,14 +43,37 @@ _ENGINE_DRIVEN = {
 }
 
 
-#: The states in which `stop_event` is set: stop was requested, or the task ended.
-_WINDING_DOWN = frozenset({TaskState.STOPPING, *TASK.terminal})
+#: The states in which `stop_event` is set: stop was requested, the task ended or it waits
+#: to be restarted (by a fresh instance: this one is done).
+_WINDING_DOWN = frozenset(
+    {TaskState.STOPPING, TaskState.SUSPENDING, TaskState.BACKOFF, *TASK.terminal}
+)
 
 #: The states in which a task's code may run.
-_LIVE = frozenset({TaskState.RUNNING, TaskState.STOPPING})
+_LIVE = frozenset({TaskState.RUNNING, TaskState.STOPPING, TaskState.SUSPENDING})
 
 #: The cause of the finish record of a task whose workers all returned unasked.
 RETURNED_EARLY = "the run loop returned before any stop request"
+
+
+class Restarter(Protocol):
+    """What a task asks when its code ended while running or while stopping for a restart
+    (the collection's supervisor). Each method is called with the task's lifecycle lock held:
+    quick, no blocking, no other task's lock."""
+
+    def verdict(self, task: Task) -> bool | BaseException:
+        """True: restart ``task`` (it crashed, or its run loop returned, and its policy and
+        limit admit a restart); False: end it as without a policy; an exception: fail it with
+        that (`RestartLimitExceeded`)."""
+        ...
+
+    def crashed(self, task: Task) -> None:
+        """``task`` just went running → backoff: schedule its restart."""
+        ...
+
+    def suspended(self, task: Task) -> None:
+        """``task`` just went suspending → backoff."""
+        ...
 
 
 class SkipTask(Exception):
@@ -73,9 +105,17 @@ class Task:
     * ``OPT_PREFIX``: the prefix of this task's command-line options (default: the class name;
       ``_`` becomes ``-``). Declare options with `lifecycle.options.option`; read them as
       attributes or with `get_option`, override one instance's with `set_option`.
+    * ``RESTART`` (``"never"``, ``"on-failure"``, ``"always"``), ``RESTART_DELAY``,
+      ``RESTART_DELAY_MAX``, ``RESTART_LIMIT = (burst, seconds)``: the restart policy (see
+      `lifecycle.restart`); each is also an option (``--{prefix}-restart``,
+      ``--{prefix}-restart-delay``, ``--{prefix}-restart-delay-max``,
+      ``--{prefix}-restart-limit BURST/SECONDS``). A bad value raises `InvalidTask` when the
+      class is made.
 
     A worker that raises anything, `SystemExit` included, fails its task with that cause and
-    asks the service the task was created with to shut down (``service.shutdown(reason)``).
+    asks the service the task was created with to shut down (``service.shutdown(reason)``),
+    unless the task's restart policy restarts it: then the task goes to ``backoff`` and a fresh
+    instance replaces it (see `lifecycle.collection.Tasks`).
     """
 
     DEPS: ClassVar[Sequence[type[Task]]] = ()
@@ -83,6 +123,43 @@ class Task:
     LOOPLESS: ClassVar[bool] = False
     OPT_PREFIX: ClassVar[str | None] = None
     workers: int = 1
+    RESTART: ClassVar[str] = "never"
+    RESTART_DELAY: ClassVar[float] = DEFAULT_DELAY
+    RESTART_DELAY_MAX: ClassVar[float] = DEFAULT_DELAY_MAX
+    RESTART_LIMIT: ClassVar[tuple[int, float]] = DEFAULT_LIMIT
+
+    # The restart policy's options default to None: unset, each class keeps its own class
+    # attribute, so that two classes sharing a prefix may share these inherited flags.
+    restart = option(
+        choices=MODES,
+        help="restart the task when it crashes: never, on-failure or always "
+        "(default: the class's RESTART)",
+    )
+    restart_delay = option(
+        type=float,
+        ge=0,
+        metavar="SECONDS",
+        help="the first backoff before a restart, doubling per recent restart "
+        "(default: the class's RESTART_DELAY)",
+    )
+    restart_delay_max = option(
+        type=float,
+        ge=0,
+        metavar="SECONDS",
+        help="the longest backoff before a restart (default: the class's RESTART_DELAY_MAX)",
+    )
+    restart_limit = option(
+        type=parse_limit,
+        metavar="BURST/SECONDS",
+        help="more than BURST restarts within SECONDS fail the task and its service "
+        "(default: the class's RESTART_LIMIT)",
+    )
+    #: The collection's supervisor (None: no restarts, as for a task run on its own). Class
+    #: defaults, shadowed per instance only when set: most tasks never restart.
+    _restarter: Restarter | None = None
+    #: Set once this instance went to backoff (crashed or suspended): a fresh instance takes
+    #: over, and this one's failure asks for no shutdown.
+    _restarting = False
     #: The hooks the engine calls on worker threads; a task kind adds its own (``execute``).
     _HOOKS: ClassVar[frozenset[str]] = frozenset(
         {"init_task", "init_thread", "run_loop", "on_stop"}
@@ -97,6 +174,41 @@ class Task:
                     f"override {hook} instead"
                 )
         cls._check_hooks()
+        cls.restart_policy()
+
+    @classmethod
+    def restart_policy(cls) -> RestartPolicy:
+        """The class's restart policy, from ``RESTART``, ``RESTART_DELAY``,
+        ``RESTART_DELAY_MAX`` and ``RESTART_LIMIT``; raises `InvalidTask` naming a bad one."""
+        try:
+            return policy_of(
+                cls.RESTART, cls.RESTART_DELAY, cls.RESTART_DELAY_MAX, cls.RESTART_LIMIT
+            )
+        except ValueError as exc:
+            raise InvalidTask(cls, str(exc)) from None
+
+    def current_restart_policy(self) -> RestartPolicy:
+        """This instance's restart policy: the class's, as its options override it.
+
+        Raises `InvalidTask` when the values combine badly (a delay above the maximum).
+        """
+        cls = type(self)
+        if self.option_source() is None and not self.__dict__.get("_option_overrides"):
+            return cls.restart_policy()  # nothing can override it: spare four option reads
+
+        def given(name: str, default: Any) -> Any:
+            value = self.get_option(name)
+            return default if value is None else value
+
+        try:
+            return RestartPolicy.checked(
+                given("restart", cls.RESTART),
+                given("restart-delay", cls.RESTART_DELAY),
+                given("restart-delay-max", cls.RESTART_DELAY_MAX),
+                tuple(given("restart-limit", cls.RESTART_LIMIT)),
+            )
+        except (TypeError, ValueError) as exc:
+            raise InvalidTask(cls, str(exc)) from None
 
     @classmethod
     def _check_hooks(cls) -> None:
@@ -186,7 +298,9 @@ class Task:
             with lc.lock:
                 if self._stop_event is None:
                     self._stop_event = threading.Event()
-                    if lc.state in _WINDING_DOWN or self.failure is not None:
+                    if lc.state in _WINDING_DOWN or self.failure is not None or (
+                        self._restarting
+                    ):
                         self._stop_event.set()
                 event = self._stop_event
         return event
@@ -199,9 +313,14 @@ class Task:
 
     @property
     def running(self) -> bool:
-        """True from `start` until the task ended: while it is running or stopping, some of
-        its code (a worker, `on_stop`) may still run."""
-        return self._lifecycle is not None and self._lifecycle.state in _LIVE
+        """True from `start` until the task ended: while it is running, stopping or
+        suspending, some of its code (a worker, `on_stop`) may still run. False for an
+        instance a restart replaced (its lifecycle goes on with the fresh one)."""
+        return (
+            self._lifecycle is not None
+            and not self._restarting
+            and self._lifecycle.state in _LIVE
+        )
 
     @property
     def threads(self) -> tuple[threading.Thread, ...]:
@@ -307,9 +426,24 @@ class Task:
         with lc.lock:
             if not strict and not lc.can("stop"):
                 return  # it ended (failed or finished) after the caller looked
+            source = lc.state
             lc.fire("stop", cause)
-            if lc.state != TaskState.STOPPING:
+            if lc.state != TaskState.STOPPING or source == TaskState.SUSPENDING:
+                return  # nothing runs, or its stop began with the suspend
+            launch = self._prepare_stop_hook()
+        self._wake_stop_event()
+        if launch is not None:
+            launch()
+
+    def _begin_suspend(self, cause: str) -> None:
+        """Stop a running task because a task it requires restarts: as `stop`, but it ends
+        in backoff, to be restarted after that one (driven by the collection's supervisor).
+        A task that is not running is left alone."""
+        lc = self.lifecycle
+        with lc.lock:
+            if lc.state != TaskState.RUNNING:
                 return
+            lc.fire("suspend", cause)
             launch = self._prepare_stop_hook()
         self._wake_stop_event()
         if launch is not None:
@@ -374,9 +508,18 @@ class Task:
             self._record_failure(exc)
         finally:
             self._leave()
+        # After `_leave`: the journal shows the failure (or, with sibling workers still
+        # returning, its cause kept) before the service's stop that it asks for.
+        self._after_worker(failure)
+
+    def _after_worker(self, failure: BaseException | None) -> None:
+        """Ask the service to shut down for a worker's ``failure``, unless the task is being
+        restarted; a task that used up its restart limit asks with that error."""
+        if self._restarting:
+            return
+        if isinstance(self.failure, RestartLimitExceeded):
+            failure = self.failure
         if failure is not None:
-            # After `_leave`: the journal shows the failure (or, with sibling workers still
-            # returning, its cause kept) before the service's stop that it asks for.
             self._request_shutdown(failure)
 
     def _run_on_stop(self) -> None:
@@ -403,10 +546,26 @@ class Task:
         lc = self.lifecycle
         if self._busy or lc.state not in _LIVE:
             return
+        restarter = self._restarter
+        if restarter is not None and lc.state == TaskState.RUNNING:
+            verdict = restarter.verdict(self)
+            if verdict is True:
+                self._restarting = True
+                lc.fire("crash", self.failure if self.failure is not None else RETURNED_EARLY)
+                restarter.crashed(self)
+                return
+            if isinstance(verdict, BaseException):
+                self.failure = verdict
         if self.failure is not None:
             lc.fire("fail", self.failure)
             return
         cause = self._finish_cause()
+        if lc.state == TaskState.SUSPENDING:
+            self._restarting = True
+            lc.fire("finish", cause)  # to backoff
+            if restarter is not None:
+                restarter.suspended(self)
+            return
         if lc.state == TaskState.RUNNING:
             cause = RETURNED_EARLY if cause is None else f"{RETURNED_EARLY}; {cause}"
         lc.fire("finish", cause)

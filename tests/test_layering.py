@@ -17,12 +17,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "lifecycle"
 #: Lowest first. A module may import only from earlier layers.
 LAYERS: list[set[str]] = [
     {"errors"},
-    {"spec", "graph", "loading", "options", "context", "seal", "futures"},
+    {"spec", "graph", "loading", "options", "context", "seal", "futures", "restart"},
     {"specfile"},
     {"journal"},
     {"engine"},
     {"task", "stopping", "shutdown", "bind", "aio.blocking", "aio.work"},
-    {"aio.task"},
+    {"aio.task", "supervision"},
     {"collection"},
     {"tasks.periodic", "tasks.queue"},
     {"aio.periodic", "aio.queue"},

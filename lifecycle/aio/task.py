@@ -30,8 +30,7 @@ from typing import Any, ClassVar
 from lifecycle.engine import Lifecycle
 from lifecycle.errors import InvalidTask, LifecycleError, LifecycleInterrupt
 from lifecycle.options import option
-from lifecycle.spec import TASK, TaskState
-from lifecycle.task import SkipTask, Task, TryLater
+from lifecycle.task import _WINDING_DOWN, SkipTask, Task, TryLater
 
 __all__ = ["DEFAULT_STOP_TIMEOUT", "GRACE_FRACTION", "AsyncTask", "SkipTask", "TryLater"]
 
@@ -43,8 +42,6 @@ DEFAULT_STOP_TIMEOUT = 30.0
 
 #: The message of the engine's own cancellations (after the grace, or abandoning a task).
 _ENGINE_CANCEL = "lifecycle: the stop grace passed"
-
-_WINDING_DOWN = frozenset({TaskState.STOPPING, *TASK.terminal})
 
 
 class _Mailbox:
@@ -213,7 +210,7 @@ class AsyncTask(Task):
         with lc.lock:
             if self._event is None:
                 event = asyncio.Event()  # nothing waits on it yet: set() is safe off the loop
-                if lc.state in _WINDING_DOWN or self.failure is not None:
+                if lc.state in _WINDING_DOWN or self.failure is not None or self._restarting:
                     event.set()
                 self._event = event
             return self._event
@@ -339,10 +336,9 @@ class AsyncTask(Task):
         if failure is not None:
             self._record_failure(failure)
         self._leave()
-        if failure is not None:
-            # After `_leave`, as for threads: the journal shows the failure (or keeps its
-            # cause while sibling workers return) before the service's stop it asks for.
-            self._request_shutdown(failure)
+        # After `_leave`, as for threads: the journal shows the failure (or keeps its
+        # cause while sibling workers return) before the service's stop it asks for.
+        self._after_worker(failure)
 
     async def _await_hook(
         self, hook: Callable[[], Coroutine[Any, Any, None]]

@@ -1,0 +1,117 @@
+"""Services whose tasks crash, for the restart tests (some run as ``lifecycle run
+tests.restart_services:NAME``). Delays are kept tiny: the tests pin order, never timing."""
+
+from __future__ import annotations
+
+import threading
+from typing import ClassVar
+
+from lifecycle.aio import AsyncTask
+from lifecycle.service import Service
+from lifecycle.task import Task
+
+
+class CrashesTwice(Task):
+    """Its first two instances crash once an instance of `UsesIt` runs (so that each crash
+    has a dependent to suspend); the third runs until stopped."""
+
+    RESTART = "on-failure"
+    RESTART_DELAY = 0.001
+    RESTART_DELAY_MAX = 0.004
+    #: Instances made so far, shared by every instance: the count survives restarts.
+    made: ClassVar[list[int]] = []
+    running = threading.Event()
+
+    def __init__(self, service: object = None) -> None:
+        super().__init__(service)
+        self.made.append(len(self.made))
+        self.number = len(self.made)
+
+    def run_loop(self) -> None:
+        if self.number <= 2:
+            UsesIt.up.wait(30)  # a bound for a broken engine only
+            UsesIt.up.clear()
+            raise RuntimeError(f"crash of instance {self.number}")
+        self.running.set()
+        self.stop_event.wait()
+
+
+class UsesIt(Task):
+    """Requires `CrashesTwice`: suspended and restarted around each of its restarts."""
+
+    DEPS = (CrashesTwice,)
+    stops: ClassVar[list[int]] = []
+    #: Set by each instance as it runs.
+    up = threading.Event()
+
+    made: ClassVar[list[int]] = []
+
+    def __init__(self, service: object = None) -> None:
+        super().__init__(service)
+        self.made.append(len(self.made))
+        self.number = len(self.made)
+
+    def run_loop(self) -> None:
+        self.up.set()
+        self.stop_event.wait()
+
+    def on_stop(self) -> None:
+        self.stops.append(self.number)
+
+
+class WantsIt(Task):
+    """Only WANTS `CrashesTwice`: its restarts leave this one running."""
+
+    WANTS = (CrashesTwice,)
+
+    def run_loop(self) -> None:
+        self.stop_event.wait()
+
+
+class RestartsTwice(Service):
+    TASKS = (UsesIt, WantsIt)
+
+
+class AlwaysCrashes(Task):
+    """Crashes every time; three restarts within a minute, then it fails for good."""
+
+    RESTART = "on-failure"
+    RESTART_DELAY = 0.001
+    RESTART_DELAY_MAX = 0.002
+    RESTART_LIMIT = (3, 60)
+
+    def run_loop(self) -> None:
+        raise RuntimeError("crashes every time")
+
+
+class CrashLoop(Service):
+    TASKS = (AlwaysCrashes,)
+
+
+class AsyncCrashesOnce(AsyncTask):
+    """An async task whose first instance's run loop raises."""
+
+    RESTART = "on-failure"
+    RESTART_DELAY = 0.001
+    made: ClassVar[list[int]] = []
+
+    def __init__(self, service: object = None) -> None:
+        super().__init__(service)
+        self.made.append(len(self.made))
+        self.number = len(self.made)
+
+    async def run_loop(self) -> None:
+        if self.number == 1:
+            raise RuntimeError("async crash")
+        await self.stop_event.wait()
+
+
+class AsyncUser(AsyncTask):
+    DEPS = (AsyncCrashesOnce,)
+
+    async def run_loop(self) -> None:
+        await self.stop_event.wait()
+
+
+class AsyncRestarts(Service):
+    TASKS = (AsyncUser,)
