@@ -46,8 +46,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
 
-#: Task triggers that mean "restarted", each worth a STATUS line.
-RESTART_TRIGGERS = frozenset({"restart", "crash", "backoff"})
+#: Task triggers of a restart (the TASK table's crash into backoff, and the fresh instance
+#: made from it), each worth a STATUS line.
+RESTART_TRIGGERS = frozenset({"crash", "restart"})
 
 #: The longest STATUS text sent (systemd shows one line; a datagram must stay small).
 MAX_STATUS = 400

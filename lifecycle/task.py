@@ -157,6 +157,8 @@ class Task:
     #: The collection's supervisor (None: no restarts, as for a task run on its own). Class
     #: defaults, shadowed per instance only when set: most tasks never restart.
     _restarter: Restarter | None = None
+    #: Whether this instance asked its service to shut down for its failure (once only).
+    _shutdown_asked = False
     #: Set once this instance went to backoff (crashed or suspended): a fresh instance takes
     #: over, and this one's failure asks for no shutdown.
     _restarting = False
@@ -513,14 +515,37 @@ class Task:
         self._after_worker(failure)
 
     def _after_worker(self, failure: BaseException | None) -> None:
-        """Ask the service to shut down for a worker's ``failure``, unless the task is being
-        restarted; a task that used up its restart limit asks with that error."""
+        """Ask the service to shut down for a worker's ``failure`` (or the task's kept one).
+
+        A task that may restart asks only once its fate is known, when its last code returned
+        and it failed for good (a restart refused, its limit used up), and asks once: asking
+        at the first worker's failure would stop the service around a task about to restart.
+        A task that never restarts asks at once, so that a sibling worker deaf to its stop
+        cannot hold the service up.
+        """
         if self._restarting:
             return
-        if isinstance(self.failure, RestartLimitExceeded):
+        if self._may_restart():
+            lc = self.lifecycle
+            with lc.lock:
+                if lc.state != TaskState.FAILED or self._shutdown_asked:
+                    return
+                self._shutdown_asked = True
+                failure = self.failure
+        elif isinstance(self.failure, RestartLimitExceeded):
             failure = self.failure
         if failure is not None:
             self._request_shutdown(failure)
+
+    def _may_restart(self) -> bool:
+        """Whether a failure of this task may be followed by a restart (its supervisor decides
+        when the task's code has returned)."""
+        if self._restarter is None:
+            return False
+        try:
+            return self.current_restart_policy().mode != "never"
+        except LifecycleError:
+            return False  # the supervisor fails the task with that error: no restart
 
     def _run_on_stop(self) -> None:
         try:
@@ -650,7 +675,7 @@ class Task:
                 return False
             self._record_failure(error)
             self._settle()  # a LOOPLESS task (nothing of it runs) fails here
-        self._request_shutdown(error)
+        self._after_worker(error)
         return True
 
     # -- registration ----------------------------------------------------------------------

@@ -115,3 +115,61 @@ class AsyncUser(AsyncTask):
 
 class AsyncRestarts(Service):
     TASKS = (AsyncUser,)
+
+
+class OneOfTwoWorkersCrashes(Task):
+    """Two workers; one worker of the first instance crashes, the other returns once woken.
+    The later instances run until stopped."""
+
+    RESTART = "on-failure"
+    RESTART_DELAY = 0.001
+    RESTART_DELAY_MAX = 0.002
+    workers = 2
+    made: ClassVar[list[int]] = []
+    #: Set by a worker of a restarted instance.
+    back = threading.Event()
+
+    def __init__(self, service: object = None) -> None:
+        super().__init__(service)
+        self.made.append(len(self.made))
+        self.number = len(self.made)
+        self._first_worker = threading.Lock()
+
+    def run_loop(self) -> None:
+        if self.number == 1 and self._first_worker.acquire(blocking=False):
+            raise RuntimeError("one worker of the first instance crashes")
+        if self.number > 1:
+            self.back.set()
+        self.stop_event.wait()
+
+
+class TwoWorkersRestart(Service):
+    TASKS = [OneOfTwoWorkersCrashes]
+
+
+class SkipsHeartbeats(Task):
+    """Its first instance never beats: the watchdog fails it, and it restarts."""
+
+    RESTART = "on-failure"
+    RESTART_DELAY = 0.001
+    RESTART_DELAY_MAX = 0.002
+    WATCHDOG = 0.05
+    made: ClassVar[list[int]] = []
+    back = threading.Event()
+
+    def __init__(self, service: object = None) -> None:
+        super().__init__(service)
+        self.made.append(len(self.made))
+        self.number = len(self.made)
+
+    def run_loop(self) -> None:
+        if self.number > 1:
+            self.back.set()
+            while not self.stop_event.wait(0.01):
+                self.heartbeat()
+            return
+        self.stop_event.wait()
+
+
+class WatchdogRestart(Service):
+    TASKS = [SkipsHeartbeats]

@@ -373,3 +373,34 @@ def test_a_stop_during_a_restarts_init_task_waits_for_it_then_stops_the_task() -
         ("init", "created", "initialized"), ("stop", "initialized", "stopped")
     ]
     assert check(service.journal) == []
+
+
+@pytest.mark.parametrize(
+    ("service_class", "task"),
+    [
+        (rs.TwoWorkersRestart, rs.OneOfTwoWorkersCrashes),
+        (rs.WatchdogRestart, rs.SkipsHeartbeats),
+    ],
+    ids=["one-of-two-workers-raises", "missed-heartbeat"],
+)
+def test_a_failure_that_restarts_the_task_does_not_stop_the_service(
+    service_class: type[Service], task: type[rs.OneOfTwoWorkersCrashes] | type[rs.SkipsHeartbeats]
+) -> None:
+    """The restart verdict comes when the task's last code returns: the service is asked to
+    stop only if the task then fails for good, not when its first worker raises (or its
+    watchdog fires) while siblings still run."""
+    task.made.clear()
+    task.back.clear()
+    service = service_class()
+    service.start()
+    try:
+        assert task.back.wait(WAIT)
+        assert service.state == "running" and not service.shutdown_requested
+    finally:
+        service.shutdown("test over")
+        assert service.wait(WAIT)
+    assert service.exit_code == 0
+    assert [t for t, _, _ in _task_records(service.journal.records, task.__name__)].count(
+        "crash"
+    ) == 1
+    assert check(service.journal) == []

@@ -197,3 +197,16 @@ def test_status_line_is_one_line() -> None:
     service = Notified()
     service.shutdown("a\nmulti-line\nreason")
     assert "\n" not in status_line(service)
+
+
+def test_the_restart_triggers_told_to_systemd_are_the_task_tables_own() -> None:
+    from lifecycle.spec import TASK, TaskState
+    from lifecycle.systemd import RESTART_TRIGGERS
+
+    into_backoff = {t for _, t, dest in TASK.edges() if dest == TaskState.BACKOFF}
+    out_of_backoff = {
+        t
+        for source, t, dest in TASK.edges()
+        if source == TaskState.BACKOFF and dest == TaskState.CREATED
+    }
+    assert (into_backoff - {"finish", "suspend"}) | out_of_backoff == RESTART_TRIGGERS
