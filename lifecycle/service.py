@@ -117,6 +117,8 @@ class Service:
 
     TASKS: ClassVar[Sequence[type[Task]]] = ()
     name: ClassVar[str] = "Service"
+    #: Set when serve() gave up on a driver thread stuck in a hook past the deadline.
+    _driver_abandoned = False
 
     stop_timeout = option(
         type=float,
@@ -625,6 +627,11 @@ class Service:
                 self._loop_notify = None
                 for handle in watchdog:
                     handle.cancel()
+        if not self._driver_abandoned:
+            # Resolving `driven` was the driver's last act: it is ending. Joining it (a moment
+            # at most, bounded all the same) keeps the promise that no thread of the service
+            # outlives serve().
+            driver.join(LATE_STOP_GRACE)
         await self._await_engine_runs()
         if raised is not None:
             raise raised
@@ -672,6 +679,7 @@ class Service:
             )
             return
         logger.error("service %r: %s (its driver is stuck in a hook; abandoned)", self.name, error)
+        self._driver_abandoned = True
         self._end(error, [error])
         _resolve(driven, None)
 

@@ -560,3 +560,28 @@ def test_consecutive_async_inits_keep_the_order_and_the_verdicts_of_one_at_a_tim
         ("A4", "init"),
     ]
     assert isinstance(service.failure, RuntimeError) and str(service.failure) == "A2 broke"
+
+
+class _Quick(AsyncTask):
+    """Asks its service to stop as soon as it runs."""
+
+    async def run_loop(self) -> None:
+        self.service.shutdown("done")
+        await self.stop_event.wait()
+
+
+class _QuickService(Service):
+    TASKS = [_Quick]
+
+
+def test_no_thread_of_the_service_outlives_serve() -> None:
+    """serve() returns once its driver thread has ended, not merely once it said it was done
+    (a check right after serve() returned saw the driver still alive, now and then)."""
+
+    async def serve_and_look() -> list[str]:
+        service = _QuickService()
+        assert await service.serve(handle_signals=False) == 0
+        return [t.name for t in threading.enumerate() if t.name.startswith(service.name)]
+
+    for _ in range(200):
+        assert asyncio.run(serve_and_look()) == []

@@ -308,7 +308,7 @@ def test_on_the_loop_thread_of_its_subject_it_refuses_to_block_with_a_typed_erro
         assert serving.on_loop(lambda: wait_for_state(ping, "running", WAIT)) == T.RUNNING
         assert isinstance(serving.on_loop(lambda: wait_for_state(ping, "stopped", 0)),
                           StateTimeout)
-        assert isinstance(serving.on_loop(lambda: wait_for_state(ping, "created", WAIT)),
+        assert isinstance(serving.on_loop(lambda: wait_for_state(ping, "registered", WAIT)),
                           StateUnreachable)
         # Still running: the refusal changed nothing.
         assert ping.running and service.state == ServiceState.RUNNING
