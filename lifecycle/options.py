@@ -42,7 +42,9 @@ import argparse
 import math
 import operator
 import re
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, NoReturn, overload
 
 import attrs
@@ -277,8 +279,16 @@ class option:
         return f"--{prefix}-{name}" if prefix else f"--{name}"
 
     def dest(self, owner: type) -> str:
-        """The key of this option's value in a parsed-options mapping."""
-        return self.flag(owner)[2:].replace("-", "_")
+        """The key of this option's value in a parsed-options mapping (worked out once per
+        class and name: each option read needs it, and the class's prefix does not change)."""
+        name = self._require_name()
+        dests = _DESTS.get(owner)
+        if dests is None:
+            dests = _DESTS[owner] = {}
+        found = dests.get(name)
+        if found is None:
+            found = dests[name] = self.flag(owner)[2:].replace("-", "_")
+        return found
 
     def default_for(self, owner: type) -> Any:
         """The value when the flag is absent, as argparse would produce it for ``owner``."""
@@ -354,8 +364,28 @@ def option_prefix(owner: type) -> str | None:
     return None if prefix is None else str(prefix)
 
 
-def declared_options(owner: type) -> dict[str, option]:
-    """The options of ``owner`` by option name, inherited ones included (subclasses win)."""
+def declared_options(owner: type) -> Mapping[str, option]:
+    """The options of ``owner`` by option name, inherited ones included (subclasses win).
+
+    Read from the class once and kept for it (options are declared in class bodies; every
+    option read looks them up, so a walk of the MRO per read would cost each task's create
+    and stop several times over). Raises `OptionConflict` for two attributes of one class
+    declaring the same option name. Thread-safe.
+    """
+    found = _DECLARED.get(owner)
+    if found is None:
+        found = MappingProxyType(_declared_options(owner))
+        _DECLARED[owner] = found
+    return found
+
+
+#: `option.dest` per class and option name; weak, as `_DECLARED`.
+_DESTS: weakref.WeakKeyDictionary[type, dict[str, str]] = weakref.WeakKeyDictionary()
+#: `declared_options` per class; weak, so that classes made on the fly are not kept alive.
+_DECLARED: weakref.WeakKeyDictionary[type, Mapping[str, option]] = weakref.WeakKeyDictionary()
+
+
+def _declared_options(owner: type) -> dict[str, option]:
     found: dict[str, option] = {}
     for klass in reversed(owner.__mro__):
         here: dict[str, str] = {}

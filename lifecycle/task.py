@@ -523,8 +523,8 @@ class Task:
         A task that never restarts asks at once, so that a sibling worker deaf to its stop
         cannot hold the service up.
         """
-        if self._restarting:
-            return
+        if self._restarting or (failure is None and self.failure is None):
+            return  # nothing failed: nothing to ask (the common way out, kept cheap)
         if self._may_restart():
             lc = self.lifecycle
             with lc.lock:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import math
+import weakref
 
 import pytest
 from hypothesis import given
@@ -336,3 +338,13 @@ def test_a_default_that_breaks_its_own_rules_is_an_option_error_naming_the_flag(
 def test_malformed_value_rules_are_option_errors(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(OptionError, match=message):
         option(**kwargs)  # type: ignore[arg-type]
+
+
+def test_reading_options_keeps_no_class_made_on_the_fly_alive() -> None:
+    made = type("OnTheFly", (Task,), {"LOOPLESS": True})
+    instance = made()
+    instance.get_option("restart")  # reads and remembers the class's options and their keys
+    gone = weakref.ref(made)
+    del made, instance
+    gc.collect()
+    assert gone() is None
