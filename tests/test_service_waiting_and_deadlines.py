@@ -157,9 +157,7 @@ def test_a_passed_stop_deadline_names_only_the_tasks_still_at_work_in_dependency
 # -- --stop-timeout's limits -----------------------------------------------------------------
 
 
-def test_a_stop_timeout_of_zero_is_accepted_and_a_service_that_stops_at_once_ends_stopped() -> (
-    None
-):
+def test_a_stop_timeout_of_zero_is_accepted_and_a_prompt_stop_still_ends_stopped() -> None:
     service = _service(Static, stop_timeout=0.0)
     assert service.stop_timeout == 0.0
     service.start()
