@@ -31,6 +31,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,14 @@ def module_name(path: str) -> str:
     return path.removesuffix(".py").replace("/", ".").removesuffix(".__init__")
 
 
+def pytest_args() -> list[str]:
+    """The pytest options mutmut runs the tests with (``[tool.mutmut]`` in pyproject.toml)."""
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        config = tomllib.load(file).get("tool", {}).get("mutmut", {})
+    args: list[str] = config.get("pytest_add_cli_args", [])
+    return args
+
+
 def recheck(name: str, tests: Sequence[str], timeout: float) -> bool:
     """Whether the tests fail (kill ``name``) in a fresh interpreter with the mutant active."""
     env = {
@@ -112,7 +121,7 @@ def recheck(name: str, tests: Sequence[str], timeout: float) -> bool:
             p for p in (str(MUTANTS), os.environ.get("PYTHONPATH", "")) if p
         ),
     }
-    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    command = [sys.executable, "-m", "pytest", "-x", "-q", *pytest_args(), *tests]
     try:
         result = subprocess.run(
             command, cwd=MUTANTS, env=env, capture_output=True, timeout=timeout, check=False
