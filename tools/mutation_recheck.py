@@ -155,7 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if wanted and path not in wanted:
             continue
         module = Module(path)
-        module.strings_only = string_only_mutants(MUTANTS / path)
+        prefix = module_name(path)
+        module.strings_only = {f"{prefix}.{n}" for n in string_only_mutants(MUTANTS / path)}
         for name, code in sorted(read_meta(meta).items()):
             if name in equivalent:
                 continue
