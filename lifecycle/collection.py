@@ -738,8 +738,6 @@ def _qualname(cls: type) -> str:
 def _overridden_policy(task: Task) -> RestartPolicy | None:
     """``task``'s restart policy if its options changed its class's, else None (also when
     they combine badly: the task then fails when it crashes, saying why)."""
-    if task.option_source() is None and not task.__dict__.get("_option_overrides"):
-        return None  # nothing can override the class's: the common case, kept cheap
     try:
         policy = task.current_restart_policy()
     except InvalidTask:

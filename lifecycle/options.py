@@ -468,6 +468,26 @@ def read_option(instance: object, opt: option | str) -> Any:
     return declared.default_for(owner)
 
 
+def gives_any(source: object, owner: type, names: Iterable[str]) -> bool:
+    """Whether ``source`` (an option source: a mapping or a namespace of parsed values keyed
+    by dest) holds a value other than None for any of the options ``names`` of ``owner``.
+
+    The cheap question behind "can these options override the class's defaults here": the
+    flags' defaults are None. Raises `UnknownOption` for a name ``owner`` does not declare.
+    """
+    declared = declared_options(owner)
+    mapping = source if isinstance(source, Mapping) else None
+    for name in names:
+        found = declared.get(name)
+        if found is None:
+            raise UnknownOption(owner.__qualname__, name, sorted(declared))
+        dest = found.dest(owner)
+        value = mapping.get(dest) if mapping is not None else getattr(source, dest, None)
+        if value is not None:
+            return True
+    return False
+
+
 def write_option(instance: object, opt: option | str, value: Any) -> None:
     """Set ``opt`` (an option or its name) on this instance only; raises `UnknownOption`."""
     declared = opt if isinstance(opt, option) else _lookup(instance, opt)

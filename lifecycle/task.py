@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Protocol
 
 from lifecycle.engine import Lifecycle
 from lifecycle.errors import InvalidTask, LifecycleError, RestartLimitExceeded, safe_str
-from lifecycle.options import option, read_option, write_option
+from lifecycle.options import gives_any, option, read_option, write_option
 from lifecycle.restart import (
     DEFAULT_DELAY,
     DEFAULT_DELAY_MAX,
@@ -51,6 +51,9 @@ _WINDING_DOWN = frozenset(
 
 #: The states in which a task's code may run.
 _LIVE = frozenset({TaskState.RUNNING, TaskState.STOPPING, TaskState.SUSPENDING})
+
+#: The options that may override a task class's restart policy.
+_RESTART_OPTIONS = ("restart", "restart-delay", "restart-delay-max", "restart-limit")
 
 #: The cause of the finish record of a task whose workers all returned unasked.
 RETURNED_EARLY = "the run loop returned before any stop request"
@@ -195,8 +198,11 @@ class Task:
         Raises `InvalidTask` when the values combine badly (a delay above the maximum).
         """
         cls = type(self)
-        if self.option_source() is None and not self.__dict__.get("_option_overrides"):
-            return cls.restart_policy()  # nothing can override it: spare four option reads
+        source = self.option_source()
+        if not self.__dict__.get("_option_overrides") and (
+            source is None or not gives_any(source, cls, _RESTART_OPTIONS)
+        ):
+            return cls.restart_policy()  # nothing overrides it: spare four option reads
 
         def given(name: str, default: Any) -> Any:
             value = self.get_option(name)

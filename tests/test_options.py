@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import gc
 import math
 import weakref
@@ -17,7 +18,7 @@ from lifecycle.errors import (
     UnknownOption,
     UsageError,
 )
-from lifecycle.options import option
+from lifecycle.options import gives_any, option
 from lifecycle.service import Service
 from lifecycle.task import Task
 from tests.services import Kinds
@@ -348,3 +349,19 @@ def test_reading_options_keeps_no_class_made_on_the_fly_alive() -> None:
     del made, instance
     gc.collect()
     assert gone() is None
+
+
+@pytest.mark.parametrize("as_namespace", [False, True])
+def test_gives_any_says_whether_a_source_sets_one_of_the_options(as_namespace: bool) -> None:
+    class Probe(Task):
+        LOOPLESS = True
+
+    def source(values: dict[str, object]) -> object:
+        return argparse.Namespace(**values) if as_namespace else values
+
+    names = ("restart", "restart-delay")
+    assert not gives_any(source({}), Probe, names)
+    assert not gives_any(source({"Probe_restart": None, "Other_restart": "always"}), Probe, names)
+    assert gives_any(source({"Probe_restart_delay": 0.5}), Probe, names)
+    with pytest.raises(UnknownOption):
+        gives_any(source({}), Probe, ("no-such-option",))
