@@ -22,6 +22,7 @@ from lifecycle.tasks.periodic import (
     PeriodicTask,
     RunObservers,
     Schedule,
+    ScheduleCounters,
     _check_interval,
     _settle,
 )
@@ -29,7 +30,7 @@ from lifecycle.tasks.periodic import (
 __all__ = ["AsyncPeriodicTask"]
 
 
-class AsyncPeriodicTask(AsyncTask):
+class AsyncPeriodicTask(ScheduleCounters, AsyncTask):
     """A task that awaits `execute` every ``interval`` seconds on one worker coroutine.
 
     Set ``INTERVAL`` (seconds) on the subclass; the option ``--{prefix}-interval`` overrides it.
@@ -95,30 +96,6 @@ class AsyncPeriodicTask(AsyncTask):
             return future
         future.set_exception(TaskNotRunning(self.name, state or "closed", "execute_async()"))
         return future
-
-    @property
-    def iterations(self) -> int:
-        """Runs of `execute` that returned."""
-        with self._lock:
-            return self._schedule.iterations
-
-    @property
-    def slow_iterations(self) -> int:
-        """Runs that ended more than one interval after they were due."""
-        with self._lock:
-            return self._schedule.slow
-
-    @property
-    def try_laters(self) -> int:
-        """Runs of `execute` that raised `TryLater`."""
-        with self._lock:
-            return self._schedule.try_laters
-
-    @property
-    def skipped_ticks(self) -> int:
-        """Grid ticks skipped because a run overran them or a `TryLater` delay covered them."""
-        with self._lock:
-            return self._schedule.skipped
 
     # -- the worker --------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from lifecycle.options import option
 from lifecycle.spec import TaskState
 from lifecycle.task import Task, TryLater
 
-__all__ = ["PeriodicTask", "RunObservers", "Schedule", "next_deadline"]
+__all__ = ["PeriodicTask", "RunObservers", "Schedule", "ScheduleCounters", "next_deadline"]
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
@@ -167,7 +167,39 @@ def _check_interval(owner: object, value: object) -> float:
     return float(value)
 
 
-class PeriodicTask(Task):
+class ScheduleCounters:
+    """The counters of a periodic task's `Schedule`, read under the task's lock: one home for
+    the thread and the async kinds. Thread-safe reads."""
+
+    _lock: threading.Lock
+    _schedule: Schedule
+
+    @property
+    def iterations(self) -> int:
+        """Runs of `execute` that returned."""
+        with self._lock:
+            return self._schedule.iterations
+
+    @property
+    def slow_iterations(self) -> int:
+        """Runs that ended more than one interval after they were due."""
+        with self._lock:
+            return self._schedule.slow
+
+    @property
+    def try_laters(self) -> int:
+        """Runs of `execute` that raised `TryLater`."""
+        with self._lock:
+            return self._schedule.try_laters
+
+    @property
+    def skipped_ticks(self) -> int:
+        """Grid ticks skipped because a run overran them or a `TryLater` delay covered them."""
+        with self._lock:
+            return self._schedule.skipped
+
+
+class PeriodicTask(ScheduleCounters, Task):
     """A task that calls `execute` every ``interval`` seconds on one worker thread.
 
     Set ``INTERVAL`` (seconds) on the subclass; the option ``--{prefix}-interval`` overrides it.
@@ -230,30 +262,6 @@ class PeriodicTask(Task):
             return future
         future.set_exception(TaskNotRunning(self.name, state, "execute_async()"))
         return future
-
-    @property
-    def iterations(self) -> int:
-        """Runs of `execute` that returned."""
-        with self._lock:
-            return self._schedule.iterations
-
-    @property
-    def slow_iterations(self) -> int:
-        """Runs that ended more than one interval after they were due."""
-        with self._lock:
-            return self._schedule.slow
-
-    @property
-    def try_laters(self) -> int:
-        """Runs of `execute` that raised `TryLater`."""
-        with self._lock:
-            return self._schedule.try_laters
-
-    @property
-    def skipped_ticks(self) -> int:
-        """Grid ticks skipped because a run overran them or a `TryLater` delay covered them."""
-        with self._lock:
-            return self._schedule.skipped
 
     # -- the worker --------------------------------------------------------------------------
 
