@@ -506,16 +506,7 @@ class Service:
         with self._requests.handling_signals() as handled:
             self._signals_handled = handled
             try:
-                try:
-                    self.start()
-                except (LifecycleError, LifecycleInterrupt):
-                    if self.state != ServiceState.FAILED:
-                        raise
-                    logger.error(
-                        "service %r failed to start: %s", self.name, safe_str(self._failure)
-                    )
-                    return EXIT_FAILED
-                self.wait()
+                self._start_and_wait()
             finally:
                 self._signals_handled = False
         code = self.exit_code
@@ -640,20 +631,25 @@ class Service:
         code = self.exit_code
         return EXIT_FAILED if code is None else code
 
+    def _start_and_wait(self) -> None:
+        """`run`'s body: start, then wait for the end. A start that failed the service is
+        logged (its exit code says the rest); any other error from `start` propagates."""
+        try:
+            self.start()
+        except (LifecycleError, LifecycleInterrupt):
+            if self.state != ServiceState.FAILED:
+                raise
+            logger.error("service %r failed to start: %s", self.name, safe_str(self._failure))
+            return
+        self.wait()
+
     def _drive_served(
         self, loop: asyncio.AbstractEventLoop, driven: asyncio.Future[BaseException | None]
     ) -> None:
         """The driver thread of `serve`: `run`'s body, without the signals."""
         raised: BaseException | None = None
         try:
-            try:
-                self.start()
-            except (LifecycleError, LifecycleInterrupt):
-                if self.state != ServiceState.FAILED:
-                    raise
-                logger.error("service %r failed to start: %s", self.name, safe_str(self._failure))
-            else:
-                self.wait()
+            self._start_and_wait()
         except BaseException as exc:  # raised by serve() on the loop, not lost on this thread
             raised = exc
         with contextlib.suppress(RuntimeError):  # the loop is closed: serve() is gone
