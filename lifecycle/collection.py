@@ -121,6 +121,9 @@ class Tasks:
         self._make_args: tuple[tuple[Any, ...], dict[str, Any]] = ((), {})
         #: Restarts crashed tasks as their restart policies say (`lifecycle.supervision`).
         self._supervisor = Supervisor(_Host(self))
+        # One bound method for every task's lifecycle (and journal description), not one each.
+        self._on_task_end = self._task_ended
+        self._describe_task = self._description_of
         self.register_all(tasks)
 
     # -- registration ----------------------------------------------------------------------
@@ -139,14 +142,17 @@ class Tasks:
             if self._classes.get(getattr(cls, "__name__", None)) is cls:  # type: ignore[arg-type]
                 return cls  # already registered: a no-op
             _check_task_class(cls)
-            new = postorder(
-                [cls],
-                lambda c: [
-                    _check_task_class(d) for d in ((*c.DEPS, *c.WANTS) if c.WANTS else c.DEPS)
-                ],
-                name=task_name,
-                known=lambda c: self._classes.get(task_name(c)) is c,
-            )
+            if cls.DEPS or cls.WANTS:
+                new = postorder(
+                    [cls],
+                    lambda c: [
+                        _check_task_class(d) for d in ((*c.DEPS, *c.WANTS) if c.WANTS else c.DEPS)
+                    ],
+                    name=task_name,
+                    known=lambda c: self._classes.get(task_name(c)) is c,
+                )
+            else:
+                new = [cls]  # nothing to walk: the usual case, kept cheap
             # One pass with a dict: scanning `new` for each candidate is quadratic in the depth
             # of a DEPS chain.
             claimed: dict[str, type[Task]] = {}
@@ -156,13 +162,14 @@ class Tasks:
                 if clash is not None:
                     raise DuplicateTask(name, _qualname(clash), _qualname(candidate))
                 claimed[name] = candidate
-            for candidate in new:
-                name = task_name(candidate)
+            journal = self.journal
+            ended = self._on_task_end
+            for name, candidate in claimed.items():
                 self._classes[name] = candidate
-                self._lifecycles[name] = Lifecycle(
-                    TASK, name, self.journal, on_terminal=self._task_ended
-                )
-            self.journal.describe_tasks({task_name(c): _description(c) for c in new})
+                self._lifecycles[name] = Lifecycle(TASK, name, journal, on_terminal=ended)
+            # Described when the journal's header is made, not now: most collections never
+            # write one, and describing costs more than the rest of a registration.
+            journal.describe_tasks(dict.fromkeys(claimed, self._describe_task))
         return cls
 
     def register_all(self, classes: Iterable[type[Task]]) -> None:
@@ -192,6 +199,12 @@ class Tasks:
             del self._lifecycles[name]
             # Else the journal's header still lists it and an audit sees a task that never ended.
             self.journal.forget_task(name)
+
+    def _description_of(self, name: str) -> dict[str, Any]:
+        """The journal header's description of the registered task ``name`` (called by the
+        journal when it makes its header, with its lock held; never raises)."""
+        cls = self._classes.get(name)
+        return {"class": name} if cls is None else _description(cls)
 
     def _require_registering(self, verb: str, task: object) -> None:
         state = self.lifecycle.state
@@ -738,6 +751,8 @@ def _qualname(cls: type) -> str:
 def _overridden_policy(task: Task) -> RestartPolicy | None:
     """``task``'s restart policy if its options changed its class's, else None (also when
     they combine badly: the task then fails when it crashes, saying why)."""
+    if not task._restart_overridable():
+        return None  # nothing overrides it: the usual case, kept cheap
     try:
         policy = task.current_restart_policy()
     except InvalidTask:
@@ -747,14 +762,22 @@ def _overridden_policy(task: Task) -> RestartPolicy | None:
 
 def _description(cls: type[Task], policy: RestartPolicy | None = None) -> dict[str, Any]:
     """What the journal's header says of a task: class, DEPS, WANTS and, unless it is
-    "never" (a header without it means never), its restart policy."""
-    policy = cls.restart_policy() if policy is None else policy
+    "never" (a header without it means never), its restart policy.
+
+    Never raises: a class whose restart attributes were made invalid after it was created is
+    described without a policy (its task fails with `InvalidTask` instead of restarting).
+    """
+    if policy is None:
+        try:
+            policy = cls.restart_policy()
+        except InvalidTask:
+            policy = None
     described: dict[str, Any] = {
         "class": _qualname(cls),
         "deps": [task_name(d) for d in cls.DEPS],
         "wants": [task_name(w) for w in cls.WANTS],
     }
-    if policy.mode != "never":
+    if policy is not None and policy.mode != "never":
         described["restart"] = policy.to_dict()
     return described
 

@@ -220,6 +220,17 @@ class _TaskInfo:
     #: The restart policy (`lifecycle.restart.RestartPolicy.to_dict`); None: "never".
     restart: Mapping[str, Any] | None = None
 
+    @classmethod
+    def of(cls, name: str, info: Mapping[str, Any]) -> _TaskInfo:
+        """Task ``name``'s description ``info`` (as `Journal.describe_tasks` takes it), compact."""
+        restart = info.get("restart")
+        return cls(
+            str(info.get("class", name)),
+            tuple(str(d) for d in info.get("deps", ())),
+            tuple(str(w) for w in info.get("wants", ())),
+            None if restart is None else dict(restart),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         described: dict[str, Any] = {
             "class": self.cls,
@@ -229,6 +240,16 @@ class _TaskInfo:
         if self.restart is not None:
             described["restart"] = dict(self.restart)
         return described
+
+
+#: A task as `Journal.describe_tasks` takes it: its description, or a function that returns it
+#: when called with the task's name (when the header is made).
+TaskDescription = Mapping[str, Any] | Callable[[str], Mapping[str, Any]]
+
+
+def _task_dict(name: str, info: _TaskInfo | Callable[[str], Mapping[str, Any]]) -> dict[str, Any]:
+    """The header's description of the task ``name`` (a deferred one is made now)."""
+    return (_TaskInfo.of(name, info(name)) if callable(info) else info).to_dict()
 
 
 class InvalidJournalOption(LifecycleError, ValueError):
@@ -449,7 +470,7 @@ class Journal:
         self._machine_specs: set[MachineSpec] = set(SPECS.values())
         self._listeners: tuple[Listener, ...] = ()
         self._notice_listeners: tuple[Callable[[Notice], object], ...] = ()
-        self._tasks: dict[str, _TaskInfo] = {}
+        self._tasks: dict[str, _TaskInfo | Callable[[str], Mapping[str, Any]]] = {}
         # The task table's version, bumped on each change, and the version the file's header
         # shows (None: no header written yet): one int compare per streamed record.
         self._tasks_version = 0
@@ -606,20 +627,23 @@ class Journal:
                 return
         callback(error)
 
-    def describe_tasks(self, tasks: Mapping[str, Mapping[str, Any]]) -> None:
+    def describe_tasks(self, tasks: Mapping[str, TaskDescription]) -> None:
         """Record the tasks (name → ``class``, ``deps``, ``wants`` and, for a task that may
-        be restarted, ``restart``: its policy) for the header."""
+        be restarted, ``restart``: its policy) for the header.
+
+        A description may also be given as a function that returns it when called with the
+        task's name: it is called when the header is made (written to the file, or read with
+        `header` or `tasks`), under the journal's lock, so describing a task costs one store
+        now. Such a function must be quick, must not raise and must not use the journal.
+        Giving the same description (or an equal function) again changes nothing.
+        Thread-safe.
+        """
         with self._lock:
+            known = self._tasks
             for name, info in tasks.items():
-                restart = info.get("restart")
-                described = _TaskInfo(
-                    str(info.get("class", name)),
-                    tuple(str(d) for d in info.get("deps", ())),
-                    tuple(str(w) for w in info.get("wants", ())),
-                    None if restart is None else dict(restart),
-                )
-                if self._tasks.get(name) != described:
-                    self._tasks[name] = described
+                described = info if callable(info) else _TaskInfo.of(name, info)
+                if known.get(name) != described:
+                    known[name] = described
                     self._tasks_version += 1
 
     def describe_machine(self, spec: MachineSpec) -> None:
@@ -687,7 +711,7 @@ class Journal:
     def tasks(self) -> dict[str, dict[str, Any]]:
         """A copy of the task descriptions given to `describe_tasks`."""
         with self._lock:
-            return {name: info.to_dict() for name, info in self._tasks.items()}
+            return {name: _task_dict(name, info) for name, info in self._tasks.items()}
 
     def __len__(self) -> int:
         """The number of records held (for a bounded journal, at most ``max_records``)."""
@@ -704,7 +728,7 @@ class Journal:
             "version": FORMAT_VERSION,
             "run": dict(self._run),
             "specs": {name: spec.to_dict() for name, spec in self._machines.items()},
-            "tasks": {name: info.to_dict() for name, info in self._tasks.items()},
+            "tasks": {name: _task_dict(name, info) for name, info in self._tasks.items()},
         }
         if sealed and self._sealer is not None:
             sealer = self._sealer

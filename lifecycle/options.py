@@ -82,7 +82,7 @@ _ACTIONS = frozenset(
     }
 )
 #: Instance attribute holding values given with ``set_option`` (name -> value).
-_OVERRIDES = "_option_overrides"
+OVERRIDES = "_option_overrides"
 
 _MISSING = object()
 #: The actions whose option takes a value (the ones ``type`` and the value checks apply to).
@@ -451,7 +451,7 @@ def read_option(instance: object, opt: option | str) -> Any:
     """
     declared = opt if isinstance(opt, option) else _lookup(instance, opt)
     key = declared._require_name()
-    overrides = getattr(instance, "__dict__", {}).get(_OVERRIDES)
+    overrides = getattr(instance, "__dict__", {}).get(OVERRIDES)
     if overrides and key in overrides:
         return overrides[key]
     owner = type(instance)
@@ -491,7 +491,7 @@ def gives_any(source: object, owner: type, names: Iterable[str]) -> bool:
 def write_option(instance: object, opt: option | str, value: Any) -> None:
     """Set ``opt`` (an option or its name) on this instance only; raises `UnknownOption`."""
     declared = opt if isinstance(opt, option) else _lookup(instance, opt)
-    overrides = instance.__dict__.setdefault(_OVERRIDES, {})
+    overrides = instance.__dict__.setdefault(OVERRIDES, {})
     overrides[declared._require_name()] = value
 
 

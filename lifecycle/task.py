@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Protocol
 
 from lifecycle.engine import Lifecycle
 from lifecycle.errors import InvalidTask, LifecycleError, RestartLimitExceeded, safe_str
-from lifecycle.options import gives_any, option, read_option, write_option
+from lifecycle.options import OVERRIDES, gives_any, option, read_option, write_option
 from lifecycle.restart import (
     DEFAULT_DELAY,
     DEFAULT_DELAY_MAX,
@@ -198,10 +198,7 @@ class Task:
         Raises `InvalidTask` when the values combine badly (a delay above the maximum).
         """
         cls = type(self)
-        source = self.option_source()
-        if not self.__dict__.get("_option_overrides") and (
-            source is None or not gives_any(source, cls, _RESTART_OPTIONS)
-        ):
+        if not self._restart_overridable():
             return cls.restart_policy()  # nothing overrides it: spare four option reads
 
         def given(name: str, default: Any) -> Any:
@@ -217,6 +214,16 @@ class Task:
             )
         except (TypeError, ValueError) as exc:
             raise InvalidTask(cls, str(exc)) from None
+
+    def _restart_overridable(self) -> bool:
+        """Whether options may override the class's restart policy here: some were set on
+        this instance, or the option source gives one of the restart options."""
+        # `getattr`, not ``self.__dict__``: reading ``__dict__`` would make the instance's
+        # dict object, which most instances never need.
+        if getattr(self, OVERRIDES, None):
+            return True
+        source = self.option_source()
+        return source is not None and gives_any(source, type(self), _RESTART_OPTIONS)
 
     @classmethod
     def _check_hooks(cls) -> None:
