@@ -49,6 +49,10 @@ _STARTED = frozenset({TaskState.RUNNING, TaskState.STOPPING, TaskState.SUSPENDIN
 #: The states of a dependency, met while starting in order, that hold a task back: it crashed
 #: into backoff, or was held back itself.
 _NOT_STARTED = frozenset({TaskState.BACKOFF, TaskState.INITIALIZED})
+#: How many lifecycle locks the LOOPLESS tasks of one collection share (`Tasks._shared_lock`):
+#: a LOOPLESS task runs little code of its own, so a lock each would cost more memory than
+#: the contention it spares.
+_LOCK_STRIPES = 64
 #: Seconds granted to the threads of a task that has ended to finish returning.
 _THREAD_EXIT = 1.0
 
@@ -121,6 +125,9 @@ class Tasks:
         self._make_args: tuple[tuple[Any, ...], dict[str, Any]] = ((), {})
         #: Restarts crashed tasks as their restart policies say (`lifecycle.supervision`).
         self._supervisor = Supervisor(_Host(self))
+        # The locks LOOPLESS tasks share (`_shared_lock`), and how many were handed out.
+        self._lock_stripes: list[threading.RLock] = []
+        self._striped = 0
         # One bound method for every task's lifecycle (and journal description), not one each.
         self._on_task_end = self._task_ended
         self._describe_task = self._description_of
@@ -166,7 +173,13 @@ class Tasks:
             ended = self._on_task_end
             for name, candidate in claimed.items():
                 self._classes[name] = candidate
-                self._lifecycles[name] = Lifecycle(TASK, name, journal, on_terminal=ended)
+                self._lifecycles[name] = Lifecycle(
+                    TASK,
+                    name,
+                    journal,
+                    lock=self._shared_lock() if candidate.LOOPLESS else None,
+                    on_terminal=ended,
+                )
             # Described when the journal's header is made, not now: most collections never
             # write one, and describing costs more than the rest of a registration.
             journal.describe_tasks(dict.fromkeys(claimed, self._describe_task))
@@ -199,6 +212,24 @@ class Tasks:
             del self._lifecycles[name]
             # Else the journal's header still lists it and an audit sees a task that never ended.
             self.journal.forget_task(name)
+
+    def _shared_lock(self) -> threading.RLock:
+        """The lifecycle lock of the next LOOPLESS task: one of `_LOCK_STRIPES` locks, in
+        turn (made as first needed), instead of one lock per task. Collection lock held.
+
+        Sharing keeps every promise of a task's lock: one transition at a time per task (a
+        lock held by another task of its stripe only delays it), and re-entrancy. It cannot
+        deadlock: apart from the driver, which alone takes several task locks at once (and
+        only while starting a task: its DEPS' locks, then its own), a thread holds one task
+        lock at a time and waits on no other task lock while holding it (`Restarter`), and
+        no stripe is shared with another collection.
+        """
+        stripes = self._lock_stripes
+        index = self._striped % _LOCK_STRIPES
+        self._striped += 1
+        if index == len(stripes):
+            stripes.append(threading.RLock())
+        return stripes[index]
 
     def _description_of(self, name: str) -> dict[str, Any]:
         """The journal header's description of the registered task ``name`` (called by the
