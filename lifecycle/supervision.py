@@ -170,7 +170,8 @@ class Supervisor:
 
     def ended(self, name: str) -> None:
         """``name`` reached a terminal state (the collection's ``on_terminal``)."""
-        self.news.put(name)
+        if not self._stopping.is_set():  # once stopping, no restart's stop waits on news
+            self.news.put(name)
 
     # -- the supervisor's thread -------------------------------------------------------------
 

@@ -248,15 +248,20 @@ class Task:
         """Whether the class has a `run_loop` of its own (a task with workers needs one)."""
         return cls.run_loop is not Task.run_loop
 
+    # The per-instance state below starts as these class defaults and is stored on the
+    # instance only once it changes: a LOOPLESS task never changes most of it, and creating
+    # 100,000 tasks should not store 100,000 copies of each default.
+    #: What the task failed with (None unless it failed); the first failure wins.
+    failure: BaseException | None = None
+    _lifecycle: Lifecycle | None = None
+    _stop_event: threading.Event | None = None
+    _threads: tuple[threading.Thread, ...] = ()
+    _hook: threading.Thread | None = None
+    _busy = 0  # workers alive, plus one while the stop hook runs
+    _stop_error: BaseException | None = None
+
     def __init__(self, service: Any = None) -> None:
         self.service = service
-        self.failure: BaseException | None = None
-        self._lifecycle: Lifecycle | None = None
-        self._stop_event: threading.Event | None = None
-        self._threads: tuple[threading.Thread, ...] = ()
-        self._hook: threading.Thread | None = None
-        self._busy = 0  # workers alive, plus one while the stop hook runs
-        self._stop_error: BaseException | None = None
 
     # -- hooks -----------------------------------------------------------------------------
 
@@ -442,8 +447,7 @@ class Task:
             if not strict and not lc.can("stop"):
                 return  # it ended (failed or finished) after the caller looked
             source = lc.state
-            lc.fire("stop", cause)
-            if lc.state != TaskState.STOPPING or source == TaskState.SUSPENDING:
+            if lc.fire("stop", cause) != TaskState.STOPPING or source == TaskState.SUSPENDING:
                 return  # nothing runs, or its stop began with the suspend
             launch = self._prepare_stop_hook()
         self._wake_stop_event()
@@ -582,10 +586,11 @@ class Task:
         Called with the lifecycle lock held.
         """
         lc = self.lifecycle
-        if self._busy or lc.state not in _LIVE:
+        state = lc.state
+        if self._busy or state not in _LIVE:
             return
         restarter = self._restarter
-        if restarter is not None and lc.state == TaskState.RUNNING:
+        if restarter is not None and state == TaskState.RUNNING:
             verdict = restarter.verdict(self)
             if verdict is True:
                 self._restarting = True
@@ -598,13 +603,13 @@ class Task:
             lc.fire("fail", self.failure)
             return
         cause = self._finish_cause()
-        if lc.state == TaskState.SUSPENDING:
+        if state == TaskState.SUSPENDING:
             self._restarting = True
             lc.fire("finish", cause)  # to backoff
             if restarter is not None:
                 restarter.suspended(self)
             return
-        if lc.state == TaskState.RUNNING:
+        if state == TaskState.RUNNING:
             cause = RETURNED_EARLY if cause is None else f"{RETURNED_EARLY}; {cause}"
         lc.fire("finish", cause)
 
