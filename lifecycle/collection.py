@@ -144,55 +144,76 @@ class Tasks:
         cycle (through DEPS or WANTS), `RegistrationClosed` (an `IllegalTransition`) after
         `create`. On error nothing is registered.
         """
-        with self.lifecycle.lock:
-            self._require_registering("register", cls)
-            if self._classes.get(getattr(cls, "__name__", None)) is cls:  # type: ignore[arg-type]
-                return cls  # already registered: a no-op
-            _check_task_class(cls)
-            if cls.DEPS or cls.WANTS:
-                new = postorder(
-                    [cls],
-                    lambda c: [
-                        _check_task_class(d) for d in ((*c.DEPS, *c.WANTS) if c.WANTS else c.DEPS)
-                    ],
-                    name=task_name,
-                    known=lambda c: self._classes.get(task_name(c)) is c,
-                )
-            else:
-                new = [cls]  # nothing to walk: the usual case, kept cheap
-            # One pass with a dict: scanning `new` for each candidate is quadratic in the depth
-            # of a DEPS chain.
-            claimed: dict[str, type[Task]] = {}
-            for candidate in new:
-                name = task_name(candidate)
-                clash = self._classes.get(name, claimed.get(name))
-                if clash is not None:
-                    raise DuplicateTask(name, _qualname(clash), _qualname(candidate))
-                claimed[name] = candidate
-            journal = self.journal
-            ended = self._on_task_end
-            for name, candidate in claimed.items():
-                self._classes[name] = candidate
-                self._lifecycles[name] = Lifecycle(
-                    TASK,
-                    name,
-                    journal,
-                    lock=self._shared_lock() if candidate.LOOPLESS else None,
-                    on_terminal=ended,
-                )
-            # Described when the journal's header is made, not now: most collections never
-            # write one, and describing costs more than the rest of a registration.
-            journal.describe_tasks(dict.fromkeys(claimed, self._describe_task))
+        self._register((cls,))
         return cls
 
     def register_all(self, classes: Iterable[type[Task]]) -> None:
-        """Register each of ``classes`` in order (see `register`)."""
+        """Register each of ``classes`` in order (see `register`); if one is refused, those
+        before it stay registered."""
         if isinstance(classes, type) or not isinstance(classes, Iterable):
             raise InvalidTask(
                 classes, "expected an iterable of task classes, for example Tasks([MyTask])"
             )
-        for cls in classes:
-            self.register(cls)
+        self._register(classes)
+
+    def _register(self, classes: Iterable[type[Task]]) -> None:
+        """`register` each of ``classes`` in turn, under one hold of the lock, and describe the
+        tasks added to the journal in one call (those added before a refusal too)."""
+        registered = self._classes
+        lifecycles = self._lifecycles
+        journal = self.journal
+        ended = self._on_task_end
+        added: dict[str, type[Task]] = {}
+        with self.lifecycle.lock:
+            try:
+                for cls in classes:
+                    self._require_registering("register", cls)
+                    if registered.get(getattr(cls, "__name__", None)) is cls:  # type: ignore[arg-type]
+                        continue  # already registered: a no-op
+                    for name, candidate in self._newly_required(cls):
+                        registered[name] = candidate
+                        lifecycles[name] = Lifecycle(
+                            TASK,
+                            name,
+                            journal,
+                            lock=self._shared_lock() if candidate.LOOPLESS else None,
+                            on_terminal=ended,
+                        )
+                        added[name] = candidate
+            finally:
+                # Described when the journal's header is made, not now: most collections
+                # never write one, and describing costs more than the rest of a registration.
+                if added:
+                    journal.describe_tasks(dict.fromkeys(added, self._describe_task))
+
+    def _newly_required(self, cls: type[Task]) -> Iterable[tuple[str, type[Task]]]:
+        """``cls`` and what it requires and wants that is not registered yet, each after what
+        it requires and wants, by name; raises as `register` does, before anything changes."""
+        _check_task_class(cls)
+        if not (cls.DEPS or cls.WANTS):  # nothing to walk: the usual case, kept cheap
+            name = task_name(cls)
+            clash = self._classes.get(name)
+            if clash is not None:
+                raise DuplicateTask(name, _qualname(clash), _qualname(cls))
+            return ((name, cls),)
+        new = postorder(
+            [cls],
+            lambda c: [
+                _check_task_class(d) for d in ((*c.DEPS, *c.WANTS) if c.WANTS else c.DEPS)
+            ],
+            name=task_name,
+            known=lambda c: self._classes.get(task_name(c)) is c,
+        )
+        # One pass with a dict: scanning `new` for each candidate is quadratic in the depth
+        # of a DEPS chain.
+        claimed: dict[str, type[Task]] = {}
+        for candidate in new:
+            name = task_name(candidate)
+            clash = self._classes.get(name, claimed.get(name))
+            if clash is not None:
+                raise DuplicateTask(name, _qualname(clash), _qualname(candidate))
+            claimed[name] = candidate
+        return claimed.items()
 
     def unregister(self, task: str | type[Task]) -> None:
         """Remove a registered task. Raises `UnknownTask`, `RegistrationClosed`, or
