@@ -448,8 +448,8 @@ def figure_6_memory(config: Config) -> list[Row]:
             ours=ours.median,
             baseline=bare.median,
             unit="bytes/task",
-            target="<= 2048 B",
-            met=ours.median <= 2048,
+            target="<= 800 B",
+            met=ours.median <= 800,
             spread=(ours.spread, bare.spread),
             note=f"{samples['ours']['records_per_task'].median:.0f} journal records per task",
             detail={
