@@ -284,10 +284,14 @@ class Tasks:
             self._created = True
             self._make_args = (args, kwargs)
             failed: dict[str, Exception] = {}
+            # The restart policies as the options made them: what the audit judges by.
+            changed: dict[str, dict[str, Any]] = {}
+            classes, lifecycles, instances = self._classes, self._lifecycles, self._instances
+            loop, supervisor = self.loop, self._supervisor
             for name in self._order:
-                task_lc = self._lifecycles[name]
+                task_lc = lifecycles[name]
                 try:
-                    instance = self._classes[name](*args, **kwargs)
+                    instance = classes[name](*args, **kwargs)
                 except LifecycleInterrupt as exc:
                     task_lc.fire("fail", exc.reason)
                     self._abort(exc.reason)
@@ -296,18 +300,15 @@ class Tasks:
                     task_lc.fire("fail", exc)
                     failed[name] = _as_error(name, exc)
                     continue
-                instance._bind(task_lc, self.loop)
-                instance._restarter = self._supervisor
-                self._instances[name] = instance
+                instance._bind(task_lc, loop)
+                instance._restarter = supervisor
+                instances[name] = instance
                 task_lc.fire("create")
+                policy = _overridden_policy(instance)
+                if policy is not None:
+                    changed[name] = _description(type(instance), policy)
             if failed:
                 self._raise_init_error(failed)
-            # The restart policies as the options made them: what the audit judges by.
-            changed = {
-                name: _description(type(task), policy)
-                for name, task in self._instances.items()
-                if (policy := _overridden_policy(task)) is not None
-            }
             if changed:
                 self.journal.describe_tasks(changed)
             lc.fire("create")
@@ -435,11 +436,13 @@ class Tasks:
         lc = self.lifecycle
         with lc.lock:
             self._refuse_unless("start")
+            classes, lifecycles, instances = self._classes, self._lifecycles, self._instances
+            started = self._start_order
             for name in self._order:
-                if not self._classes[name].DEPS:
-                    if self._lifecycles[name].state == TaskState.INITIALIZED:
-                        self._start_order.append(name)
-                        self._instances[name].start()
+                if not classes[name].DEPS:
+                    if lifecycles[name].state == TaskState.INITIALIZED:
+                        started.append(name)
+                        instances[name].start()
                     continue
                 # With the locks of what it requires held, none of them can crash between
                 # the look and the start: the journal shows them running when it starts.

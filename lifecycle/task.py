@@ -397,10 +397,11 @@ class Task:
         be started fails the task and asks the service to shut down. Driven by the collection.
         """
         lc = self.lifecycle
+        if self.LOOPLESS:
+            lc.fire("start")  # nothing to launch: the fire alone is atomic
+            return
         with lc.lock:
             lc.fire("start")
-            if self.LOOPLESS:
-                return
             count = self.workers
             self._busy = count
             self._launch_workers(count)
