@@ -60,14 +60,20 @@ _THREAD_EXIT = 1.0
 def _check_task_class(cls: object) -> type[Task]:
     if not (isinstance(cls, type) and issubclass(cls, Task)):
         raise InvalidTask(cls, "is not a Task subclass")
-    for attr in ("DEPS", "WANTS"):
-        for dep in getattr(cls, attr):
-            if not (isinstance(dep, type) and issubclass(dep, Task)):
-                raise InvalidTask(cls, f"{attr} lists {dep!r}, which is not a Task subclass")
-    if not cls.LOOPLESS and not cls._implements_run_loop():
-        raise InvalidTask(cls, "has workers but no run_loop(); implement it or set LOOPLESS")
-    if not cls.LOOPLESS and (not isinstance(cls.workers, int) or cls.workers < 1):
-        raise InvalidTask(cls, f"workers must be an int >= 1, not {cls.workers!r}")
+    # Each class attribute is read once: with many task classes, each read is a walk of the
+    # class's MRO that the interpreter's attribute cache cannot keep for all of them.
+    deps, wants = cls.DEPS, cls.WANTS
+    if deps or wants:
+        for attr, listed in (("DEPS", deps), ("WANTS", wants)):
+            for dep in listed:
+                if not (isinstance(dep, type) and issubclass(dep, Task)):
+                    raise InvalidTask(cls, f"{attr} lists {dep!r}, which is not a Task subclass")
+    if not cls.LOOPLESS:
+        if not cls._implements_run_loop():
+            raise InvalidTask(cls, "has workers but no run_loop(); implement it or set LOOPLESS")
+        workers = cls.workers
+        if not isinstance(workers, int) or workers < 1:
+            raise InvalidTask(cls, f"workers must be an int >= 1, not {workers!r}")
     return cls
 
 
