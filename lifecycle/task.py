@@ -249,8 +249,8 @@ class Task:
         return cls.run_loop is not Task.run_loop
 
     # The per-instance state below starts as these class defaults and is stored on the
-    # instance only once it changes: a LOOPLESS task never changes most of it, and creating
-    # 100,000 tasks should not store 100,000 copies of each default.
+    # instance only once it changes: a LOOPLESS task never changes most of it, and making
+    # one should not cost a store per default.
     #: What the task failed with (None unless it failed); the first failure wins.
     failure: BaseException | None = None
     _lifecycle: Lifecycle | None = None
