@@ -117,6 +117,8 @@ class Tasks:
         self._lifecycles: dict[str, Lifecycle] = {}
         self._instances: dict[str, Task] = {}
         self._order: list[str] = []
+        #: `_edges` as `create` found them: the order the tasks start in and stop by.
+        self._order_edges: dict[str, list[str]] = {}
         self._start_order: list[str] = []
         self._created = False
         # Each task that reaches a terminal state posts its name here (see `_task_ended`):
@@ -283,7 +285,8 @@ class Tasks:
         with lc.lock:
             self._refuse_unless("create")
             try:
-                self._order = topological_order(list(self._classes), self._edges())
+                self._order_edges = self._edges()
+                self._order = topological_order(list(self._classes), self._order_edges)
             except LifecycleError as exc:
                 lc.fire("fail", exc)
                 raise
@@ -489,7 +492,7 @@ class Tasks:
             self._supervisor.stop()  # before any stop begins: no task is restarted from now on
             self._coordinator = StopCoordinator(
                 self._order,
-                self._edges(),
+                self._order_edges,  # the order the tasks started in, read once at create
                 is_ended=lambda name: self._lifecycles[name].terminal,
                 begin=self._begin_task_stop,
                 news=self._news,
