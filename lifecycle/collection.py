@@ -86,7 +86,9 @@ class Tasks:
 
     Driver calls (`create`, `init`, `start`, `stop`, `join`) are serialized by the collection's
     lock and may come from any thread; each raises `IllegalTransition` when the collection's
-    state does not allow it. Registration is only possible before `create`.
+    state does not allow it. Registration is only possible before `create`. The LOOPLESS tasks
+    of a collection share a few lifecycle locks (a lock each would outweigh the task): hold a
+    task's ``lifecycle.lock`` only briefly, and never wait for another task while holding it.
 
     Before `create`, ``len``, iteration, indexing, `get` and attribute access see the
     registered classes (in dependency order); from `create` on, the instances.
