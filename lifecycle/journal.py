@@ -41,7 +41,7 @@ non-finite number), never an exception of the JSON parser.
 
 from __future__ import annotations
 
-import collections
+import array
 import contextlib
 import enum
 import errno
@@ -371,6 +371,148 @@ def cause_line(text: str | None) -> str | None:
     return found
 
 
+#: Per thread, the thread itself: `Journal.record` reads its name from it at each record (a
+#: thread may be renamed), without `threading.current_thread`'s lookup on every record.
+_THIS_THREAD = threading.local()
+_monotonic_ns = time.monotonic_ns
+
+
+class _Clock:
+    """A journal's clock: one monotonic read per record, the wall time derived from it.
+
+    The wall time of a record is the wall clock read when the journal was made
+    (``wall_anchor``) plus the monotonic time elapsed since (``mono - mono_anchor``): within
+    one journal it never goes backwards and agrees with `time.time` up to the clock's
+    adjustments made during the run (a step of the wall clock, by NTP or by hand, is not seen
+    by the records; the monotonic clock's own rate is what the records follow).
+    """
+
+    __slots__ = ("mono_anchor", "wall_anchor")
+
+    def __init__(self) -> None:
+        self.mono_anchor = _monotonic_ns()
+        self.wall_anchor = time.time()
+
+    def wall(self, mono: int) -> float:
+        """The wall time, in seconds, of the monotonic instant ``mono`` (nanoseconds)."""
+        return self.wall_anchor + (mono - self.mono_anchor) / 1e9
+
+
+class _Columns:
+    """A journal's records, one typed array per field, not one object per record.
+
+    A record is its monotonic time (``mono``, 8 bytes), and three small ints (4 bytes each):
+    its subject and its thread's name, as indexes into ``strings`` (each text kept once), and
+    its edge, an index into ``edges``: the record's ``(kind, trigger, source, dest, ok)``,
+    kept once for all the records of that edge. Its seq is its position (after the ``base``
+    records trimmed away), its wall time derived from ``mono`` (`_Clock`), and its cause, which
+    most records lack, kept aside by seq. Not thread-safe: the journal's lock guards it.
+
+    Readers copy what they need under the lock (`rows`) and build the records after it: so the
+    tables a reader may hold (``strings``, ``edges``, ``causes``) are only ever appended to,
+    or replaced whole by `trim`, never changed in place.
+    """
+
+    __slots__ = (
+        "base",
+        "causes",
+        "edge",
+        "edge_ids",
+        "edges",
+        "mono",
+        "string_ids",
+        "strings",
+        "subject",
+        "thread",
+    )
+
+    def __init__(self) -> None:
+        self.mono = array.array("q")
+        self.subject = array.array("I")
+        self.edge = array.array("I")
+        self.thread = array.array("I")
+        self.causes: dict[int, str] = {}
+        self.strings: list[str] = []
+        self.string_ids: dict[str, int] = {}
+        self.edges: list[tuple[str, str, str, str | None, bool]] = []
+        # Keyed by the edge as given (enum members, which hash and compare as their text).
+        self.edge_ids: dict[tuple[str, str, Any, Any, bool], int] = {}
+        self.base = 0
+
+    @property
+    def count(self) -> int:
+        """How many records were appended: the seq of the last."""
+        return self.base + len(self.mono)
+
+    def add_string(self, text: str) -> int:
+        index = self.string_ids[text] = len(self.strings)
+        self.strings.append(text)
+        return index
+
+    def add_edge(self, key: tuple[str, str, Any, Any, bool]) -> int:
+        kind, trigger, source, dest, ok = key
+        index = self.edge_ids[key] = len(self.edges)
+        self.edges.append((kind, trigger, _text(source), None if dest is None else _text(dest), ok))
+        return index
+
+    def rows(self, start: int, stop: int | None, clock: _Clock) -> Callable[[], list[_Row]]:
+        """The records from index ``start`` to ``stop``, copied now, made into rows (the
+        fields of `Transition`) when the returned function is called."""
+        mono = self.mono[start:stop]
+        subject = self.subject[start:stop]
+        edge = self.edge[start:stop]
+        thread = self.thread[start:stop]
+        strings, edges, causes = self.strings, self.edges, self.causes
+        first = self.base + start + 1
+
+        def build() -> list[_Row]:
+            wall = clock.wall
+            built: list[_Row] = []
+            append = built.append
+            for seq, m, s, e, t in zip(itertools.count(first), mono, subject, edge, thread):
+                kind, trigger, source, dest, ok = edges[e]
+                append(
+                    (
+                        seq,
+                        wall(m),
+                        m,
+                        kind,
+                        strings[s],
+                        trigger,
+                        source,
+                        dest,
+                        ok,
+                        causes.get(seq),
+                        strings[t],
+                    )
+                )
+            return built
+
+        return build
+
+    def trim(self, keep: int) -> None:
+        """Drop all but the last ``keep`` records once twice as many are held: a ring whose
+        cost is spread over the records, and whose tables are rebuilt from what is left."""
+        if len(self.mono) < 2 * keep:
+            return
+        cut = len(self.mono) - keep
+        for column in (self.mono, self.subject, self.edge, self.thread):
+            del column[:cut]
+        self.base += cut
+        self.causes = {seq: text for seq, text in self.causes.items() if seq > self.base}
+        strings: dict[str, int] = {}
+        for column in (self.subject, self.thread):
+            column[:] = array.array(
+                "I", [strings.setdefault(self.strings[i], len(strings)) for i in column]
+            )
+        self.strings, self.string_ids = list(strings), strings
+        edges: dict[tuple[str, str, str, str | None, bool], int] = {}
+        self.edge[:] = array.array(
+            "I", [edges.setdefault(self.edges[i], len(edges)) for i in self.edge]
+        )
+        self.edges, self.edge_ids = list(edges), dict(edges)
+
+
 class Journal:
     """An append-only, thread-safe log of transitions.
 
@@ -435,14 +577,15 @@ class Journal:
             )
         self.max_records = max_records
         self._lock = threading.Lock()
-        # Plain tuples, not `Transition`s: CPython's collector stops tracking a tuple of atomic
-        # values, so a journal of millions of records adds nothing to every full collection
-        # (with records as objects, per-task cost grew with the journal), and a tuple is
-        # cheaper to build. `records` makes the `Transition`s when asked. A bounded journal
-        # keeps them in a deque, whose append drops the oldest at no extra cost.
-        self._rows: list[_Row] | collections.deque[_Row] = (
-            [] if max_records is None else collections.deque(maxlen=max_records)
-        )
+        # The records, in columns (see `_Columns`): about 20 bytes a record where a tuple of
+        # its fields took over 150; `records` and the listeners get `Transition`s.
+        self._columns = _Columns()
+        # How many records a bounded journal has dropped: the held ones are numbered from
+        # ``_dropped + 1``.
+        self._dropped = 0
+        # One clock read per record: the wall time is derived from the monotonic clock and
+        # this anchor (see `Transition`).
+        self._clock = _Clock()
         # The machines described, by name, and the same specs as a set: `describe_machine`'s
         # repeat calls are one set lookup (a spec's hash is cached).
         self._machines: dict[str, MachineSpec] = dict(SPECS)
@@ -454,7 +597,6 @@ class Journal:
         # shows (None: no header written yet): one int compare per streamed record.
         self._tasks_version = 0
         self._header_version: int | None = None
-        self._seq = 0
         self._file: IO[str] | None = None
         self._rewritable = False
         self._target: str | None = None  # the file opened, its symbolic links resolved
@@ -468,7 +610,7 @@ class Journal:
             "id": self.run_id,
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "start": time.time(),
+            "start": self._clock.wall_anchor,
             "lifecycle": _package_version(),
         }
         self._sealer: Sealer | None = None
@@ -513,24 +655,60 @@ class Journal:
         `describe_machine` before (a `Lifecycle` does that when made); the audit reports a
         record of any other machine. Not checked here, to keep this call cheap.
         """
-        text = describe_cause(cause)
-        thread = threading.current_thread().name
-        with self._lock:
-            self._seq += 1
+        text = None if cause is None else describe_cause(cause)
+        try:
+            thread = _THIS_THREAD.thread
+        except AttributeError:
+            thread = _THIS_THREAD.thread = threading.current_thread()
+        name = thread.name  # read each time: a thread may be renamed
+        key = (kind, trigger, source, dest, ok)
+        lock = self._lock
+        lock.acquire()
+        try:
+            columns = self._columns
+            edge = columns.edge_ids.get(key)
+            if edge is None:
+                edge = columns.add_edge(key)
+            ids = columns.string_ids
+            subject_id = ids.get(subject)
+            if subject_id is None:
+                subject_id = columns.add_string(subject)
+            thread_id = ids.get(name)
+            if thread_id is None:
+                thread_id = columns.add_string(name)
+            mono = _monotonic_ns()
+            columns.mono.append(mono)
+            columns.subject.append(subject_id)
+            columns.edge.append(edge)
+            columns.thread.append(thread_id)
+            if text is not None or self._file is not None or self._listeners or self.max_records:
+                self._appended(columns, mono, subject, edge, text, name)
+        finally:
+            lock.release()
+
+    def _appended(
+        self, columns: _Columns, mono: int, subject: str, edge: int, text: str | None, name: str
+    ) -> None:
+        """The rest of `record` for a record with a cause, a file, listeners or a bound (the
+        lock is held)."""
+        seq = columns.count
+        if text is not None:
+            columns.causes[seq] = text
+        if self._file is not None or self._listeners:
+            kind, trigger, source, dest, ok = columns.edges[edge]
             row: _Row = (
-                self._seq,
-                time.time(),
-                time.monotonic_ns(),
+                seq,
+                self._clock.wall(mono),
+                mono,
                 kind,
                 subject,
                 trigger,
-                _text(source),
-                None if dest is None else _text(dest),
+                source,
+                dest,
                 ok,
                 text,
-                thread,
+                name,
             )
-            self._rows.append(row)
             if self._file is not None:
                 self._stream(row)
             if self._listeners:
@@ -540,6 +718,8 @@ class Journal:
                         listener(rec)
                     except Exception:
                         logger.exception("journal listener %r raised; ignored", listener)
+        if self.max_records is not None:
+            columns.trim(self.max_records)  # last: it renumbers the edges
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(record)`` for every later record; returns a function that undoes it."""
@@ -578,9 +758,10 @@ class Journal:
             listeners = self._notice_listeners
             if not listeners:
                 return
+            mono = _monotonic_ns()
             notice = Notice(
-                time.time(),
-                time.monotonic_ns(),
+                self._clock.wall(mono),
+                mono,
                 kind,
                 subject,
                 what,
@@ -666,7 +847,17 @@ class Journal:
     def dropped(self) -> int:
         """How many records a bounded journal (``max_records``) no longer holds (0 if none)."""
         with self._lock:
-            return self._seq - len(self._rows)
+            return self._columns.count - self._held()
+
+    def _held_rows(self) -> Callable[[], list[_Row]]:
+        """The held records, copied now (the lock is held), made into rows when called."""
+        return self._columns.rows(len(self._columns.mono) - self._held(), None, self._clock)
+
+    def _held(self) -> int:
+        """How many records are held (the lock is held): the last ``max_records`` of the
+        columns, which a bounded journal trims only now and then."""
+        held = len(self._columns.mono)
+        return held if self.max_records is None else min(held, self.max_records)
 
     def forget_task(self, name: str) -> None:
         """Drop a task description (its task was unregistered). No-op for an unknown name."""
@@ -680,8 +871,8 @@ class Journal:
     def records(self) -> tuple[Transition, ...]:
         """A snapshot of every record so far, in sequence order (made anew on each call)."""
         with self._lock:
-            rows = list(self._rows)
-        return tuple(Transition(*row) for row in rows)
+            rows = self._held_rows()
+        return tuple(Transition(*row) for row in rows())
 
     @property
     def tasks(self) -> dict[str, dict[str, Any]]:
@@ -691,7 +882,8 @@ class Journal:
 
     def __len__(self) -> int:
         """The number of records held (for a bounded journal, at most ``max_records``)."""
-        return len(self._rows)
+        with self._lock:
+            return self._held()
 
     def header(self) -> dict[str, Any]:
         """The header of this journal's file form."""
@@ -726,13 +918,14 @@ class Journal:
         `JournalIncomplete` if a bounded journal has dropped records (see ``max_records``).
         """
         with self._lock:
-            if self._seq != len(self._rows):
-                raise JournalIncomplete(self._seq - len(self._rows), len(self._rows))
+            held = self._held()
+            if self._columns.count != held:
+                raise JournalIncomplete(self._columns.count - held, held)
             header = self._header(sealed=False)
-            rows = list(self._rows)
+            rows = self._held_rows()
         try:
             with open(path, "w", encoding="ascii") as out:
-                for line in _chained_lines([header, *(_row_dict(row) for row in rows)]):
+                for line in _chained_lines([header, *(_row_dict(row) for row in rows())]):
                     out.write(line)
         except OSError as exc:
             raise JournalWriteError(os.fspath(path), exc) from exc
@@ -831,7 +1024,7 @@ class Journal:
         elif (
             self._rewritable
             and (self._sealer is None or self._sealer.in_first_epoch)
-            and self._seq == len(self._rows)  # every streamed record still held
+            and self._columns.count == self._held()  # every streamed record still held
         ):
             self._rewrite()
         else:
@@ -857,7 +1050,7 @@ class Journal:
         self._hash = ""
         if self._sealer is not None:
             self._sealer.restart()
-        streamed = itertools.islice(self._rows, self._streamed)
+        streamed = self._columns.rows(0, self._streamed, self._clock)()
         text = "".join([self._line(self._header()), *(self._line(_row_dict(r)) for r in streamed)])
         if not self._replace(text):
             self._file.seek(0)
