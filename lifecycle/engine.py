@@ -127,7 +127,10 @@ class Lifecycle:
         Raises `IllegalTransition` when the current state has no such edge; the state is then
         unchanged and a refused record (``ok=False``) is journaled (when there is a journal).
         """
-        with self.lock:
+        # ``acquire``/``release`` rather than ``with``: measured cheaper on this hot path.
+        lock = self.lock
+        lock.acquire()
+        try:
             source = self._state
             dest = self._table.get((source, trigger))
             journal = self.journal
@@ -144,6 +147,8 @@ class Lifecycle:
                 journal.record(self.spec.name, self.subject, trigger, source, dest, True, cause)
             if self.on_terminal is not None and dest in self._terminal:
                 self.on_terminal(self.subject, dest)
+        finally:
+            lock.release()
         return dest
 
     def __repr__(self) -> str:

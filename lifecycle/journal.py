@@ -371,9 +371,9 @@ def cause_line(text: str | None) -> str | None:
     return found
 
 
-#: Per thread, the thread itself: `Journal.record` reads its name from it at each record (a
-#: thread may be renamed), without `threading.current_thread`'s lookup on every record.
-_THIS_THREAD = threading.local()
+#: Looked up once: `Journal.record` calls them for every record. (A `threading.local` caching
+#: the thread object was measured slower than `current_thread` itself.)
+_current_thread = threading.current_thread
 _monotonic_ns = time.monotonic_ns
 
 
@@ -401,12 +401,14 @@ class _Clock:
 class _Columns:
     """A journal's records, one typed array per field, not one object per record.
 
-    A record is its monotonic time (``mono``, 8 bytes), and three small ints (4 bytes each):
-    its subject and its thread's name, as indexes into ``strings`` (each text kept once), and
-    its edge, an index into ``edges``: the record's ``(kind, trigger, source, dest, ok)``,
-    kept once for all the records of that edge. Its seq is its position (after the ``base``
-    records trimmed away), its wall time derived from ``mono`` (`_Clock`), and its cause, which
-    most records lack, kept aside by seq. Not thread-safe: the journal's lock guards it.
+    A record is its monotonic time (``mono``, 8 bytes), its subject (a reference to the text
+    given, 8 bytes: a subject has few records, so a table of subjects would cost more than it
+    saves, and its lookup more time), and two small ints (4 bytes each): its thread's name, an
+    index into ``strings`` (each name kept once), and its edge, an index into ``edges``: the
+    record's ``(kind, trigger, source, dest, ok)``, kept once for all its records. Its seq is
+    its position (after the ``base`` records trimmed away), its wall time derived from ``mono``
+    (`_Clock`), and its cause, which most records lack, kept aside by seq. Not thread-safe:
+    the journal's lock guards it.
 
     Readers copy what they need under the lock (`rows`) and build the records after it: so the
     tables a reader may hold (``strings``, ``edges``, ``causes``) are only ever appended to,
@@ -428,7 +430,7 @@ class _Columns:
 
     def __init__(self) -> None:
         self.mono = array.array("q")
-        self.subject = array.array("I")
+        self.subject: list[str] = []
         self.edge = array.array("I")
         self.thread = array.array("I")
         self.causes: dict[int, str] = {}
@@ -477,7 +479,7 @@ class _Columns:
                         wall(m),
                         m,
                         kind,
-                        strings[s],
+                        s,
                         trigger,
                         source,
                         dest,
@@ -496,15 +498,15 @@ class _Columns:
         if len(self.mono) < 2 * keep:
             return
         cut = len(self.mono) - keep
-        for column in (self.mono, self.subject, self.edge, self.thread):
+        del self.subject[:cut]
+        for column in (self.mono, self.edge, self.thread):
             del column[:cut]
         self.base += cut
         self.causes = {seq: text for seq, text in self.causes.items() if seq > self.base}
         strings: dict[str, int] = {}
-        for column in (self.subject, self.thread):
-            column[:] = array.array(
-                "I", [strings.setdefault(self.strings[i], len(strings)) for i in column]
-            )
+        self.thread[:] = array.array(
+            "I", [strings.setdefault(self.strings[i], len(strings)) for i in self.thread]
+        )
         self.strings, self.string_ids = list(strings), strings
         edges: dict[tuple[str, str, str, str | None, bool], int] = {}
         self.edge[:] = array.array(
@@ -656,11 +658,7 @@ class Journal:
         record of any other machine. Not checked here, to keep this call cheap.
         """
         text = None if cause is None else describe_cause(cause)
-        try:
-            thread = _THIS_THREAD.thread
-        except AttributeError:
-            thread = _THIS_THREAD.thread = threading.current_thread()
-        name = thread.name  # read each time: a thread may be renamed
+        name = _current_thread().name  # read each time: a thread may be renamed
         key = (kind, trigger, source, dest, ok)
         lock = self._lock
         lock.acquire()
@@ -669,16 +667,12 @@ class Journal:
             edge = columns.edge_ids.get(key)
             if edge is None:
                 edge = columns.add_edge(key)
-            ids = columns.string_ids
-            subject_id = ids.get(subject)
-            if subject_id is None:
-                subject_id = columns.add_string(subject)
-            thread_id = ids.get(name)
+            thread_id = columns.string_ids.get(name)
             if thread_id is None:
                 thread_id = columns.add_string(name)
             mono = _monotonic_ns()
             columns.mono.append(mono)
-            columns.subject.append(subject_id)
+            columns.subject.append(subject)
             columns.edge.append(edge)
             columns.thread.append(thread_id)
             if text is not None or self._file is not None or self._listeners or self.max_records:
