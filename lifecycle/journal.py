@@ -398,21 +398,36 @@ class _Clock:
         return self.wall_anchor + (mono - self.mono_anchor) / 1e9
 
 
+#: An edge as records show it: ``(kind, trigger, source, dest, ok)``, the states as text.
+_Edge = tuple[str, str, str, str | None, bool]
+
+
+def _edge_text(key: tuple[str, str, Any, Any, bool]) -> _Edge:
+    kind, trigger, source, dest, ok = key
+    return (kind, trigger, _text(source), None if dest is None else _text(dest), ok)
+
+
 class _Columns:
     """A journal's records, one typed array per field, not one object per record.
 
     A record is its monotonic time (``mono``, 8 bytes), its subject (a reference to the text
     given, 8 bytes: a subject has few records, so a table of subjects would cost more than it
     saves, and its lookup more time), and two small ints (4 bytes each): its thread's name, an
-    index into ``strings`` (each name kept once), and its edge, an index into ``edges``: the
-    record's ``(kind, trigger, source, dest, ok)``, kept once for all its records. Its seq is
+    index into ``strings`` (each name kept once), and its edge: the record's ``(kind, trigger,
+    source, dest, ok)``, kept once for all its records, at index ``e`` of ``edges`` for a
+    pinned edge (``e >= 0``, see `pin`), else at ``~e`` of ``loose``. Its seq is
     its position (after the ``base`` records trimmed away), its wall time derived from ``mono``
     (`_Clock`), and its cause, which most records lack, kept aside by seq. Not thread-safe:
     the journal's lock guards it.
 
     Readers copy what they need under the lock (`rows`) and build the records after it: so the
-    tables a reader may hold (``strings``, ``edges``, ``causes``) are only ever appended to,
-    or replaced whole by `trim`, never changed in place.
+    tables a reader may hold (``strings``, ``edges``, ``loose``, ``causes``) are only ever
+    appended to, or replaced whole by `trim`, never changed in place.
+
+    Pinned edges are those of a machine's table (`Journal.moves`): few, kept for the journal's
+    life, their ids held by callers. Any other edge (a refused trigger's, a record given to
+    `Journal.record` alone) is loose: a bounded journal's `trim` forgets those no record holds
+    any more, so a stream of made-up trigger names cannot grow it without bound.
     """
 
     __slots__ = (
@@ -421,7 +436,9 @@ class _Columns:
         "edge",
         "edge_ids",
         "edges",
+        "loose",
         "mono",
+        "pinned",
         "string_ids",
         "strings",
         "subject",
@@ -431,14 +448,17 @@ class _Columns:
     def __init__(self) -> None:
         self.mono = array.array("q")
         self.subject: list[str] = []
-        self.edge = array.array("I")
+        self.edge = array.array("i")
         self.thread = array.array("I")
         self.causes: dict[int, str] = {}
         self.strings: list[str] = []
         self.string_ids: dict[str, int] = {}
-        self.edges: list[tuple[str, str, str, str | None, bool]] = []
-        # Keyed by the edge as given (enum members, which hash and compare as their text).
+        self.edges: list[_Edge] = []
+        self.loose: list[_Edge] = []
+        # Keyed by the edge as given (enum members, which hash and compare as their text): every
+        # edge's id, and the pinned ones' alone (what `trim` keeps).
         self.edge_ids: dict[tuple[str, str, Any, Any, bool], int] = {}
+        self.pinned: dict[tuple[str, str, Any, Any, bool], int] = {}
         self.base = 0
 
     @property
@@ -452,9 +472,17 @@ class _Columns:
         return index
 
     def add_edge(self, key: tuple[str, str, Any, Any, bool]) -> int:
-        kind, trigger, source, dest, ok = key
-        index = self.edge_ids[key] = len(self.edges)
-        self.edges.append((kind, trigger, _text(source), None if dest is None else _text(dest), ok))
+        """The id of a new loose edge."""
+        index = self.edge_ids[key] = ~len(self.loose)
+        self.loose.append(_edge_text(key))
+        return index
+
+    def pin(self, key: tuple[str, str, Any, Any, bool]) -> int:
+        """The id of a pinned edge, made if need be: it keeps that id for the journal's life."""
+        index = self.pinned.get(key)
+        if index is None:
+            index = self.edge_ids[key] = self.pinned[key] = len(self.edges)
+            self.edges.append(_edge_text(key))
         return index
 
     def rows(self, start: int, stop: int | None, clock: _Clock) -> Callable[[], list[_Row]]:
@@ -464,7 +492,7 @@ class _Columns:
         subject = self.subject[start:stop]
         edge = self.edge[start:stop]
         thread = self.thread[start:stop]
-        strings, edges, causes = self.strings, self.edges, self.causes
+        strings, edges, loose, causes = self.strings, self.edges, self.loose, self.causes
         first = self.base + start + 1
 
         def build() -> list[_Row]:
@@ -472,7 +500,7 @@ class _Columns:
             built: list[_Row] = []
             append = built.append
             for seq, m, s, e, t in zip(itertools.count(first), mono, subject, edge, thread):
-                kind, trigger, source, dest, ok = edges[e]
+                kind, trigger, source, dest, ok = edges[e] if e >= 0 else loose[~e]
                 append(
                     (
                         seq,
@@ -508,11 +536,15 @@ class _Columns:
             "I", [strings.setdefault(self.strings[i], len(strings)) for i in self.thread]
         )
         self.strings, self.string_ids = list(strings), strings
-        edges: dict[tuple[str, str, str, str | None, bool], int] = {}
+        loose: dict[_Edge, int] = {}
         self.edge[:] = array.array(
-            "I", [edges.setdefault(self.edges[i], len(edges)) for i in self.edge]
+            "i", [e if e >= 0 else ~loose.setdefault(self.loose[~e], len(loose)) for e in self.edge]
         )
-        self.edges, self.edge_ids = list(edges), dict(edges)
+        self.loose = list(loose)
+        self.edge_ids = {**{key: ~index for key, index in loose.items()}, **self.pinned}
+
+    def edge_of(self, edge: int) -> _Edge:
+        return self.edges[edge] if edge >= 0 else self.loose[~edge]
 
 
 class Journal:
@@ -582,6 +614,7 @@ class Journal:
         # The records, in columns (see `_Columns`): about 20 bytes a record where a tuple of
         # its fields took over 150; `records` and the listeners get `Transition`s.
         self._columns = _Columns()
+        self._moves: dict[MachineSpec, dict[tuple[Any, str], tuple[Any, int]]] = {}
         # How many records a bounded journal has dropped: the held ones are numbered from
         # ``_dropped + 1``.
         self._dropped = 0
@@ -680,6 +713,56 @@ class Journal:
         finally:
             lock.release()
 
+    def moves(self, spec: MachineSpec) -> Mapping[tuple[Any, str], tuple[Any, int]]:
+        """``spec``'s dispatch table with, for each move, the id of its ``ok`` edge in this
+        journal: ``(state, trigger) -> (dest, edge)``, for `record_move`. Made once per spec
+        and journal (the same mapping again after); the ids hold for the journal's life.
+        Describes ``spec`` first (`describe_machine`). Thread-safe.
+
+        Raises what `describe_machine` raises.
+        """
+        table = self._moves.get(spec)  # made once, never changed: read without the lock
+        if table is not None:
+            return table
+        self.describe_machine(spec)
+        with self._lock:
+            table = self._moves.get(spec)
+            if table is None:
+                pin = self._columns.pin
+                table = self._moves[spec] = {}
+                for (source, trigger), dest in spec.table.items():
+                    # The state as its enum member, as `lifecycle.engine.dispatch_table` has it.
+                    state = spec.state(dest)
+                    edge = pin((spec.name, trigger, source, state, True))
+                    table[(source, trigger)] = (state, edge)
+            return table
+
+    def record_move(
+        self, edge: int, subject: str, cause: BaseException | str | None = None
+    ) -> None:
+        """Append the ``ok`` record of a move whose edge id `moves` gave: what
+        ``record(kind, subject, trigger, source, dest, True, cause)`` appends, without finding
+        the edge. Thread-safe. The fire paths of `lifecycle.engine` and `lifecycle.bind` use it.
+        """
+        text = None if cause is None else describe_cause(cause)
+        name = _current_thread().name  # read each time: a thread may be renamed
+        lock = self._lock
+        lock.acquire()
+        try:
+            columns = self._columns
+            thread_id = columns.string_ids.get(name)
+            if thread_id is None:
+                thread_id = columns.add_string(name)
+            mono = _monotonic_ns()
+            columns.mono.append(mono)
+            columns.subject.append(subject)
+            columns.edge.append(edge)
+            columns.thread.append(thread_id)
+            if text is not None or self._file is not None or self._listeners or self.max_records:
+                self._appended(columns, mono, subject, edge, text, name)
+        finally:
+            lock.release()
+
     def _appended(
         self, columns: _Columns, mono: int, subject: str, edge: int, text: str | None, name: str
     ) -> None:
@@ -689,7 +772,7 @@ class Journal:
         if text is not None:
             columns.causes[seq] = text
         if self._file is not None or self._listeners:
-            kind, trigger, source, dest, ok = columns.edges[edge]
+            kind, trigger, source, dest, ok = columns.edge_of(edge)
             row: _Row = (
                 seq,
                 self._clock.wall(mono),
