@@ -80,8 +80,19 @@ def _tuple_bytes(subjects: list[str]) -> dict[str, float]:
                 seq += 1
                 mono = time.monotonic_ns()
                 append(
-                    (seq, time.time(), mono, "task", subject, trigger, source._value_,
-                     dest._value_, True, None, thread)
+                    (
+                        seq,
+                        time.time(),
+                        mono,
+                        "task",
+                        subject,
+                        trigger,
+                        source._value_,
+                        dest._value_,
+                        True,
+                        None,
+                        thread,
+                    )
                 )
         return rows
 
