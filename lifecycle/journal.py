@@ -128,6 +128,13 @@ class Transition:
 
     ``time`` is wall-clock seconds, ``mono`` monotonic nanoseconds; ``cause`` is the text of the
     exception behind a skip or failure (type, message and traceback where there is one).
+
+    The clock is read once per record, the monotonic one: ``time`` is the wall clock read when
+    the journal was made (the header's ``run.start``) plus the monotonic time elapsed since.
+    So within a journal ``time`` never goes backwards and follows ``mono`` exactly; it agrees
+    with `time.time` up to the wall clock's adjustments made during the run (a step by NTP or
+    by hand is not seen by the records). ``thread`` is the thread's name when it recorded (a
+    renamed thread's records show its new name).
     """
 
     seq: int
@@ -675,6 +682,7 @@ class Journal:
         self._hash = ""
         self.stream_error: JournalWriteError | None = None
         self._on_stream_error: tuple[Callable[[JournalWriteError], object], ...] = ()
+        self._eager = max_records is not None
         self.path = os.fspath(path) if path is not None else None
         self.run_id = secrets.token_hex(16)
         self._run = {
@@ -744,7 +752,7 @@ class Journal:
             columns.subject.append(subject)
             columns.edge.append(edge)
             columns.thread.append(thread_id)
-            if text is not None or self._file is not None or self._listeners or self.max_records:
+            if text is not None or self._eager:
                 self._appended(columns, mono, subject, edge, text, name)
         finally:
             lock.release()
@@ -794,10 +802,17 @@ class Journal:
             columns.subject.append(subject)
             columns.edge.append(edge)
             columns.thread.append(thread_id)
-            if text is not None or self._file is not None or self._listeners or self.max_records:
+            if text is not None or self._eager:
                 self._appended(columns, mono, subject, edge, text, name)
         finally:
             lock.release()
+
+    def _update_eager(self) -> None:
+        """Whether every record needs `_appended` (a file, listeners, or a bound to keep):
+        one flag for `record`'s check, set wherever one of those changes."""
+        self._eager = (
+            self._file is not None or bool(self._listeners) or self.max_records is not None
+        )
 
     def _appended(
         self, columns: _Columns, mono: int, subject: str, edge: int, text: str | None, name: str
@@ -838,10 +853,12 @@ class Journal:
         """Call ``listener(record)`` for every later record; returns a function that undoes it."""
         with self._lock:
             self._listeners = (*self._listeners, listener)
+            self._update_eager()
 
         def unsubscribe() -> None:
             with self._lock:
                 self._listeners = tuple(x for x in self._listeners if x is not listener)
+                self._update_eager()
 
         return unsubscribe
 
@@ -1061,6 +1078,7 @@ class Journal:
                         end = {"seal": {"records": self._streamed, "head": self._hash}}
                         self._write(self._line(end))
                     file, self._file = self._file, None
+                    self._update_eager()
                     file.close()
                 except (OSError, ValueError) as exc:
                     self._stop_streaming(exc, "at close")
@@ -1078,6 +1096,7 @@ class Journal:
         try:
             self._target = os.path.realpath(path)
             self._file = open(path, "w", encoding="ascii")  # noqa: SIM115
+            self._update_eager()
             self._rewritable = stat.S_ISREG(os.fstat(self._file.fileno()).st_mode)
             if self._rewritable:
                 self._sync_header()
@@ -1086,6 +1105,7 @@ class Journal:
                 with contextlib.suppress(OSError):
                     self._file.close()
                 self._file = None
+                self._update_eager()
             raise JournalWriteError(path, exc) from exc
 
     def _stream(self, row: _Row) -> None:
@@ -1104,6 +1124,7 @@ class Journal:
         memory, streaming stops, and `stream_error` says why.
         """
         file, self._file = self._file, None
+        self._update_eager()
         if isinstance(exc, OSError):
             error = exc
         elif isinstance(exc, SealKeyError):
