@@ -1012,8 +1012,7 @@ class Journal:
 
     def __len__(self) -> int:
         """The number of records held (for a bounded journal, at most ``max_records``)."""
-        with self._lock:
-            return self._held()
+        return self._held()  # no lock, as before: a listener may ask (one read of a length)
 
     def header(self) -> dict[str, Any]:
         """The header of this journal's file form."""

@@ -216,3 +216,18 @@ def test_a_streamed_file_reads_back_as_the_records_in_memory(tmp_path: Path) -> 
         fire("create")
     assert chain_problems(path) == []
     assert read_journal(path)[1] == list(journal.records)
+
+
+def test_a_listener_may_ask_the_journal_its_length() -> None:
+    # Listeners run with the journal's lock held: `len` must not take it (it never did).
+    journal = Journal()
+    lengths: list[int] = []
+    journal.subscribe(lambda rec: lengths.append(len(journal)))
+    worker = threading.Thread(
+        target=journal.record, args=("task", "t", "create", "registered", "created", True)
+    )
+    worker.daemon = True  # a regression would deadlock it: the test fails, nothing hangs
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert lengths == [1]
