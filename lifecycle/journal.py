@@ -654,13 +654,11 @@ class Journal:
             )
         self.max_records = max_records
         self._lock = threading.Lock()
-        # The records, in columns (see `_Columns`): about 20 bytes a record where a tuple of
-        # its fields took over 150; `records` and the listeners get `Transition`s.
+        # The records, in columns (see `_Columns`): about 24 bytes a record where a tuple of
+        # its fields in a list took over 200; `records` and the listeners get `Transition`s.
         self._columns = _Columns()
+        # Per machine, its moves with their edge ids in this journal (see `moves`).
         self._moves: dict[MachineSpec, dict[tuple[Any, str], tuple[Any, int]]] = {}
-        # How many records a bounded journal has dropped: the held ones are numbered from
-        # ``_dropped + 1``.
-        self._dropped = 0
         # One clock read per record: the wall time is derived from the monotonic clock and
         # this anchor (see `Transition`).
         self._clock = _Clock()
@@ -773,12 +771,13 @@ class Journal:
             table = self._moves.get(spec)
             if table is None:
                 pin = self._columns.pin
-                table = self._moves[spec] = {}
+                table = {}
                 for (source, trigger), dest in spec.table.items():
                     # The state as its enum member, as `lifecycle.engine.dispatch_table` has it.
                     state = spec.state(dest)
                     edge = pin((spec.name, trigger, source, state, True))
                     table[(source, trigger)] = (state, edge)
+                self._moves[spec] = table  # published whole: it is read without the lock
             return table
 
     def record_move(
@@ -787,6 +786,9 @@ class Journal:
         """Append the ``ok`` record of a move whose edge id `moves` gave: what
         ``record(kind, subject, trigger, source, dest, True, cause)`` appends, without finding
         the edge. Thread-safe. The fire paths of `lifecycle.engine` and `lifecycle.bind` use it.
+
+        ``edge`` must be an id from this journal's `moves`: like ``kind`` in `record`, it is
+        not checked, to keep this call cheap (an id from elsewhere would record another edge).
         """
         text = None if cause is None else describe_cause(cause)
         name = _current_thread().name  # read each time: a thread may be renamed
