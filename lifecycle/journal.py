@@ -441,6 +441,11 @@ class _Clock:
         return self.wall_anchor + (mono - self.mono_anchor) / 1e9
 
 
+#: The largest ids a column keeps in 2 bytes (``H``, thread names; ``h``, edges, which are
+#: signed: loose edges count down from -1); a larger one widens the column to 4 bytes.
+_SHORT_MAX = 2**16 - 1
+_SIGNED_SHORT_MAX = 2**15 - 1
+
 #: An edge as records show it: ``(kind, trigger, source, dest, ok)``, the states as text.
 _Edge = tuple[str, str, str, str | None, bool]
 
@@ -455,13 +460,13 @@ class _Columns:
 
     A record is its monotonic time (``mono``, 8 bytes), its subject (a reference to the text
     given, 8 bytes: a subject has few records, so a table of subjects would cost more than it
-    saves, and its lookup more time), and two small ints (4 bytes each): its thread's name, an
-    index into ``strings`` (each name kept once), and its edge: the record's ``(kind, trigger,
-    source, dest, ok)``, kept once for all its records, at index ``e`` of ``edges`` for a
-    pinned edge (``e >= 0``, see `pin`), else at ``~e`` of ``loose``. Its seq is
-    its position (after the ``base`` records trimmed away), its wall time derived from ``mono``
-    (`_Clock`), and its cause, which most records lack, kept aside by seq. Not thread-safe:
-    the journal's lock guards it.
+    saves, and its lookup more time), and two small ints (2 bytes each, 4 once a table outgrows
+    that): its thread's name, an index into ``strings`` (each name kept once), and its edge:
+    the record's ``(kind, trigger, source, dest, ok)``, kept once for all its records, at index
+    ``e`` of ``edges`` for a pinned edge (``e >= 0``, see `pin`), else at ``~e`` of ``loose``.
+    Its seq is its position (after the ``base`` records trimmed away), its wall time derived
+    from ``mono`` (`_Clock`), and its cause, which most records lack, kept aside by seq. Not
+    thread-safe: the journal's lock guards it.
 
     Readers copy what they need under the lock (`rows`) and build the records after it: so the
     tables a reader may hold (``strings``, ``edges``, ``loose``, ``causes``) are only ever
@@ -491,8 +496,8 @@ class _Columns:
     def __init__(self) -> None:
         self.mono = array.array("q")
         self.subject: list[str] = []
-        self.edge = array.array("i")
-        self.thread = array.array("I")
+        self.edge = array.array("h")
+        self.thread = array.array("H")
         self.causes: dict[int, str] = {}
         self.strings: list[str] = []
         self.string_ids: dict[str, int] = {}
@@ -512,13 +517,20 @@ class _Columns:
     def add_string(self, text: str) -> int:
         index = self.string_ids[text] = len(self.strings)
         self.strings.append(text)
+        if index > _SHORT_MAX and self.thread.typecode == "H":
+            self.thread = array.array("I", self.thread)  # the ids no longer fit in 2 bytes
         return index
 
     def add_edge(self, key: tuple[str, str, Any, Any, bool]) -> int:
         """The id of a new loose edge."""
         index = self.edge_ids[key] = ~len(self.loose)
         self.loose.append(_edge_text(key))
+        self._fit_edge(index)
         return index
+
+    def _fit_edge(self, index: int) -> None:
+        if not -_SIGNED_SHORT_MAX - 1 <= index <= _SIGNED_SHORT_MAX and self.edge.typecode == "h":
+            self.edge = array.array("i", self.edge)  # the ids no longer fit in 2 bytes
 
     def pin(self, key: tuple[str, str, Any, Any, bool]) -> int:
         """The id of a pinned edge, made if need be: it keeps that id for the journal's life."""
@@ -526,6 +538,7 @@ class _Columns:
         if index is None:
             index = self.edge_ids[key] = self.pinned[key] = len(self.edges)
             self.edges.append(_edge_text(key))
+            self._fit_edge(index)
         return index
 
     def rows(self, start: int, stop: int | None, clock: _Clock) -> Callable[[], list[_Row]]:
@@ -576,12 +589,14 @@ class _Columns:
         self.causes = {seq: text for seq, text in self.causes.items() if seq > self.base}
         strings: dict[str, int] = {}
         self.thread[:] = array.array(
-            "I", [strings.setdefault(self.strings[i], len(strings)) for i in self.thread]
+            self.thread.typecode,
+            [strings.setdefault(self.strings[i], len(strings)) for i in self.thread],
         )
         self.strings, self.string_ids = list(strings), strings
         loose: dict[_Edge, int] = {}
         self.edge[:] = array.array(
-            "i", [e if e >= 0 else ~loose.setdefault(self.loose[~e], len(loose)) for e in self.edge]
+            self.edge.typecode,
+            [e if e >= 0 else ~loose.setdefault(self.loose[~e], len(loose)) for e in self.edge],
         )
         self.loose = list(loose)
         self.edge_ids = {**{key: ~index for key, index in loose.items()}, **self.pinned}
@@ -654,7 +669,7 @@ class Journal:
             )
         self.max_records = max_records
         self._lock = threading.Lock()
-        # The records, in columns (see `_Columns`): about 24 bytes a record where a tuple of
+        # The records, in columns (see `_Columns`): about 20 bytes a record where a tuple of
         # its fields in a list took over 200; `records` and the listeners get `Transition`s.
         self._columns = _Columns()
         # Per machine, its moves with their edge ids in this journal (see `moves`).

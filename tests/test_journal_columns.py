@@ -231,3 +231,28 @@ def test_a_listener_may_ask_the_journal_its_length() -> None:
     worker.join(timeout=30)
     assert not worker.is_alive()
     assert lengths == [1]
+
+
+@pytest.mark.parametrize("max_records", [None, 50_000])
+def test_columns_widen_when_edges_or_thread_names_outgrow_two_bytes(
+    max_records: int | None,
+) -> None:
+    # More loose edges than a signed 2-byte id holds, and more thread names than an unsigned
+    # one: every record still reads back as recorded.
+    journal = Journal(max_records=max_records)
+    thread = threading.current_thread()
+    original = thread.name
+    count = 2**16 + 10
+    try:
+        for index in range(count):
+            thread.name = f"name-{index}"
+            journal.record("task", "t", f"trigger-{index}", "running", None, False)
+    finally:
+        thread.name = original
+    recs = journal.records
+    kept = count if max_records is None else max_records
+    first = count - kept
+    assert len(recs) == kept
+    assert [(r.seq, r.trigger, r.thread) for r in recs] == [
+        (i + 1, f"trigger-{i}", f"name-{i}") for i in range(first, count)
+    ]
