@@ -3,6 +3,7 @@ tests.restart_services:NAME``). Delays are kept tiny: the tests pin order, never
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import ClassVar
 
@@ -94,6 +95,9 @@ class AsyncCrashesOnce(AsyncTask):
     RESTART = "on-failure"
     RESTART_DELAY = 0.001
     made: ClassVar[list[int]] = []
+    #: Set by the test once the dependent runs: the first instance crashes only then, so that
+    #: the dependent is suspended and restarted rather than started once, after the restart.
+    crash = threading.Event()
 
     def __init__(self, service: object = None) -> None:
         super().__init__(service)
@@ -102,6 +106,7 @@ class AsyncCrashesOnce(AsyncTask):
 
     async def run_loop(self) -> None:
         if self.number == 1:
+            await asyncio.to_thread(self.crash.wait, 30.0)
             raise RuntimeError("async crash")
         await self.stop_event.wait()
 

@@ -60,6 +60,7 @@ def _started(name: str) -> Callable[[Transition], bool]:
 def _fresh_counts() -> Iterator[None]:
     for cls in (rs.CrashesTwice, rs.UsesIt, rs.AsyncCrashesOnce):
         cls.made.clear()
+    rs.AsyncCrashesOnce.crash.clear()
     rs.CrashesTwice.running.clear()
     rs.UsesIt.stops.clear()
     rs.UsesIt.up.clear()
@@ -160,10 +161,13 @@ def test_lifecycle_run_of_a_crash_loop_exits_1_naming_the_task(tmp_path: Path) -
 
 def test_an_async_task_restarts_and_its_dependent_follows() -> None:
     service = rs.AsyncRestarts()
+    up = _Seen(service.journal, _started("AsyncUser"))
     back = _Seen(service.journal, _started("AsyncUser"), count=2)
     result: list[int] = []
     runner = threading.Thread(target=lambda: result.append(service.run()))
     runner.start()
+    assert up.wait()
+    rs.AsyncCrashesOnce.crash.set()
     assert back.wait()
     service.shutdown("test over")
     runner.join(WAIT)
