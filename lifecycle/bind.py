@@ -335,8 +335,14 @@ def _default_subject(obj: Any) -> str:
     try:
         name: str = getattr(obj, _SUBJECT)
     except AttributeError:
-        name = f"{type(obj).__name__}-{next(_numbers)}"
-        object.__setattr__(obj, _SUBJECT, name)
+        name = _new_subject(obj)
+    return name
+
+
+def _new_subject(obj: Any) -> str:
+    """Give ``obj`` its default subject name (it has none yet; its lock is held)."""
+    name = f"{type(obj).__name__}-{next(_numbers)}"
+    object.__setattr__(obj, _SUBJECT, name)
     return name
 
 
@@ -565,7 +571,6 @@ def _plain_trigger(
     lookup, one store, the record. (The lock is taken with ``acquire``/``release``: cheaper
     than ``with`` on this hot path.)"""
     initial = binding.initial
-    kind = binding.kind
     journal = binding.journal
     subject_of = binding.subject_of
 
@@ -589,7 +594,11 @@ def _plain_trigger(
 
         return fire_trigger
 
-    record = journal.record
+    # Each move with its edge id in the journal: the record needs no lookup of its edge.
+    table = journal.moves(binding.spec)
+    journaled = {source: table[(source, trigger)] for source in moves}
+    record_move = journal.record_move
+    default_subject = subject_of is _default_subject
 
     def fire_journaled(self: Any, cause: BaseException | str | None = None) -> Any:
         try:
@@ -599,12 +608,19 @@ def _plain_trigger(
         lock.acquire()
         try:
             source = self._lifecycle_state
-            dest = moves.get(source)
-            if dest is None:
+            move = journaled.get(source)
+            if move is None:
                 _refuse(self, binding, trigger, source, cause)
-            subject = subject_of(self)  # before the move: if naming raises, nothing moved
+            # The subject before the move: if naming raises, nothing moved. A default name
+            # is read here without `_default_subject`'s call.
+            if default_subject:
+                # ``getattr`` with a default: no exception at the instance's first record.
+                subject = getattr(self, _SUBJECT, None) or _new_subject(self)
+            else:
+                subject = subject_of(self)
+            dest, edge = move
             self._lifecycle_state = dest
-            record(kind, subject, trigger, source, dest, True, cause)
+            record_move(edge, subject, cause)
         finally:
             lock.release()
         return dest

@@ -41,7 +41,7 @@ non-finite number), never an exception of the JSON parser.
 
 from __future__ import annotations
 
-import collections
+import array
 import contextlib
 import enum
 import errno
@@ -128,6 +128,13 @@ class Transition:
 
     ``time`` is wall-clock seconds, ``mono`` monotonic nanoseconds; ``cause`` is the text of the
     exception behind a skip or failure (type, message and traceback where there is one).
+
+    The clock is read once per record, the monotonic one: ``time`` is the wall clock read when
+    the journal was made (the header's ``run.start``) plus the monotonic time elapsed since.
+    So within a journal ``time`` never goes backwards and follows ``mono`` exactly; it agrees
+    with `time.time` up to the wall clock's adjustments made during the run (a step by NTP or
+    by hand is not seen by the records). ``thread`` is the thread's name when it recorded (a
+    renamed thread's records show its new name).
     """
 
     seq: int
@@ -302,8 +309,44 @@ def _text(state: str) -> str:
     return state._value_ if isinstance(state, enum.Enum) else str(state)
 
 
+#: A string as JSON with ``ensure_ascii``: what `canonical` writes for it.
+_json_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
+
 #: Built once: `json.dumps` with options builds an encoder on every call.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode
+
+
+def _record_json(row: _Row) -> tuple[str, str, str] | None:
+    """`canonical` of a record's fields, in three parts that its ``hash`` and ``mac`` go
+    between (``{"cause":..,"dest":..,`` + ``"kind":..,`` + ``"mono":..}``): the same text,
+    made without the encoder's walk of a dict, which dominated the cost of a streamed record.
+    None for a row whose field types are not the usual ones (`canonical` then does it all).
+    """
+    seq, wall, mono, kind, subject, trigger, source, dest, ok, cause, thread = row
+    if not (
+        type(seq) is int
+        and type(wall) is float
+        and math.isfinite(wall)
+        and type(mono) is int
+        and type(ok) is bool
+        and isinstance(kind, str)
+        and isinstance(subject, str)
+        and isinstance(trigger, str)
+        and isinstance(source, str)
+        and isinstance(thread, str)
+        and (dest is None or isinstance(dest, str))
+        and (cause is None or isinstance(cause, str))
+    ):
+        return None
+    text = _json_string
+    return (
+        f'{{"cause":{"null" if cause is None else text(cause)},'
+        f'"dest":{"null" if dest is None else text(dest)},',
+        f'"kind":{text(kind)},',
+        f'"mono":{mono!r},"ok":{"true" if ok else "false"},"seq":{seq!r},'
+        f'"source":{text(source)},"subject":{text(subject)},"thread":{text(thread)},'
+        f'"time":{float.__repr__(wall)},"trigger":{text(trigger)}}}',
+    )
 
 
 def canonical(obj: Mapping[str, Any]) -> str:
@@ -392,6 +435,182 @@ def cause_line(text: str | None) -> str | None:
     return found
 
 
+#: Looked up once: `Journal.record` calls them for every record. (A `threading.local` caching
+#: the thread object was measured slower than `current_thread` itself.)
+_current_thread = threading.current_thread
+_monotonic_ns = time.monotonic_ns
+
+
+class _Clock:
+    """A journal's clock: one monotonic read per record, the wall time derived from it.
+
+    The wall time of a record is the wall clock read when the journal was made
+    (``wall_anchor``) plus the monotonic time elapsed since (``mono - mono_anchor``): within
+    one journal it never goes backwards and agrees with `time.time` up to the clock's
+    adjustments made during the run (a step of the wall clock, by NTP or by hand, is not seen
+    by the records; the monotonic clock's own rate is what the records follow).
+    """
+
+    __slots__ = ("mono_anchor", "wall_anchor")
+
+    def __init__(self) -> None:
+        self.mono_anchor = _monotonic_ns()
+        self.wall_anchor = time.time()
+
+    def wall(self, mono: int) -> float:
+        """The wall time, in seconds, of the monotonic instant ``mono`` (nanoseconds)."""
+        return self.wall_anchor + (mono - self.mono_anchor) / 1e9
+
+
+#: An edge as records show it: ``(kind, trigger, source, dest, ok)``, the states as text.
+_Edge = tuple[str, str, str, str | None, bool]
+
+
+def _edge_text(key: tuple[str, str, Any, Any, bool]) -> _Edge:
+    kind, trigger, source, dest, ok = key
+    return (kind, trigger, _text(source), None if dest is None else _text(dest), ok)
+
+
+class _Columns:
+    """A journal's records, one typed array per field, not one object per record.
+
+    A record is its monotonic time (``mono``, 8 bytes), its subject (a reference to the text
+    given, 8 bytes: a subject has few records, so a table of subjects would cost more than it
+    saves, and its lookup more time), and two small ints (4 bytes each): its thread's name, an
+    index into ``strings`` (each name kept once), and its edge: the record's ``(kind, trigger,
+    source, dest, ok)``, kept once for all its records, at index ``e`` of ``edges`` for a
+    pinned edge (``e >= 0``, see `pin`), else at ``~e`` of ``loose``. Its seq is
+    its position (after the ``base`` records trimmed away), its wall time derived from ``mono``
+    (`_Clock`), and its cause, which most records lack, kept aside by seq. Not thread-safe:
+    the journal's lock guards it.
+
+    Readers copy what they need under the lock (`rows`) and build the records after it: so the
+    tables a reader may hold (``strings``, ``edges``, ``loose``, ``causes``) are only ever
+    appended to, or replaced whole by `trim`, never changed in place.
+
+    Pinned edges are those of a machine's table (`Journal.moves`): few, kept for the journal's
+    life, their ids held by callers. Any other edge (a refused trigger's, a record given to
+    `Journal.record` alone) is loose: a bounded journal's `trim` forgets those no record holds
+    any more, so a stream of made-up trigger names cannot grow it without bound.
+    """
+
+    __slots__ = (
+        "base",
+        "causes",
+        "edge",
+        "edge_ids",
+        "edges",
+        "loose",
+        "mono",
+        "pinned",
+        "string_ids",
+        "strings",
+        "subject",
+        "thread",
+    )
+
+    def __init__(self) -> None:
+        self.mono = array.array("q")
+        self.subject: list[str] = []
+        self.edge = array.array("i")
+        self.thread = array.array("I")
+        self.causes: dict[int, str] = {}
+        self.strings: list[str] = []
+        self.string_ids: dict[str, int] = {}
+        self.edges: list[_Edge] = []
+        self.loose: list[_Edge] = []
+        # Keyed by the edge as given (enum members, which hash and compare as their text): every
+        # edge's id, and the pinned ones' alone (what `trim` keeps).
+        self.edge_ids: dict[tuple[str, str, Any, Any, bool], int] = {}
+        self.pinned: dict[tuple[str, str, Any, Any, bool], int] = {}
+        self.base = 0
+
+    @property
+    def count(self) -> int:
+        """How many records were appended: the seq of the last."""
+        return self.base + len(self.mono)
+
+    def add_string(self, text: str) -> int:
+        index = self.string_ids[text] = len(self.strings)
+        self.strings.append(text)
+        return index
+
+    def add_edge(self, key: tuple[str, str, Any, Any, bool]) -> int:
+        """The id of a new loose edge."""
+        index = self.edge_ids[key] = ~len(self.loose)
+        self.loose.append(_edge_text(key))
+        return index
+
+    def pin(self, key: tuple[str, str, Any, Any, bool]) -> int:
+        """The id of a pinned edge, made if need be: it keeps that id for the journal's life."""
+        index = self.pinned.get(key)
+        if index is None:
+            index = self.edge_ids[key] = self.pinned[key] = len(self.edges)
+            self.edges.append(_edge_text(key))
+        return index
+
+    def rows(self, start: int, stop: int | None, clock: _Clock) -> Callable[[], list[_Row]]:
+        """The records from index ``start`` to ``stop``, copied now, made into rows (the
+        fields of `Transition`) when the returned function is called."""
+        mono = self.mono[start:stop]
+        subject = self.subject[start:stop]
+        edge = self.edge[start:stop]
+        thread = self.thread[start:stop]
+        strings, edges, loose, causes = self.strings, self.edges, self.loose, self.causes
+        first = self.base + start + 1
+
+        def build() -> list[_Row]:
+            wall = clock.wall
+            built: list[_Row] = []
+            append = built.append
+            for seq, m, s, e, t in zip(itertools.count(first), mono, subject, edge, thread):
+                kind, trigger, source, dest, ok = edges[e] if e >= 0 else loose[~e]
+                append(
+                    (
+                        seq,
+                        wall(m),
+                        m,
+                        kind,
+                        s,
+                        trigger,
+                        source,
+                        dest,
+                        ok,
+                        causes.get(seq),
+                        strings[t],
+                    )
+                )
+            return built
+
+        return build
+
+    def trim(self, keep: int) -> None:
+        """Drop all but the last ``keep`` records once twice as many are held: a ring whose
+        cost is spread over the records, and whose tables are rebuilt from what is left."""
+        if len(self.mono) < 2 * keep:
+            return
+        cut = len(self.mono) - keep
+        del self.subject[:cut]
+        for column in (self.mono, self.edge, self.thread):
+            del column[:cut]
+        self.base += cut
+        self.causes = {seq: text for seq, text in self.causes.items() if seq > self.base}
+        strings: dict[str, int] = {}
+        self.thread[:] = array.array(
+            "I", [strings.setdefault(self.strings[i], len(strings)) for i in self.thread]
+        )
+        self.strings, self.string_ids = list(strings), strings
+        loose: dict[_Edge, int] = {}
+        self.edge[:] = array.array(
+            "i", [e if e >= 0 else ~loose.setdefault(self.loose[~e], len(loose)) for e in self.edge]
+        )
+        self.loose = list(loose)
+        self.edge_ids = {**{key: ~index for key, index in loose.items()}, **self.pinned}
+
+    def edge_of(self, edge: int) -> _Edge:
+        return self.edges[edge] if edge >= 0 else self.loose[~edge]
+
+
 class Journal:
     """An append-only, thread-safe log of transitions.
 
@@ -456,14 +675,14 @@ class Journal:
             )
         self.max_records = max_records
         self._lock = threading.Lock()
-        # Plain tuples, not `Transition`s: CPython's collector stops tracking a tuple of atomic
-        # values, so a journal of millions of records adds nothing to every full collection
-        # (with records as objects, per-task cost grew with the journal), and a tuple is
-        # cheaper to build. `records` makes the `Transition`s when asked. A bounded journal
-        # keeps them in a deque, whose append drops the oldest at no extra cost.
-        self._rows: list[_Row] | collections.deque[_Row] = (
-            [] if max_records is None else collections.deque(maxlen=max_records)
-        )
+        # The records, in columns (see `_Columns`): about 24 bytes a record where a tuple of
+        # its fields in a list took over 200; `records` and the listeners get `Transition`s.
+        self._columns = _Columns()
+        # Per machine, its moves with their edge ids in this journal (see `moves`).
+        self._moves: dict[MachineSpec, dict[tuple[Any, str], tuple[Any, int]]] = {}
+        # One clock read per record: the wall time is derived from the monotonic clock and
+        # this anchor (see `Transition`).
+        self._clock = _Clock()
         # The machines described, by name, and the same specs as a set: `describe_machine`'s
         # repeat calls are one set lookup (a spec's hash is cached).
         self._machines: dict[str, MachineSpec] = dict(SPECS)
@@ -475,7 +694,6 @@ class Journal:
         # shows (None: no header written yet): one int compare per streamed record.
         self._tasks_version = 0
         self._header_version: int | None = None
-        self._seq = 0
         self._file: IO[str] | None = None
         self._rewritable = False
         self._target: str | None = None  # the file opened, its symbolic links resolved
@@ -483,13 +701,14 @@ class Journal:
         self._hash = ""
         self.stream_error: JournalWriteError | None = None
         self._on_stream_error: tuple[Callable[[JournalWriteError], object], ...] = ()
+        self._eager = max_records is not None
         self.path = os.fspath(path) if path is not None else None
         self.run_id = secrets.token_hex(16)
         self._run = {
             "id": self.run_id,
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "start": time.time(),
+            "start": self._clock.wall_anchor,
             "lifecycle": _package_version(),
         }
         self._sealer: Sealer | None = None
@@ -534,24 +753,113 @@ class Journal:
         `describe_machine` before (a `Lifecycle` does that when made); the audit reports a
         record of any other machine. Not checked here, to keep this call cheap.
         """
-        text = describe_cause(cause)
-        thread = threading.current_thread().name
+        text = None if cause is None else describe_cause(cause)
+        name = _current_thread().name  # read each time: a thread may be renamed
+        key = (kind, trigger, source, dest, ok)
+        lock = self._lock
+        lock.acquire()
+        try:
+            columns = self._columns
+            edge = columns.edge_ids.get(key)
+            if edge is None:
+                edge = columns.add_edge(key)
+            thread_id = columns.string_ids.get(name)
+            if thread_id is None:
+                thread_id = columns.add_string(name)
+            mono = _monotonic_ns()
+            columns.mono.append(mono)
+            columns.subject.append(subject)
+            columns.edge.append(edge)
+            columns.thread.append(thread_id)
+            if text is not None or self._eager:
+                self._appended(columns, mono, subject, edge, text, name)
+        finally:
+            lock.release()
+
+    def moves(self, spec: MachineSpec) -> Mapping[tuple[Any, str], tuple[Any, int]]:
+        """``spec``'s dispatch table with, for each move, the id of its ``ok`` edge in this
+        journal: ``(state, trigger) -> (dest, edge)``, for `record_move`. Made once per spec
+        and journal (the same mapping again after); the ids hold for the journal's life.
+        Describes ``spec`` first (`describe_machine`). Thread-safe.
+
+        Raises what `describe_machine` raises.
+        """
+        table = self._moves.get(spec)  # made once, never changed: read without the lock
+        if table is not None:
+            return table
+        self.describe_machine(spec)
         with self._lock:
-            self._seq += 1
+            table = self._moves.get(spec)
+            if table is None:
+                pin = self._columns.pin
+                table = {}
+                for (source, trigger), dest in spec.table.items():
+                    # The state as its enum member, as `lifecycle.engine.dispatch_table` has it.
+                    state = spec.state(dest)
+                    edge = pin((spec.name, trigger, source, state, True))
+                    table[(source, trigger)] = (state, edge)
+                self._moves[spec] = table  # published whole: it is read without the lock
+            return table
+
+    def record_move(
+        self, edge: int, subject: str, cause: BaseException | str | None = None
+    ) -> None:
+        """Append the ``ok`` record of a move whose edge id `moves` gave: what
+        ``record(kind, subject, trigger, source, dest, True, cause)`` appends, without finding
+        the edge. Thread-safe. The fire paths of `lifecycle.engine` and `lifecycle.bind` use it.
+
+        ``edge`` must be an id from this journal's `moves`: like ``kind`` in `record`, it is
+        not checked, to keep this call cheap (an id from elsewhere would record another edge).
+        """
+        text = None if cause is None else describe_cause(cause)
+        name = _current_thread().name  # read each time: a thread may be renamed
+        lock = self._lock
+        lock.acquire()
+        try:
+            columns = self._columns
+            thread_id = columns.string_ids.get(name)
+            if thread_id is None:
+                thread_id = columns.add_string(name)
+            mono = _monotonic_ns()
+            columns.mono.append(mono)
+            columns.subject.append(subject)
+            columns.edge.append(edge)
+            columns.thread.append(thread_id)
+            if text is not None or self._eager:
+                self._appended(columns, mono, subject, edge, text, name)
+        finally:
+            lock.release()
+
+    def _update_eager(self) -> None:
+        """Whether every record needs `_appended` (a file, listeners, or a bound to keep):
+        one flag for `record`'s check, set wherever one of those changes."""
+        self._eager = (
+            self._file is not None or bool(self._listeners) or self.max_records is not None
+        )
+
+    def _appended(
+        self, columns: _Columns, mono: int, subject: str, edge: int, text: str | None, name: str
+    ) -> None:
+        """The rest of `record` for a record with a cause, a file, listeners or a bound (the
+        lock is held)."""
+        seq = columns.count
+        if text is not None:
+            columns.causes[seq] = text
+        if self._file is not None or self._listeners:
+            kind, trigger, source, dest, ok = columns.edge_of(edge)
             row: _Row = (
-                self._seq,
-                time.time(),
-                time.monotonic_ns(),
+                seq,
+                self._clock.wall(mono),
+                mono,
                 kind,
                 subject,
                 trigger,
-                _text(source),
-                None if dest is None else _text(dest),
+                source,
+                dest,
                 ok,
                 text,
-                thread,
+                name,
             )
-            self._rows.append(row)
             if self._file is not None:
                 self._stream(row)
             if self._listeners:
@@ -561,15 +869,19 @@ class Journal:
                         listener(rec)
                     except Exception:
                         logger.exception("journal listener %r raised; ignored", listener)
+        if self.max_records is not None:
+            columns.trim(self.max_records)  # last: it renumbers the edges
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(record)`` for every later record; returns a function that undoes it."""
         with self._lock:
             self._listeners = (*self._listeners, listener)
+            self._update_eager()
 
         def unsubscribe() -> None:
             with self._lock:
                 self._listeners = tuple(x for x in self._listeners if x is not listener)
+                self._update_eager()
 
         return unsubscribe
 
@@ -599,9 +911,10 @@ class Journal:
             listeners = self._notice_listeners
             if not listeners:
                 return
+            mono = _monotonic_ns()
             notice = Notice(
-                time.time(),
-                time.monotonic_ns(),
+                self._clock.wall(mono),
+                mono,
                 kind,
                 subject,
                 what,
@@ -690,7 +1003,17 @@ class Journal:
     def dropped(self) -> int:
         """How many records a bounded journal (``max_records``) no longer holds (0 if none)."""
         with self._lock:
-            return self._seq - len(self._rows)
+            return self._columns.count - self._held()
+
+    def _held_rows(self) -> Callable[[], list[_Row]]:
+        """The held records, copied now (the lock is held), made into rows when called."""
+        return self._columns.rows(len(self._columns.mono) - self._held(), None, self._clock)
+
+    def _held(self) -> int:
+        """How many records are held (the lock is held): the last ``max_records`` of the
+        columns, which a bounded journal trims only now and then."""
+        held = len(self._columns.mono)
+        return held if self.max_records is None else min(held, self.max_records)
 
     def forget_task(self, name: str) -> None:
         """Drop a task description (its task was unregistered). No-op for an unknown name."""
@@ -704,8 +1027,8 @@ class Journal:
     def records(self) -> tuple[Transition, ...]:
         """A snapshot of every record so far, in sequence order (made anew on each call)."""
         with self._lock:
-            rows = list(self._rows)
-        return tuple(Transition(*row) for row in rows)
+            rows = self._held_rows()
+        return tuple(Transition(*row) for row in rows())
 
     @property
     def tasks(self) -> dict[str, dict[str, Any]]:
@@ -715,7 +1038,7 @@ class Journal:
 
     def __len__(self) -> int:
         """The number of records held (for a bounded journal, at most ``max_records``)."""
-        return len(self._rows)
+        return self._held()  # no lock, as before: a listener may ask (one read of a length)
 
     def header(self) -> dict[str, Any]:
         """The header of this journal's file form."""
@@ -750,13 +1073,14 @@ class Journal:
         `JournalIncomplete` if a bounded journal has dropped records (see ``max_records``).
         """
         with self._lock:
-            if self._seq != len(self._rows):
-                raise JournalIncomplete(self._seq - len(self._rows), len(self._rows))
+            held = self._held()
+            if self._columns.count != held:
+                raise JournalIncomplete(self._columns.count - held, held)
             header = self._header(sealed=False)
-            rows = list(self._rows)
+            rows = self._held_rows()
         try:
             with open(path, "w", encoding="ascii") as out:
-                for line in _chained_lines([header, *(_row_dict(row) for row in rows)]):
+                for line in _chained_lines([header, *(_row_dict(row) for row in rows())]):
                     out.write(line)
         except OSError as exc:
             raise JournalWriteError(os.fspath(path), exc) from exc
@@ -779,6 +1103,7 @@ class Journal:
                         end = {"seal": {"records": self._streamed, "head": self._hash}}
                         self._write(self._line(end))
                     file, self._file = self._file, None
+                    self._update_eager()
                     file.close()
                 except (OSError, ValueError) as exc:
                     self._stop_streaming(exc, "at close")
@@ -796,6 +1121,7 @@ class Journal:
         try:
             self._target = os.path.realpath(path)
             self._file = open(path, "w", encoding="ascii")  # noqa: SIM115
+            self._update_eager()
             self._rewritable = stat.S_ISREG(os.fstat(self._file.fileno()).st_mode)
             if self._rewritable:
                 self._sync_header()
@@ -804,13 +1130,14 @@ class Journal:
                 with contextlib.suppress(OSError):
                     self._file.close()
                 self._file = None
+                self._update_eager()
             raise JournalWriteError(path, exc) from exc
 
     def _stream(self, row: _Row) -> None:
         try:
             if self._header_version != self._tasks_version:
                 self._sync_header()
-            self._write(self._line(_row_dict(row)))
+            self._write(self._record_line(row))
             self._streamed += 1
         except (OSError, ValueError) as exc:
             self._stop_streaming(exc, f"at seq {row[0]}")
@@ -822,6 +1149,7 @@ class Journal:
         memory, streaming stops, and `stream_error` says why.
         """
         file, self._file = self._file, None
+        self._update_eager()
         if isinstance(exc, OSError):
             error = exc
         elif isinstance(exc, SealKeyError):
@@ -855,7 +1183,7 @@ class Journal:
         elif (
             self._rewritable
             and (self._sealer is None or self._sealer.in_first_epoch)
-            and self._seq == len(self._rows)  # every streamed record still held
+            and self._columns.count == self._held()  # every streamed record still held
         ):
             self._rewrite()
         else:
@@ -881,8 +1209,8 @@ class Journal:
         self._hash = ""
         if self._sealer is not None:
             self._sealer.restart()
-        streamed = itertools.islice(self._rows, self._streamed)
-        text = "".join([self._line(self._header()), *(self._line(_row_dict(r)) for r in streamed)])
+        streamed = self._columns.rows(0, self._streamed, self._clock)()
+        text = "".join([self._line(self._header()), *(self._record_line(r) for r in streamed)])
         if not self._replace(text):
             self._file.seek(0)
             self._file.truncate()
@@ -941,6 +1269,18 @@ class Journal:
         if self._sealer is None:
             return canonical({**obj, "hash": self._hash}) + "\n"
         return canonical({**obj, "hash": self._hash, "mac": self._sealer.sign(self._hash)}) + "\n"
+
+    def _record_line(self, row: _Row) -> str:
+        """The file line of a record: `_line` of its fields, its JSON written directly."""
+        parts = _record_json(row)
+        if parts is None:
+            return self._line(_row_dict(row))
+        head, kind, rest = parts
+        self._hash = chain_hash(self._hash, head + kind + rest)
+        if self._sealer is None:
+            return f'{head}"hash":"{self._hash}",{kind}{rest}\n'
+        mac = self._sealer.sign(self._hash)
+        return f'{head}"hash":"{self._hash}",{kind}"mac":"{mac}",{rest}\n'
 
     def _write(self, text: str) -> None:
         if self._file is not None:

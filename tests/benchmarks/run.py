@@ -29,6 +29,7 @@ from tests.benchmarks.aio_figures import figure_9_aio
 from tests.benchmarks.audit_figures import figure_7_audit
 from tests.benchmarks.core_figures import figure_1_lifecycle, figure_2_fire, figure_6_memory
 from tests.benchmarks.harness import Config, Row
+from tests.benchmarks.journal_figures import figure_10_journal
 from tests.benchmarks.machine_figures import figure_8_machines
 from tests.benchmarks.runtime_figures import (
     figure_3_shutdown,
@@ -49,6 +50,7 @@ FIGURES: list[tuple[str, str, Figure]] = [
     ("7", "journal audit at scale, sealed and unsealed", figure_7_audit),
     ("8", "your own machine bound to your class", figure_8_machines),
     ("9", "the asyncio runtime: lifecycle, shutdown, aiomisc", figure_9_aio),
+    ("10", "a journal record: memory and streamed throughput", figure_10_journal),
 ]
 
 DEFAULT_JSON = os.path.join("tests", "benchmarks", "results.json")
