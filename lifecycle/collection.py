@@ -58,6 +58,14 @@ _THREAD_EXIT = 1.0
 
 
 def _check_task_class(cls: object) -> type[Task]:
+    """``cls``, once `_checked` found it a valid task class (raises as that does)."""
+    _checked(cls)
+    return cls  # type: ignore[return-value]
+
+
+def _checked(cls: object) -> tuple[bool, bool]:
+    """Check that ``cls`` is a valid task class; return whether it lists DEPS or WANTS, and
+    whether it is LOOPLESS. Raises `InvalidTask` naming what is wrong."""
     if not (isinstance(cls, type) and issubclass(cls, Task)):
         raise InvalidTask(cls, "is not a Task subclass")
     # Each class attribute is read once: with many task classes, each read is a walk of the
@@ -68,13 +76,14 @@ def _check_task_class(cls: object) -> type[Task]:
             for dep in listed:
                 if not (isinstance(dep, type) and issubclass(dep, Task)):
                     raise InvalidTask(cls, f"{attr} lists {dep!r}, which is not a Task subclass")
-    if not cls.LOOPLESS:
+    looples = bool(cls.LOOPLESS)
+    if not looples:
         if not cls._implements_run_loop():
             raise InvalidTask(cls, "has workers but no run_loop(); implement it or set LOOPLESS")
         workers = cls.workers
         if not isinstance(workers, int) or workers < 1:
             raise InvalidTask(cls, f"workers must be an int >= 1, not {workers!r}")
-    return cls
+    return bool(deps or wants), looples
 
 
 class Tasks:
@@ -170,42 +179,50 @@ class Tasks:
         """`register` each of ``classes`` in turn, under one hold of the lock, and describe the
         tasks added to the journal in one call (those added before a refusal too)."""
         registered = self._classes
-        lifecycles = self._lifecycles
         journal = self.journal
-        ended = self._on_task_end
         added: dict[str, type[Task]] = {}
-        with self.lifecycle.lock:
+        lc = self.lifecycle
+        with lc.lock:
             try:
                 for cls in classes:
-                    self._require_registering("register", cls)
+                    if lc.state is not CollectionState.REGISTERING:
+                        self._require_registering("register", cls)
                     if registered.get(getattr(cls, "__name__", None)) is cls:  # type: ignore[arg-type]
                         continue  # already registered: a no-op
-                    for name, candidate in self._newly_required(cls):
-                        registered[name] = candidate
-                        lifecycles[name] = Lifecycle(
-                            TASK,
-                            name,
-                            journal,
-                            lock=self._shared_lock() if candidate.LOOPLESS else None,
-                            on_terminal=ended,
-                        )
-                        added[name] = candidate
+                    ordered, looples = _checked(cls)
+                    if ordered:
+                        for name, candidate in self._newly_required(cls):
+                            self._add(name, candidate, candidate.LOOPLESS)
+                            added[name] = candidate
+                        continue
+                    # Nothing to walk (the usual case): no closure to build, LOOPLESS read once.
+                    name = task_name(cls)
+                    clash = registered.get(name)
+                    if clash is not None:
+                        raise DuplicateTask(name, _qualname(clash), _qualname(cls))
+                    self._add(name, cls, looples)
+                    added[name] = cls
             finally:
                 # Described when the journal's header is made, not now: most collections
                 # never write one, and describing costs more than the rest of a registration.
                 if added:
                     journal.describe_tasks(dict.fromkeys(added, self._describe_task))
 
+    def _add(self, name: str, cls: type[Task], looples: bool) -> None:
+        """Register ``cls`` as ``name`` (checked already) with a fresh lifecycle."""
+        self._classes[name] = cls
+        self._lifecycles[name] = Lifecycle(
+            TASK,
+            name,
+            self.journal,
+            lock=self._shared_lock() if looples else None,
+            on_terminal=self._on_task_end,
+        )
+
     def _newly_required(self, cls: type[Task]) -> Iterable[tuple[str, type[Task]]]:
-        """``cls`` and what it requires and wants that is not registered yet, each after what
-        it requires and wants, by name; raises as `register` does, before anything changes."""
-        _check_task_class(cls)
-        if not (cls.DEPS or cls.WANTS):  # nothing to walk: the usual case, kept cheap
-            name = task_name(cls)
-            clash = self._classes.get(name)
-            if clash is not None:
-                raise DuplicateTask(name, _qualname(clash), _qualname(cls))
-            return ((name, cls),)
+        """``cls`` (checked already, with DEPS or WANTS) and what it requires and wants that is
+        not registered yet, each after what it requires and wants, by name; raises as
+        `register` does, before anything changes."""
         new = postorder(
             [cls],
             lambda c: [
