@@ -667,7 +667,8 @@ class Tasks:
         if state is TaskState.FAILED:
             self._failed.append(name)
         self._news.put(name)
-        self._supervisor.ended(name)
+        if self._coordinator is None:  # else the supervisor was stopped: it wants no news
+            self._supervisor.ended(name)
 
     def _refuse_unless(self, trigger: str) -> None:
         if not self.lifecycle.can(trigger):

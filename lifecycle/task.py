@@ -396,7 +396,7 @@ class Task:
         Raises `IllegalTransition` unless the task is initialized. A worker thread that cannot
         be started fails the task and asks the service to shut down. Driven by the collection.
         """
-        lc = self.lifecycle
+        lc = self._lifecycle or self.lifecycle  # the property only raises: unbound
         if self.LOOPLESS:
             lc.fire("start")  # nothing to launch: the fire alone is atomic
             return
@@ -443,7 +443,7 @@ class Task:
 
     def _begin_stop(self, cause: str | None, strict: bool = False) -> None:
         """`stop`, journaling ``cause``; unless ``strict``, a task that ended is left alone."""
-        lc = self.lifecycle
+        lc = self._lifecycle or self.lifecycle  # the property only raises: unbound
         with lc.lock:
             if not strict and not lc.can("stop"):
                 return  # it ended (failed or finished) after the caller looked
@@ -586,7 +586,7 @@ class Task:
 
         Called with the lifecycle lock held.
         """
-        lc = self.lifecycle
+        lc = self._lifecycle or self.lifecycle  # the property only raises: unbound
         state = lc.state
         if self._busy or state not in _LIVE:
             return
