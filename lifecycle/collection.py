@@ -49,6 +49,10 @@ _STARTED = frozenset({TaskState.RUNNING, TaskState.STOPPING, TaskState.SUSPENDIN
 #: The states of a dependency, met while starting in order, that hold a task back: it crashed
 #: into backoff, or was held back itself.
 _NOT_STARTED = frozenset({TaskState.BACKOFF, TaskState.INITIALIZED})
+# The states compared once per task, bound once: reading a member off its enum class goes
+# through the metaclass, which costs about as much as a call.
+_INITIALIZED, _FAILED = TaskState.INITIALIZED, TaskState.FAILED
+_REGISTERING = CollectionState.REGISTERING
 #: How many lifecycle locks the LOOPLESS tasks of one collection share (`Tasks._shared_lock`):
 #: a LOOPLESS task runs little code of its own, so a lock each would cost more memory than
 #: the contention it spares.
@@ -185,7 +189,7 @@ class Tasks:
         with lc.lock:
             try:
                 for cls in classes:
-                    if lc.state is not CollectionState.REGISTERING:
+                    if lc.state is not _REGISTERING:
                         self._require_registering("register", cls)
                     if registered.get(getattr(cls, "__name__", None)) is cls:  # type: ignore[arg-type]
                         continue  # already registered: a no-op
@@ -468,7 +472,7 @@ class Tasks:
             started = self._start_order
             for name in self._order:
                 if not classes[name].DEPS:
-                    if lifecycles[name].state == TaskState.INITIALIZED:
+                    if lifecycles[name].state == _INITIALIZED:
                         started.append(name)
                         instances[name].start()
                     continue
@@ -482,7 +486,7 @@ class Tasks:
                         waits = waits or dep_lc.state in _NOT_STARTED
                     # A task whose dependency crashed into backoff (or waits for one that did)
                     # starts once that one runs again: the supervisor starts it.
-                    if self._lifecycles[name].state == TaskState.INITIALIZED and not waits:
+                    if self._lifecycles[name].state == _INITIALIZED and not waits:
                         self._start_order.append(name)
                         self._instances[name].start()
             lc.fire("start")
@@ -664,7 +668,7 @@ class Tasks:
     def _task_ended(self, name: str, state: Any) -> None:
         # Called by the task's lifecycle with its lock held: only quick, lock-free work here.
         # ``state`` is the member of the dispatch table, so identity is the cheap test.
-        if state is TaskState.FAILED:
+        if state is _FAILED:
             self._failed.append(name)
         self._news.put(name)
         if self._coordinator is None:  # else the supervisor was stopped: it wants no news

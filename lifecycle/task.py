@@ -52,6 +52,10 @@ _WINDING_DOWN = frozenset(
 #: The states in which a task's code may run.
 _LIVE = frozenset({TaskState.RUNNING, TaskState.STOPPING, TaskState.SUSPENDING})
 
+# The states every task's start and stop compare with, bound once: reading a member off its
+# enum class goes through the metaclass, which costs about as much as a call.
+_RUNNING, _STOPPING, _SUSPENDING = TaskState.RUNNING, TaskState.STOPPING, TaskState.SUSPENDING
+
 #: The options that may override a task class's restart policy.
 _RESTART_OPTIONS = ("restart", "restart-delay", "restart-delay-max", "restart-limit")
 
@@ -448,7 +452,7 @@ class Task:
             if not strict and not lc.can("stop"):
                 return  # it ended (failed or finished) after the caller looked
             source = lc.state
-            if lc.fire("stop", cause) != TaskState.STOPPING or source == TaskState.SUSPENDING:
+            if lc.fire("stop", cause) != _STOPPING or source == _SUSPENDING:
                 return  # nothing runs, or its stop began with the suspend
             launch = self._prepare_stop_hook()
         self._wake_stop_event()
@@ -461,7 +465,7 @@ class Task:
         A task that is not running is left alone."""
         lc = self.lifecycle
         with lc.lock:
-            if lc.state != TaskState.RUNNING:
+            if lc.state != _RUNNING:
                 return
             lc.fire("suspend", cause)
             launch = self._prepare_stop_hook()
@@ -591,7 +595,7 @@ class Task:
         if self._busy or state not in _LIVE:
             return
         restarter = self._restarter
-        if restarter is not None and state == TaskState.RUNNING:
+        if restarter is not None and state == _RUNNING:
             verdict = restarter.verdict(self)
             if verdict is True:
                 self._restarting = True
@@ -604,13 +608,13 @@ class Task:
             lc.fire("fail", self.failure)
             return
         cause = self._finish_cause()
-        if state == TaskState.SUSPENDING:
+        if state == _SUSPENDING:
             self._restarting = True
             lc.fire("finish", cause)  # to backoff
             if restarter is not None:
                 restarter.suspended(self)
             return
-        if state == TaskState.RUNNING:
+        if state == _RUNNING:
             cause = RETURNED_EARLY if cause is None else f"{RETURNED_EARLY}; {cause}"
         lc.fire("finish", cause)
 
@@ -690,7 +694,7 @@ class Task:
         unless it is running and has not failed already."""
         lc = self.lifecycle
         with lc.lock:
-            if lc.state != TaskState.RUNNING or self.failure is not None:
+            if lc.state != _RUNNING or self.failure is not None:
                 return False
             self._record_failure(error)
             self._settle()  # a LOOPLESS task (nothing of it runs) fails here
