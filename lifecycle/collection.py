@@ -140,6 +140,9 @@ class Tasks:
         # the stop coordinator and `join` wake on it. A SimpleQueue: put() is signal-safe.
         self._news: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._failed: list[str] = []  # task names in the order they failed
+        #: The tasks that reached a terminal state (none leaves it): the stop coordinator
+        #: asks this of every task, and a set answers without a call per task.
+        self._ended: set[str] = set()
         self._coordinator: StopCoordinator | None = None
         self._joining = threading.Lock()  # one thread waits on the news at a time
         self._failure: BaseException | None = None
@@ -516,7 +519,7 @@ class Tasks:
             self._coordinator = StopCoordinator(
                 self._order,
                 self._order_edges,  # the order the tasks started in, read once at create
-                is_ended=lambda name: self._lifecycles[name].terminal,
+                is_ended=self._ended.__contains__,
                 begin=self._begin_task_stop,
                 news=self._news,
             )
@@ -670,6 +673,7 @@ class Tasks:
         # ``state`` is the member of the dispatch table, so identity is the cheap test.
         if state is _FAILED:
             self._failed.append(name)
+        self._ended.add(name)  # before the news: whoever it wakes sees the task ended
         self._news.put(name)
         if self._coordinator is None:  # else the supervisor was stopped: it wants no news
             self._supervisor.ended(name)

@@ -455,7 +455,9 @@ class Task:
             if lc.fire("stop", cause) != _STOPPING or source == _SUSPENDING:
                 return  # nothing runs, or its stop began with the suspend
             launch = self._prepare_stop_hook()
-        self._wake_stop_event()
+        event = self._stop_event  # `_wake_stop_event`, inlined: every task's stop runs this
+        if event is not None:
+            event.set()
         if launch is not None:
             launch()
 
