@@ -568,9 +568,9 @@ class Tasks:
             # Started tasks come in `_order`'s order, so this keeps the start order.
             left = [t for t in unended if t.lifecycle.state in _STARTED] if unended else []
             completes = bool(self._coordinator) and not unended
-            ended = [self._instances[n] for n in self._start_order if self._lifecycles[n].terminal]
+            ended = [self._instances[n] for n in self._start_order if n in self._ended]
         for task in ended:
-            if task.threads or task._hook is not None:  # ended: its threads are only returning
+            if task._threads or task._hook is not None:  # ended: its threads are only returning
                 task.join(_THREAD_EXIT)
         if completes:
             with lc.lock:
@@ -599,11 +599,8 @@ class Tasks:
                 return
 
     def _unended(self, names: Iterable[str]) -> list[Task]:
-        return [
-            self._instances[n]
-            for n in names
-            if n in self._instances and not self._lifecycles[n].terminal
-        ]
+        instances, ended = self._instances, self._ended
+        return [instances[n] for n in names if n not in ended and n in instances]
 
     def _complete_stop(self) -> None:
         """Fire the collection's last transition once every task ended (lock held)."""
