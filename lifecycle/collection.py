@@ -376,41 +376,44 @@ class Tasks:
         tasks with an ``init_task`` to await, on their loop in one hop (one round trip between
         threads per run of tasks, not per task; the order is the same)."""
         order = self._order
+        instances = self._instances
         index = 0
         while index < len(order):
-            loop = self._instances[order[index]]._init_loop()
-            if loop is None:
-                self._init_one(order[index], failed)
-                index += 1
-                continue
+            loop = instances[order[index]]._init_loop()
             end = index + 1
-            while end < len(order) and self._instances[order[end]]._init_loop() is loop:
+            while end < len(order) and instances[order[end]]._init_loop() is loop:
                 end += 1
             names = order[index:end]
+            index = end
+            if loop is None:  # thread tasks (and async ones with nothing to await)
+                self._init_each(names, failed)
+                continue
             inits = self._init_on_loop(names, failed)
             try:
                 running = asyncio.run_coroutine_threadsafe(inits, loop)
             except RuntimeError:  # the loop closed meanwhile: each init says so on its own
                 inits.close()
-                for name in names:
-                    self._init_one(name, failed)
+                self._init_each(names, failed)
             else:
                 running.result()
-            index = end
 
-    def _init_one(self, name: str, failed: dict[str, Exception]) -> None:
-        task = self._init_begin(name)
-        if task is None:
-            return
-        try:
-            task._run_init()
-        except BaseException as exc:
-            self._init_end(name, exc, failed)
-        else:
-            self._init_end(name, None, failed)
+    def _init_each(self, names: list[str], failed: dict[str, Exception]) -> None:
+        """Init each of ``names`` in turn on this thread (one call for a run of tasks: this
+        runs for every task)."""
+        begin, end = self._init_begin, self._init_end
+        for name in names:
+            task = begin(name)
+            if task is None:
+                continue
+            try:
+                task._run_init()
+            except BaseException as exc:
+                end(name, exc, failed)
+            else:
+                end(name, None, failed)
 
     async def _init_on_loop(self, names: list[str], failed: dict[str, Exception]) -> None:
-        """`_init_one` for async tasks, awaited on their loop (the driver waits for it)."""
+        """`_init_each` for async tasks, awaited on their loop (the driver waits for it)."""
         for name in names:
             task = self._init_begin(name)
             if task is None:
