@@ -140,8 +140,9 @@ class Tasks:
         # the stop coordinator and `join` wake on it. A SimpleQueue: put() is signal-safe.
         self._news: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._failed: list[str] = []  # task names in the order they failed
-        #: The tasks that reached a terminal state (none leaves it): the stop coordinator
-        #: asks this of every task, and a set answers without a call per task.
+        #: Tasks that reached a terminal state (none leaves it), each added by its terminal
+        #: fire just after its record: a name here has ended, without a call per task to ask;
+        #: a name not here may have ended a moment ago (ask its lifecycle).
         self._ended: set[str] = set()
         self._coordinator: StopCoordinator | None = None
         self._joining = threading.Lock()  # one thread waits on the news at a time
@@ -522,7 +523,7 @@ class Tasks:
             self._coordinator = StopCoordinator(
                 self._order,
                 self._order_edges,  # the order the tasks started in, read once at create
-                is_ended=self._ended.__contains__,
+                is_ended=lambda name: self._lifecycles[name].terminal,
                 begin=self._begin_task_stop,
                 news=self._news,
             )
@@ -571,7 +572,12 @@ class Tasks:
             # Started tasks come in `_order`'s order, so this keeps the start order.
             left = [t for t in unended if t.lifecycle.state in _STARTED] if unended else []
             completes = bool(self._coordinator) and not unended
-            ended = [self._instances[n] for n in self._start_order if n in self._ended]
+            ended_names, lifecycles = self._ended, self._lifecycles
+            ended = [
+                self._instances[n]
+                for n in self._start_order
+                if n in ended_names or lifecycles[n].terminal
+            ]
         for task in ended:
             if task._threads or task._hook is not None:  # ended: its threads are only returning
                 task.join(_THREAD_EXIT)
@@ -602,8 +608,12 @@ class Tasks:
                 return
 
     def _unended(self, names: Iterable[str]) -> list[Task]:
-        instances, ended = self._instances, self._ended
-        return [instances[n] for n in names if n not in ended and n in instances]
+        instances, ended, lifecycles = self._instances, self._ended, self._lifecycles
+        return [
+            instances[n]
+            for n in names
+            if n not in ended and n in instances and not lifecycles[n].terminal
+        ]
 
     def _complete_stop(self) -> None:
         """Fire the collection's last transition once every task ended (lock held)."""
@@ -673,7 +683,7 @@ class Tasks:
         # ``state`` is the member of the dispatch table, so identity is the cheap test.
         if state is _FAILED:
             self._failed.append(name)
-        self._ended.add(name)  # before the news: whoever it wakes sees the task ended
+        self._ended.add(name)  # before the news: whoever it wakes finds it here
         self._news.put(name)
         if self._coordinator is None:  # else the supervisor was stopped: it wants no news
             self._supervisor.ended(name)
