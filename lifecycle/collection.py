@@ -49,6 +49,10 @@ _STARTED = frozenset({TaskState.RUNNING, TaskState.STOPPING, TaskState.SUSPENDIN
 #: The states of a dependency, met while starting in order, that hold a task back: it crashed
 #: into backoff, or was held back itself.
 _NOT_STARTED = frozenset({TaskState.BACKOFF, TaskState.INITIALIZED})
+# The states compared once per task, bound once: reading a member off its enum class goes
+# through the metaclass, which costs about as much as a call.
+_INITIALIZED, _FAILED = TaskState.INITIALIZED, TaskState.FAILED
+_REGISTERING = CollectionState.REGISTERING
 #: How many lifecycle locks the LOOPLESS tasks of one collection share (`Tasks._shared_lock`):
 #: a LOOPLESS task runs little code of its own, so a lock each would cost more memory than
 #: the contention it spares.
@@ -58,6 +62,14 @@ _THREAD_EXIT = 1.0
 
 
 def _check_task_class(cls: object) -> type[Task]:
+    """``cls``, once `_checked` found it a valid task class (raises as that does)."""
+    _checked(cls)
+    return cls  # type: ignore[return-value]
+
+
+def _checked(cls: object) -> tuple[bool, bool]:
+    """Check that ``cls`` is a valid task class; return whether it lists DEPS or WANTS, and
+    whether it is LOOPLESS. Raises `InvalidTask` naming what is wrong."""
     if not (isinstance(cls, type) and issubclass(cls, Task)):
         raise InvalidTask(cls, "is not a Task subclass")
     # Each class attribute is read once: with many task classes, each read is a walk of the
@@ -68,13 +80,14 @@ def _check_task_class(cls: object) -> type[Task]:
             for dep in listed:
                 if not (isinstance(dep, type) and issubclass(dep, Task)):
                     raise InvalidTask(cls, f"{attr} lists {dep!r}, which is not a Task subclass")
-    if not cls.LOOPLESS:
+    looples = bool(cls.LOOPLESS)
+    if not looples:
         if not cls._implements_run_loop():
             raise InvalidTask(cls, "has workers but no run_loop(); implement it or set LOOPLESS")
         workers = cls.workers
         if not isinstance(workers, int) or workers < 1:
             raise InvalidTask(cls, f"workers must be an int >= 1, not {workers!r}")
-    return cls
+    return bool(deps or wants), looples
 
 
 class Tasks:
@@ -127,6 +140,10 @@ class Tasks:
         # the stop coordinator and `join` wake on it. A SimpleQueue: put() is signal-safe.
         self._news: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._failed: list[str] = []  # task names in the order they failed
+        #: Tasks that reached a terminal state (none leaves it), each added by its terminal
+        #: fire just after its record: a name here has ended, without a call per task to ask;
+        #: a name not here may have ended a moment ago (ask its lifecycle).
+        self._ended: set[str] = set()
         self._coordinator: StopCoordinator | None = None
         self._joining = threading.Lock()  # one thread waits on the news at a time
         self._failure: BaseException | None = None
@@ -170,42 +187,50 @@ class Tasks:
         """`register` each of ``classes`` in turn, under one hold of the lock, and describe the
         tasks added to the journal in one call (those added before a refusal too)."""
         registered = self._classes
-        lifecycles = self._lifecycles
         journal = self.journal
-        ended = self._on_task_end
         added: dict[str, type[Task]] = {}
-        with self.lifecycle.lock:
+        lc = self.lifecycle
+        with lc.lock:
             try:
                 for cls in classes:
-                    self._require_registering("register", cls)
+                    if lc.state is not _REGISTERING:
+                        self._require_registering("register", cls)
                     if registered.get(getattr(cls, "__name__", None)) is cls:  # type: ignore[arg-type]
                         continue  # already registered: a no-op
-                    for name, candidate in self._newly_required(cls):
-                        registered[name] = candidate
-                        lifecycles[name] = Lifecycle(
-                            TASK,
-                            name,
-                            journal,
-                            lock=self._shared_lock() if candidate.LOOPLESS else None,
-                            on_terminal=ended,
-                        )
-                        added[name] = candidate
+                    ordered, looples = _checked(cls)
+                    if ordered:
+                        for name, candidate in self._newly_required(cls):
+                            self._add(name, candidate, candidate.LOOPLESS)
+                            added[name] = candidate
+                        continue
+                    # Nothing to walk (the usual case): no closure to build, LOOPLESS read once.
+                    name = task_name(cls)
+                    clash = registered.get(name)
+                    if clash is not None:
+                        raise DuplicateTask(name, _qualname(clash), _qualname(cls))
+                    self._add(name, cls, looples)
+                    added[name] = cls
             finally:
                 # Described when the journal's header is made, not now: most collections
                 # never write one, and describing costs more than the rest of a registration.
                 if added:
                     journal.describe_tasks(dict.fromkeys(added, self._describe_task))
 
+    def _add(self, name: str, cls: type[Task], looples: bool) -> None:
+        """Register ``cls`` as ``name`` (checked already) with a fresh lifecycle."""
+        self._classes[name] = cls
+        self._lifecycles[name] = Lifecycle(
+            TASK,
+            name,
+            self.journal,
+            lock=self._shared_lock() if looples else None,
+            on_terminal=self._on_task_end,
+        )
+
     def _newly_required(self, cls: type[Task]) -> Iterable[tuple[str, type[Task]]]:
-        """``cls`` and what it requires and wants that is not registered yet, each after what
-        it requires and wants, by name; raises as `register` does, before anything changes."""
-        _check_task_class(cls)
-        if not (cls.DEPS or cls.WANTS):  # nothing to walk: the usual case, kept cheap
-            name = task_name(cls)
-            clash = self._classes.get(name)
-            if clash is not None:
-                raise DuplicateTask(name, _qualname(clash), _qualname(cls))
-            return ((name, cls),)
+        """``cls`` (checked already, with DEPS or WANTS) and what it requires and wants that is
+        not registered yet, each after what it requires and wants, by name; raises as
+        `register` does, before anything changes."""
         new = postorder(
             [cls],
             lambda c: [
@@ -352,41 +377,44 @@ class Tasks:
         tasks with an ``init_task`` to await, on their loop in one hop (one round trip between
         threads per run of tasks, not per task; the order is the same)."""
         order = self._order
+        instances = self._instances
         index = 0
         while index < len(order):
-            loop = self._instances[order[index]]._init_loop()
-            if loop is None:
-                self._init_one(order[index], failed)
-                index += 1
-                continue
+            loop = instances[order[index]]._init_loop()
             end = index + 1
-            while end < len(order) and self._instances[order[end]]._init_loop() is loop:
+            while end < len(order) and instances[order[end]]._init_loop() is loop:
                 end += 1
             names = order[index:end]
+            index = end
+            if loop is None:  # thread tasks (and async ones with nothing to await)
+                self._init_each(names, failed)
+                continue
             inits = self._init_on_loop(names, failed)
             try:
                 running = asyncio.run_coroutine_threadsafe(inits, loop)
             except RuntimeError:  # the loop closed meanwhile: each init says so on its own
                 inits.close()
-                for name in names:
-                    self._init_one(name, failed)
+                self._init_each(names, failed)
             else:
                 running.result()
-            index = end
 
-    def _init_one(self, name: str, failed: dict[str, Exception]) -> None:
-        task = self._init_begin(name)
-        if task is None:
-            return
-        try:
-            task._run_init()
-        except BaseException as exc:
-            self._init_end(name, exc, failed)
-        else:
-            self._init_end(name, None, failed)
+    def _init_each(self, names: list[str], failed: dict[str, Exception]) -> None:
+        """Init each of ``names`` in turn on this thread (one call for a run of tasks: this
+        runs for every task)."""
+        begin, end = self._init_begin, self._init_end
+        for name in names:
+            task = begin(name)
+            if task is None:
+                continue
+            try:
+                task._run_init()
+            except BaseException as exc:
+                end(name, exc, failed)
+            else:
+                end(name, None, failed)
 
     async def _init_on_loop(self, names: list[str], failed: dict[str, Exception]) -> None:
-        """`_init_one` for async tasks, awaited on their loop (the driver waits for it)."""
+        """`_init_each` for async tasks, awaited on their loop (the driver waits for it)."""
         for name in names:
             task = self._init_begin(name)
             if task is None:
@@ -451,7 +479,7 @@ class Tasks:
             started = self._start_order
             for name in self._order:
                 if not classes[name].DEPS:
-                    if lifecycles[name].state == TaskState.INITIALIZED:
+                    if lifecycles[name].state == _INITIALIZED:
                         started.append(name)
                         instances[name].start()
                     continue
@@ -465,7 +493,7 @@ class Tasks:
                         waits = waits or dep_lc.state in _NOT_STARTED
                     # A task whose dependency crashed into backoff (or waits for one that did)
                     # starts once that one runs again: the supervisor starts it.
-                    if self._lifecycles[name].state == TaskState.INITIALIZED and not waits:
+                    if self._lifecycles[name].state == _INITIALIZED and not waits:
                         self._start_order.append(name)
                         self._instances[name].start()
             lc.fire("start")
@@ -544,9 +572,14 @@ class Tasks:
             # Started tasks come in `_order`'s order, so this keeps the start order.
             left = [t for t in unended if t.lifecycle.state in _STARTED] if unended else []
             completes = bool(self._coordinator) and not unended
-            ended = [self._instances[n] for n in self._start_order if self._lifecycles[n].terminal]
+            ended_names, lifecycles = self._ended, self._lifecycles
+            ended = [
+                self._instances[n]
+                for n in self._start_order
+                if n in ended_names or lifecycles[n].terminal
+            ]
         for task in ended:
-            if task.threads or task._hook is not None:  # ended: its threads are only returning
+            if task._threads or task._hook is not None:  # ended: its threads are only returning
                 task.join(_THREAD_EXIT)
         if completes:
             with lc.lock:
@@ -575,10 +608,11 @@ class Tasks:
                 return
 
     def _unended(self, names: Iterable[str]) -> list[Task]:
+        instances, ended, lifecycles = self._instances, self._ended, self._lifecycles
         return [
-            self._instances[n]
+            instances[n]
             for n in names
-            if n in self._instances and not self._lifecycles[n].terminal
+            if n not in ended and n in instances and not lifecycles[n].terminal
         ]
 
     def _complete_stop(self) -> None:
@@ -647,10 +681,12 @@ class Tasks:
     def _task_ended(self, name: str, state: Any) -> None:
         # Called by the task's lifecycle with its lock held: only quick, lock-free work here.
         # ``state`` is the member of the dispatch table, so identity is the cheap test.
-        if state is TaskState.FAILED:
+        if state is _FAILED:
             self._failed.append(name)
+        self._ended.add(name)  # before the news: whoever it wakes finds it here
         self._news.put(name)
-        self._supervisor.ended(name)
+        if self._coordinator is None:  # else the supervisor was stopped: it wants no news
+            self._supervisor.ended(name)
 
     def _refuse_unless(self, trigger: str) -> None:
         if not self.lifecycle.can(trigger):

@@ -74,6 +74,15 @@ def _unjournaled(spec: MachineSpec) -> Mapping[tuple[str, str], tuple[Any, int]]
     return {key: (dest, -1) for key, dest in dispatch_table(spec).items()}
 
 
+@functools.cache
+def _initial_state(spec: MachineSpec) -> Any:
+    """``spec``'s initial state as its enum member, read once per spec (an enum lookup costs
+    as much as the rest of a `Lifecycle`'s construction), after `dispatch_table` checked the
+    transitions machine against ``spec``."""
+    dispatch_table(spec)
+    return spec.state(spec.initial)
+
+
 class Lifecycle:
     """The current state of one subject (a task, a collection, a service) under one spec.
 
@@ -104,14 +113,14 @@ class Lifecycle:
         self.spec = spec
         self.subject = subject
         self.journal = journal
-        dispatch_table(spec)  # checks the transitions machine against the spec, once
+        # Per spec, not per subject: the dispatch table checked once, the initial member.
+        self._state: Any = _initial_state(spec)
         # ``(state, trigger) -> (dest, edge)``: with a journal, the edge id of each move in it
         # (`Journal.moves` describes the machine in the journal, which every record requires).
         self._table = _unjournaled(spec) if journal is None else journal.moves(spec)
         self.lock = lock if lock is not None else threading.RLock()
         self.on_terminal = on_terminal
         self._terminal = spec.terminal
-        self._state: Any = spec.state(spec.initial)
 
     @property
     def state(self) -> Any:

@@ -255,12 +255,17 @@ class StopCoordinator:
             if not news:
                 return
             freed: list[str] = []
+            end = order.end
             for name in news:
                 # News names a task only once it has ended (None is a bare wake-up).
-                if name is not None and name in order:
-                    now_free = order.end(name)
-                    if now_free:
-                        freed += now_free
+                if name is None:
+                    continue
+                try:
+                    now_free = end(name)
+                except KeyError:  # not in this stop's order (a restart's stop: not in its chain)
+                    continue
+                if now_free:
+                    freed += now_free
             news = []
             if freed:
                 self._begin_all(sorted(freed, key=self._rank))

@@ -52,6 +52,10 @@ _WINDING_DOWN = frozenset(
 #: The states in which a task's code may run.
 _LIVE = frozenset({TaskState.RUNNING, TaskState.STOPPING, TaskState.SUSPENDING})
 
+# The states every task's start and stop compare with, bound once: reading a member off its
+# enum class goes through the metaclass, which costs about as much as a call.
+_RUNNING, _STOPPING, _SUSPENDING = TaskState.RUNNING, TaskState.STOPPING, TaskState.SUSPENDING
+
 #: The options that may override a task class's restart policy.
 _RESTART_OPTIONS = ("restart", "restart-delay", "restart-delay-max", "restart-limit")
 
@@ -396,7 +400,7 @@ class Task:
         Raises `IllegalTransition` unless the task is initialized. A worker thread that cannot
         be started fails the task and asks the service to shut down. Driven by the collection.
         """
-        lc = self.lifecycle
+        lc = self._lifecycle or self.lifecycle  # the property only raises: unbound
         if self.LOOPLESS:
             lc.fire("start")  # nothing to launch: the fire alone is atomic
             return
@@ -443,15 +447,17 @@ class Task:
 
     def _begin_stop(self, cause: str | None, strict: bool = False) -> None:
         """`stop`, journaling ``cause``; unless ``strict``, a task that ended is left alone."""
-        lc = self.lifecycle
+        lc = self._lifecycle or self.lifecycle  # the property only raises: unbound
         with lc.lock:
             if not strict and not lc.can("stop"):
                 return  # it ended (failed or finished) after the caller looked
             source = lc.state
-            if lc.fire("stop", cause) != TaskState.STOPPING or source == TaskState.SUSPENDING:
+            if lc.fire("stop", cause) != _STOPPING or source == _SUSPENDING:
                 return  # nothing runs, or its stop began with the suspend
             launch = self._prepare_stop_hook()
-        self._wake_stop_event()
+        event = self._stop_event  # `_wake_stop_event`, inlined: every task's stop runs this
+        if event is not None:
+            event.set()
         if launch is not None:
             launch()
 
@@ -461,7 +467,7 @@ class Task:
         A task that is not running is left alone."""
         lc = self.lifecycle
         with lc.lock:
-            if lc.state != TaskState.RUNNING:
+            if lc.state != _RUNNING:
                 return
             lc.fire("suspend", cause)
             launch = self._prepare_stop_hook()
@@ -586,12 +592,12 @@ class Task:
 
         Called with the lifecycle lock held.
         """
-        lc = self.lifecycle
+        lc = self._lifecycle or self.lifecycle  # the property only raises: unbound
         state = lc.state
         if self._busy or state not in _LIVE:
             return
         restarter = self._restarter
-        if restarter is not None and state == TaskState.RUNNING:
+        if restarter is not None and state == _RUNNING:
             verdict = restarter.verdict(self)
             if verdict is True:
                 self._restarting = True
@@ -604,13 +610,13 @@ class Task:
             lc.fire("fail", self.failure)
             return
         cause = self._finish_cause()
-        if state == TaskState.SUSPENDING:
+        if state == _SUSPENDING:
             self._restarting = True
             lc.fire("finish", cause)  # to backoff
             if restarter is not None:
                 restarter.suspended(self)
             return
-        if state == TaskState.RUNNING:
+        if state == _RUNNING:
             cause = RETURNED_EARLY if cause is None else f"{RETURNED_EARLY}; {cause}"
         lc.fire("finish", cause)
 
@@ -690,7 +696,7 @@ class Task:
         unless it is running and has not failed already."""
         lc = self.lifecycle
         with lc.lock:
-            if lc.state != TaskState.RUNNING or self.failure is not None:
+            if lc.state != _RUNNING or self.failure is not None:
                 return False
             self._record_failure(error)
             self._settle()  # a LOOPLESS task (nothing of it runs) fails here
