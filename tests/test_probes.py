@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -64,7 +65,10 @@ def _get(server: ProbeServer, path: str) -> tuple[int, Any]:
 def _raw(server: ProbeServer, data: bytes) -> bytes:
     with socket.create_connection(server.address, timeout=30) as sock:
         sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR)
+        # The server may already have answered and closed (a request it refuses unread): the
+        # connection is then gone, and only the answer matters.
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
         chunks = []
         while chunk := sock.recv(65536):
             chunks.append(chunk)
