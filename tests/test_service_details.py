@@ -5,7 +5,9 @@ left on its loop, and how `serve` ends when its driver is stuck in a thread's ho
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import signal
 import threading
 from typing import ClassVar
 
@@ -182,3 +184,187 @@ def test_serve_ends_failed_naming_the_task_when_a_thread_init_task_hangs_past_th
     assert last.cause is not None and "HangsInInit" in last.cause
     logged = [r.getMessage() for r in caplog.records if r.name == "lifecycle.service"]
     assert any("'Stuck'" in m and "HangsInInit" in m and "abandoned" in m for m in logged)
+
+
+# -- what a service logs, and how it shows itself ---------------------------------------------
+
+
+def test_run_logs_that_the_service_failed_to_start_naming_it_and_the_cause(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Refuses(Task):
+        LOOPLESS = True
+
+        def init_task(self) -> None:
+            raise RuntimeError("no database")
+
+    class NoStart(Service):
+        TASKS = (Refuses,)
+
+    caplog.set_level(logging.ERROR, logger="lifecycle.service")
+    assert NoStart().run() == 1
+    logged = [r.getMessage() for r in caplog.records if r.name == "lifecycle.service"]
+    assert any("'NoStart'" in m and "failed to start" in m and "no database" in m for m in logged)
+
+
+def test_a_stop_past_its_deadline_is_logged_naming_the_service_and_the_task_left(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    release = threading.Event()
+
+    class Lingers(Task):
+        def run_loop(self) -> None:
+            self.stop_event.wait()
+            release.wait(WAIT)
+
+    class Late(Service):
+        TASKS = (Lingers,)
+
+    caplog.set_level(logging.ERROR, logger="lifecycle.service")
+    service = Late({"stop_timeout": 0.01})
+    service.start()
+    service.shutdown()
+    try:
+        assert service.wait(WAIT)
+    finally:
+        release.set()
+    assert isinstance(service.failure, StopTimeout)
+    logged = [r.getMessage() for r in caplog.records if r.name == "lifecycle.service"]
+    assert any("'Late'" in m and "Lingers" in m for m in logged)
+
+
+def test_repr_shows_the_class_the_service_name_and_its_state() -> None:
+    class Shown(Service):
+        name = "shown-service"
+        TASKS = (Alpha,)
+
+    assert repr(Shown()) == f"<{Shown.__qualname__} 'shown-service' new>"
+    assert Shown.__qualname__.endswith(".Shown")
+
+
+# -- serve() ---------------------------------------------------------------------------------
+
+
+class Quick(AsyncTask):
+    async def run_loop(self) -> None:
+        self.service.shutdown("done")
+        await self.stop_event.wait()
+
+
+def test_shutdown_after_serve_returned_is_harmless() -> None:
+    class Served(Service):
+        TASKS = (Quick,)
+
+    service = Served()
+    assert asyncio.run(service.serve()) == 0
+    service.shutdown("again")
+    assert service.state == ServiceState.STOPPED
+
+
+def test_serve_drives_the_service_from_a_daemon_thread_named_after_it() -> None:
+    seen: list[tuple[str, bool]] = []
+
+    class LooksAtTheDriver(AsyncTask):
+        async def init_task(self) -> None:
+            records = self.service.journal.records
+            (start,) = [r for r in records if (r.kind, r.trigger) == ("service", "start")]
+            (driver,) = [t for t in threading.enumerate() if t.name == start.thread]
+            seen.append((driver.name, driver.daemon))
+
+        async def run_loop(self) -> None:
+            self.service.shutdown("done")
+            await self.stop_event.wait()
+
+    class Driven(Service):
+        TASKS = (LooksAtTheDriver,)
+
+    assert asyncio.run(Driven().serve()) == 0
+    assert seen == [("Driven.driver", True)]
+
+
+@pytest.mark.parametrize("handle_signals", [False, True])
+def test_serve_takes_sigterm_only_when_asked(handle_signals: bool) -> None:
+    # SIGTERM: asyncio.run() installs a SIGINT handler of its own.
+    before = {signal.SIGTERM: signal.getsignal(signal.SIGTERM)}
+    during: dict[int, object] = {}
+
+    class Looks(AsyncTask):
+        async def run_loop(self) -> None:
+            during.update({sig: signal.getsignal(sig) for sig in before})
+            self.service.shutdown("done")
+            await self.stop_event.wait()
+
+    class Signalled(Service):
+        TASKS = (Looks,)
+
+    assert asyncio.run(Signalled().serve(handle_signals=handle_signals)) == 0
+    assert (during != before) is handle_signals
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def test_serve_never_gives_up_on_a_service_running_longer_than_its_stop_timeout_unasked() -> None:
+    class Patient(AsyncTask):
+        async def run_loop(self) -> None:
+            # Longer than the stop timeout and both graces: no deadline runs before a request.
+            await asyncio.sleep(1.2)
+            self.service.shutdown("done")
+            await self.stop_event.wait()
+
+    class Long(Service):
+        TASKS = (Patient,)
+
+    service = Long({"stop_timeout": 0.01})
+    assert asyncio.run(service.serve()) == 0
+    assert service.failure is None
+
+
+def test_an_async_init_task_hanging_past_the_deadline_is_cancelled_and_the_driver_ends_the_stop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class HangsAsync(AsyncTask):
+        async def init_task(self) -> None:
+            self.service.shutdown("asked while initializing")
+            await asyncio.Event().wait()
+
+        async def run_loop(self) -> None:
+            await self.stop_event.wait()
+
+    class AsyncStuck(Service):
+        TASKS = (HangsAsync,)
+
+    caplog.set_level(logging.ERROR, logger="lifecycle.service")
+    service = AsyncStuck({"stop_timeout": 0.05})
+    assert asyncio.run(asyncio.wait_for(service.serve(), WAIT)) == 1
+    assert service.state == ServiceState.FAILED
+    assert service.tasks.state_of("HangsAsync") == TaskState.FAILED
+    logged = [r.getMessage() for r in caplog.records if r.name == "lifecycle.service"]
+    assert not any("stuck" in m for m in logged), logged
+
+
+def test_serve_logs_the_coroutines_it_abandons_and_keeps_them_quiet_when_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Unkillable(AsyncTask):
+        STOP_GRACE = 0.01
+
+        async def run_loop(self) -> None:
+            self.service.shutdown("test over")
+            while True:
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    continue
+
+    class Abandons(Service):
+        TASKS = (Unkillable,)
+
+    caplog.set_level(logging.ERROR)
+    service = Abandons({"stop_timeout": 0.05})
+    assert service.run() == 1
+    assert [run.get_name() for run in service.abandoned] == ["Unkillable.run_loop"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "lifecycle.service"]
+    assert any("'Abandons'" in m and "Unkillable.run_loop" in m for m in logged), logged
+    del service
+    gc.collect()
+    destroyed = [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+    assert destroyed == []
