@@ -229,8 +229,76 @@ def test_a_stop_past_its_deadline_is_logged_naming_the_service_and_the_task_left
     finally:
         release.set()
     assert isinstance(service.failure, StopTimeout)
+    assert service.errors == [service.failure]
     logged = [r.getMessage() for r in caplog.records if r.name == "lifecycle.service"]
     assert any("'Late'" in m and "Lingers" in m for m in logged)
+
+
+def test_a_stop_while_start_hangs_on_another_thread_gives_up_naming_the_task_and_logs_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    in_init, release = threading.Event(), threading.Event()
+
+    class HangsInInit(Task):
+        def init_task(self) -> None:
+            in_init.set()
+            release.wait(WAIT)
+
+        def run_loop(self) -> None:
+            self.stop_event.wait()
+
+    class Starting(Service):
+        TASKS = (HangsInInit,)
+
+    caplog.set_level(logging.ERROR, logger="lifecycle.service")
+    service = Starting({"stop_timeout": 0.01})
+    starter = threading.Thread(target=service.start, daemon=True)
+    starter.start()
+    assert in_init.wait(WAIT)
+    service.shutdown("while starting")
+    try:
+        assert service.wait(WAIT)
+        assert service.state == ServiceState.FAILED
+        failure = service.failure
+        assert isinstance(failure, StopTimeout) and failure.tasks == ("HangsInInit",)
+        logged = [r.getMessage() for r in caplog.records if r.name == "lifecycle.service"]
+        assert any("'Starting'" in m and "HangsInInit" in m for m in logged), logged
+    finally:
+        release.set()
+        starter.join(WAIT)
+
+
+def test_a_second_waiter_without_a_timeout_waits_for_the_end_of_a_long_stop() -> None:
+    in_on_stop, release = threading.Event(), threading.Event()
+
+    class SlowStop(Task):
+        def run_loop(self) -> None:
+            self.stop_event.wait()
+
+        def on_stop(self) -> None:
+            in_on_stop.set()
+            release.wait(WAIT)
+
+    class Slow(Service):
+        TASKS = (SlowStop,)
+
+    service = Slow()
+    service.start()
+    first: list[bool] = []
+    second: list[bool] = []
+    stopper = threading.Thread(target=lambda: first.append(service.wait()), daemon=True)
+    service.shutdown()
+    stopper.start()
+    assert in_on_stop.wait(WAIT)
+    waiter = threading.Thread(target=lambda: second.append(service.wait()), daemon=True)
+    waiter.start()
+    waiter.join(1.5)  # longer than any fixed wait a waiter without a timeout might make
+    still_waiting = waiter.is_alive()
+    release.set()
+    stopper.join(WAIT)
+    waiter.join(WAIT)
+    assert still_waiting, "a wait() without a timeout returned before the stop ended"
+    assert first == [True] and second == [True]
 
 
 def test_repr_shows_the_class_the_service_name_and_its_state() -> None:
