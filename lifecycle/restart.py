@@ -173,11 +173,13 @@ class RestartPolicy:
 
     def backoff_cap(self, attempt: int) -> float:
         """The longest backoff of the ``attempt``-th recent restart (from 0)."""
-        # min() before the power would overflow: 2**attempt grows without bound.
         if self.delay == 0:
             return 0.0
-        doublings = min(attempt, 1 + math.ceil(math.log2(max(self.delay_max / self.delay, 1))))
-        return float(min(self.delay_max, self.delay * 2**doublings))
+        # In logarithms, as floats would overflow: 2**attempt grows without bound, and so does
+        # delay_max / delay for a tiny (subnormal) delay.
+        if attempt >= math.log2(self.delay_max) - math.log2(self.delay):
+            return float(self.delay_max)
+        return float(min(self.delay_max, math.ldexp(self.delay, attempt)))
 
     def backoff(self, attempt: int, draw: Callable[[], float] = random.random) -> float:
         """The backoff of the ``attempt``-th recent restart: uniform in ``[delay, cap]``.

@@ -99,6 +99,26 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
     return asyncio._get_running_loop()
 
 
+def _refuse_thread_hooks(cls: type[Task]) -> None:
+    """`AsyncTask._check_hooks`: refuse a plain-function hook (it would block the loop) and
+    ``init_thread``; raises `InvalidTask`."""
+    for hook in sorted(cls._HOOKS):
+        function = getattr(cls, hook, None)
+        if function is not None and not inspect.iscoroutinefunction(function):
+            raise InvalidTask(
+                cls,
+                f"{cls.__qualname__}.{hook}() is not an async def; an async task awaits its "
+                "hooks on the event loop, where a plain function would block every other "
+                "task (make it async, or subclass lifecycle.Task to run it on threads)",
+            )
+    if cls.init_thread is not Task.init_thread:
+        raise InvalidTask(
+            cls,
+            f"{cls.__qualname__} overrides init_thread(), but an async task has no worker "
+            "threads; set up in init_task() or at the top of run_loop()",
+        )
+
+
 class AsyncTask(Task):
     """Base class of tasks whose hooks are coroutines.
 
@@ -141,24 +161,10 @@ class AsyncTask(Task):
         "(default: half the time left until the stop deadline)",
     )
 
-    @classmethod
-    def _check_hooks(cls) -> None:
-        """Refuse a plain-function hook (it would block the loop) and ``init_thread``."""
-        for hook in sorted(cls._HOOKS):
-            function = getattr(cls, hook, None)
-            if function is not None and not inspect.iscoroutinefunction(function):
-                raise InvalidTask(
-                    cls,
-                    f"{cls.__qualname__}.{hook}() is not an async def; an async task awaits its "
-                    "hooks on the event loop, where a plain function would block every other "
-                    "task (make it async, or subclass lifecycle.Task to run it on threads)",
-                )
-        if cls.init_thread is not Task.init_thread:
-            raise InvalidTask(
-                cls,
-                f"{cls.__qualname__} overrides init_thread(), but an async task has no worker "
-                "threads; set up in init_task() or at the top of run_loop()",
-            )
+    # A function of the module rather than a method body: `Task.__init_subclass__` calls it
+    # while `AsyncTask` itself is being made, before the class's own methods are complete
+    # (a mutation-testing copy of a method cannot run then).
+    _check_hooks = classmethod(_refuse_thread_hooks)
 
     @classmethod
     def _implements_run_loop(cls) -> bool:
