@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from lifecycle.audit import Violation, check
+from lifecycle.audit import _FAST_LINE, Violation, check, fast_record
 from lifecycle.journal import Journal, canonical
 from lifecycle.restart import RestartPolicy
 from lifecycle.spec import TASK
@@ -27,6 +27,12 @@ from tests.test_seal import forge, objects_of
 Record = tuple[str, str, str, str, str | None, bool]
 
 SECOND = 1_000_000_000
+#: A record line as the journal writes it (canonical JSON), for the fast reader.
+_RECORD = (
+    '{"cause":null,"dest":"created","hash":"' + "0" * 64 + '","kind":"task","mono":5,'
+    '"ok":true,"seq":1,"source":"registered","subject":"A","thread":"MainThread",'
+    '"time":1.5,"trigger":"create"}'
+)
 
 
 def _task(deps: Sequence[str] = (), restart: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -299,3 +305,61 @@ def test_a_machine_line_whose_machine_is_no_mapping_is_a_header_finding(
     found = check(_rewritten(tmp_path, objs), partial=True)
     assert [(v.line, v.rule, v.subject) for v in found] == [(3, "header", "<header>")]
     assert found[0].message.startswith("expected a valid machine in the machine line 3: ")
+
+
+def test_a_machine_declared_twice_differently_is_judged_by_its_first_definition(
+    tmp_path: Path,
+) -> None:
+    door = {
+        "name": "door",
+        "initial": "closed",
+        "terminal": ["open"],
+        "states": ["closed", "open"],
+        "transitions": [{"trigger": "open", "sources": ["closed"], "dest": "open"}],
+    }
+    other = {**door, "transitions": [{"trigger": "shut", "sources": ["closed"], "dest": "open"}]}
+    objs = objects_of(_journal_file(tmp_path, []))
+    objs += [{"machine": door}, {"machine": door}, {"machine": other}]
+    base = _journal_file(tmp_path, [("door", "d", "open", "closed", "open", True)])
+    objs.append(objects_of(base)[1] | {"seq": 1})
+    found = check(_rewritten(tmp_path, objs), partial=True)
+    assert [(v.line, v.rule, v.subject, v.message) for v in found] == [
+        (
+            4,
+            "header",
+            "<header>",
+            "expected one definition of the door machine; the machine line 4 declares it "
+            "again, differently (its records are judged by the first)",
+        )
+    ]
+
+
+def test_fast_record_reads_a_line_up_to_its_length_limit_and_no_longer() -> None:
+    room = _FAST_LINE - len(_RECORD) + 1  # the subject's length on the longest line
+
+    def line(subject: str) -> bytes:
+        return _RECORD.replace('"subject":"A"', f'"subject":"{subject}"').encode()
+
+    assert len(line("A" * room)) == _FAST_LINE
+    rec = fast_record(line("A" * room))
+    assert rec is not None and rec.subject == "A" * room
+    # One byte more could hold an integer the parser refuses: the general reader decides.
+    assert fast_record(line("A" * (room + 1))) is None
+    huge_seq = _RECORD.replace('"seq":1', '"seq":' + "9" * _FAST_LINE).encode()
+    assert fast_record(huge_seq) is None
+
+
+def test_an_invalid_machine_a_line_declares_is_named_in_the_finding(tmp_path: Path) -> None:
+    trap = {
+        "name": "door",
+        "initial": "closed",
+        "terminal": [],
+        "states": ["closed", "open"],
+        "transitions": [{"trigger": "open", "sources": ["closed"], "dest": "open"}],
+    }
+    objs = [*objects_of(_journal_file(tmp_path, [])), {"machine": trap}]
+    (found,) = check(_rewritten(tmp_path, objs), partial=True)
+    assert (found.line, found.rule, found.subject) == (2, "header", "<header>")
+    assert found.message.startswith(
+        "expected a valid machine in the machine line 2: machine 'door': "
+    )
