@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from lifecycle.audit import _FAST_LINE, Violation, check, fast_record
-from lifecycle.journal import Journal, canonical
+from lifecycle.journal import Journal, Transition, canonical
 from lifecycle.restart import RestartPolicy
 from lifecycle.spec import TASK
 from tests.test_seal import forge, objects_of
@@ -363,3 +363,16 @@ def test_an_invalid_machine_a_line_declares_is_named_in_the_finding(tmp_path: Pa
     assert found.message.startswith(
         "expected a valid machine in the machine line 2: machine 'door': "
     )
+
+
+def test_fast_record_reads_every_field_as_the_general_reader_does(tmp_path: Path) -> None:
+    records: list[Record] = [
+        ("task", "A", "create", "registered", "created", True),
+        ("task", "A", "start", "created", None, False),
+    ]
+    path = _journal_file(tmp_path, records, {"A": _task()})
+    for raw in path.read_bytes().splitlines()[1:]:
+        general = Transition.from_dict(
+            {k: v for k, v in json.loads(raw).items() if k not in ("hash", "mac")}
+        )
+        assert fast_record(raw) == general
