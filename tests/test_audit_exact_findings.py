@@ -20,6 +20,7 @@ import pytest
 from lifecycle.audit import _FAST_LINE, Violation, check, fast_record
 from lifecycle.journal import Journal, Transition, canonical
 from lifecycle.restart import RestartPolicy
+from lifecycle.seal import keygen
 from lifecycle.spec import TASK
 from tests.test_seal import forge, objects_of
 
@@ -376,3 +377,25 @@ def test_fast_record_reads_every_field_as_the_general_reader_does(tmp_path: Path
             {k: v for k, v in json.loads(raw).items() if k not in ("hash", "mac")}
         )
         assert fast_record(raw) == general
+
+
+def _sealed_file(tmp_path: Path) -> Path:
+    """A sealed journal of two records, closed (its last line the seal line)."""
+    keygen(tmp_path / "seal.key", tmp_path / "verify.key")
+    path = tmp_path / "sealed.jsonl"
+    with Journal(path, seal=tmp_path / "seal.key") as journal:
+        journal.record("task", "A", "create", "registered", "created", True)
+        journal.record("task", "A", "init", "created", "initialized", True)
+    return path
+
+
+def test_a_seal_line_that_miscounts_the_records_is_a_seal_finding_on_that_line(
+    tmp_path: Path,
+) -> None:
+    objs = objects_of(_sealed_file(tmp_path))
+    assert objs[-1]["seal"]["records"] == 2
+    objs[-1]["seal"]["records"] = 3  # the seal line claims a record that is not there
+    found = check(_rewritten(tmp_path, objs), partial=True)
+    number = len(objs)
+    assert [(v.line, v.rule, v.subject) for v in found] == [(number, "seal", "<journal>")]
+    assert found[0].message.startswith("expected the seal line to count 2 record(s) ending at ")
