@@ -13,12 +13,21 @@ Usage, from the repository root, after ``mutmut run``::
     python tools/mutation_recheck.py                      # every module mutmut mutated
     python tools/mutation_recheck.py lifecycle/stopping.py --timeout 300
     python tools/mutation_recheck.py --no-recheck         # only mutmut's own verdicts
+    python tools/mutation_recheck.py lifecycle/audit.py --child-process-tests
 
 It prints, per module: the mutants, those killed (by mutmut, then on re-check), those that
 survived, and two scores: of all mutants, and of those that change more than a string (a
 message's wording is not behaviour a test must pin). ``--survivors`` lists the survivors'
 names (``mutmut show NAME`` shows the diff of one). ``--equivalent FILE`` reads mutants
 known to be equivalent (one name per line, then ``#`` and the reason) and leaves them out.
+
+``--child-process-tests`` re-checks with only the test files that start a child process (their
+source names ``subprocess``, ``sys.executable``, ``os.fork`` or ``multiprocessing``): the tests
+a fresh interpreter can add to mutmut's verdict, whose forked runs already gave every
+in-process test that reaches the mutant its chance. Much faster than the whole suite per
+survivor; a mutant that only an in-process test kills in a fresh interpreter (an order effect)
+then counts as survived, so the score can only come out lower than with the whole suite, never
+higher.
 
 A developer command: slow (one test-suite run per survivor) and not part of CI.
 """
@@ -112,6 +121,19 @@ def pytest_args() -> list[str]:
     return args
 
 
+#: What marks a test file that starts a child process (`--child-process-tests`).
+CHILD_PROCESS_MARKS = ("subprocess", "sys.executable", "os.fork", "multiprocessing")
+
+
+def child_process_test_files(tests_dir: Path = ROOT / "tests") -> list[str]:
+    """The test files (relative to the root) whose source starts a child process."""
+    return sorted(
+        path.relative_to(ROOT).as_posix()
+        for path in tests_dir.rglob("test_*.py")
+        if any(mark in path.read_text() for mark in CHILD_PROCESS_MARKS)
+    )
+
+
 def recheck(name: str, tests: Sequence[str], timeout: float) -> bool:
     """Whether the tests fail (kill ``name``) in a fresh interpreter with the mutant active."""
     env = {
@@ -135,6 +157,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="*", help="module paths, e.g. lifecycle/engine.py")
     parser.add_argument("--tests", nargs="+", default=["tests"], help="what pytest runs")
+    parser.add_argument(
+        "--child-process-tests",
+        action="store_true",
+        help="re-check with only the test files that start a child process (a lower bound)",
+    )
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per re-check")
     parser.add_argument("--no-recheck", action="store_true", help="only mutmut's verdicts")
     parser.add_argument("--survivors", action="store_true", help="list the survivors")
@@ -149,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if name:
                 equivalent.add(name)
     wanted = {m.removeprefix("./") for m in args.modules}
+    tests: list[str] = child_process_test_files() if args.child_process_tests else args.tests
     modules: list[Module] = []
     for meta in sorted(MUTANTS.rglob("*.py.meta")):
         path = meta.relative_to(MUTANTS).as_posix().removesuffix(".meta")
@@ -166,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 module.unchecked.append(name)
             elif args.no_recheck or code not in UNDETECTED:
                 module.survived.append(name)
-            elif recheck(name, args.tests, args.timeout):
+            elif recheck(name, tests, args.timeout):
                 module.rechecked.append(name)
                 print(f"killed in a fresh interpreter: {name}", file=sys.stderr)
             else:
