@@ -358,8 +358,9 @@ def figure_2_fire(config: Config) -> list[Row]:
             ours=ours.median,
             baseline=base.median,
             unit="us/fire",
-            target="<= 1.0x",
-            met=ours.median <= base.median,
+            # The bound is absolute: one strict fire, journal included, in 0.6 us.
+            target="<= 0.6 us",
+            met=ours.median <= 0.6,
             spread=(ours.spread, base.spread),
             detail=detail,
         ),
