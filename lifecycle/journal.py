@@ -439,6 +439,31 @@ def cause_line(text: str | None) -> str | None:
 #: the thread object was measured slower than `current_thread` itself.)
 _current_thread = threading.current_thread
 _monotonic_ns = time.monotonic_ns
+_get_ident = threading.get_ident
+
+
+def _thread_table() -> Mapping[int, Any]:
+    """The interpreter's table of live `threading.Thread` objects by ident, if it has one whose
+    threads keep their name in ``_name`` (what the ``name`` property reads), else an empty one.
+
+    Why a private table: `current_thread` is a Python call and ``name`` a property; reading
+    ``_active[get_ident()]._name`` inline gives the same text (a renamed thread's new name
+    included, as the table holds the thread object itself) in about half the time (95 -> 45 ns
+    a record). A thread missing from the table (one not started by `threading`) falls back to
+    `current_thread`, which registers it; an empty table makes every read fall back.
+    """
+    table = getattr(threading, "_active", None)
+    current = threading.current_thread()
+    if (
+        isinstance(table, dict)
+        and table.get(_get_ident()) is current
+        and getattr(current, "_name", None) == current.name
+    ):
+        return table
+    return {}
+
+
+_threads = _thread_table()
 
 
 class _Clock:
@@ -769,7 +794,10 @@ class Journal:
         record of any other machine. Not checked here, to keep this call cheap.
         """
         text = None if cause is None else describe_cause(cause)
-        name = _current_thread().name  # read each time: a thread may be renamed
+        try:  # read each time: a thread may be renamed (see `_thread_table`)
+            name: str = _threads[_get_ident()]._name
+        except KeyError:
+            name = _current_thread().name
         key = (kind, trigger, source, dest, ok)
         lock = self._lock
         lock.acquire()
@@ -827,7 +855,10 @@ class Journal:
         not checked, to keep this call cheap (an id from elsewhere would record another edge).
         """
         text = None if cause is None else describe_cause(cause)
-        name = _current_thread().name  # read each time: a thread may be renamed
+        try:  # read each time: a thread may be renamed (see `_thread_table`)
+            name: str = _threads[_get_ident()]._name
+        except KeyError:
+            name = _current_thread().name
         lock = self._lock
         lock.acquire()
         try:

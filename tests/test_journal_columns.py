@@ -176,6 +176,21 @@ def test_each_thread_is_recorded_under_its_own_name_even_when_its_ident_is_reuse
     assert [r.thread for r in journal.records] == names
 
 
+def test_a_renamed_thread_is_recorded_under_its_new_name_by_a_lifecycle_fire() -> None:
+    journal = Journal()
+    lifecycle = Lifecycle(TASK, "t", journal)
+
+    def work() -> None:
+        lifecycle.fire("create")
+        threading.current_thread().name = "renamed"
+        lifecycle.fire("init")
+
+    thread = threading.Thread(target=work, name="first-name")
+    thread.start()
+    thread.join()
+    assert [r.thread for r in journal.records] == ["first-name", "renamed"]
+
+
 _JOB_JOURNAL = Journal()
 
 
