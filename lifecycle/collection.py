@@ -523,7 +523,7 @@ class Tasks:
             self._coordinator = StopCoordinator(
                 self._order,
                 self._order_edges,  # the order the tasks started in, read once at create
-                is_ended=lambda name: self._lifecycles[name].terminal,
+                is_ended=self._has_ended,
                 begin=self._begin_task_stop,
                 news=self._news,
             )
@@ -677,6 +677,19 @@ class Tasks:
             if task is not None and task.failure is not None:
                 return task.failure
         return None
+
+    def _has_ended(self, name: str) -> bool:
+        """Whether ``name`` ended, its terminal record written.
+
+        A fire changes the state before it writes the record, under the task's lock: a stop
+        begun on a terminal state read without that lock could be journaled before the record
+        of the end that allowed it, and the journal would show the stop order broken.
+        """
+        lc = self._lifecycles[name]
+        if not lc.terminal:
+            return False
+        with lc.lock:  # a terminal state is final: this only waits for its fire to finish
+            return True
 
     def _task_ended(self, name: str, state: Any) -> None:
         # Called by the task's lifecycle with its lock held: only quick, lock-free work here.
