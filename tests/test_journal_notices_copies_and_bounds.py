@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -94,8 +95,48 @@ def test_a_bounded_journal_stays_bounded_after_a_listener_came_and_went(keep: in
     assert journal.records[-1].subject == f"T{10 * keep - 1}"
 
 
+def test_a_bounded_journal_keeps_its_memory_bounded_after_a_listener_came_and_went() -> None:
+    # What the bound is for: a long-lived process. Every record costs about 20 bytes while it
+    # is held; 20,000 records held would take some 400 kB more.
+    journal = Journal(max_records=10)
+    journal.subscribe(lambda record: None)()
+    subject = "T"
+
+    def record(count: int) -> None:
+        for _ in range(count):
+            journal.record("task", subject, "create", "registered", "created", True)
+
+    record(1000)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        record(20_000)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 100_000, f"{grown} bytes more after 20,000 records with max_records=10"
+    assert len(journal) == 10
+
+
 def test_reading_a_missing_file_says_the_os_reason_once(tmp_path: Path) -> None:
     path = tmp_path / "missing.jsonl"
     with pytest.raises(JournalFormatError) as info:
         read_journal(path)
     assert str(info.value) == f"cannot read {str(path)!r}: {os.strerror(errno.ENOENT)}"
+
+
+@pytest.mark.parametrize(
+    ("header", "problem"),
+    [
+        ('{"format":"syslog","version":1}', "not a lifecycle journal (format 'syslog')"),
+        ('{"format":"lifecycle-journal","version":99}', "unsupported journal version 99 "),
+    ],
+)
+def test_a_header_of_another_format_or_version_is_refused_naming_the_value_found(
+    tmp_path: Path, header: str, problem: str
+) -> None:
+    path = tmp_path / "other.jsonl"
+    path.write_text(header + "\n", encoding="ascii")
+    with pytest.raises(JournalFormatError) as info:
+        read_journal(path)
+    assert info.value.line == 1 and str(info.value).startswith(f"line 1: {problem}")
