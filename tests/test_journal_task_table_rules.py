@@ -21,8 +21,11 @@ name_lists = st.lists(st.sampled_from(["a", "b", "c", "x.Y"]), max_size=3)
 def descriptions(draw: st.DrawFn) -> dict[str, Any]:
     """A task description as `Journal.describe_tasks` takes it, any field left out."""
     described: dict[str, Any] = {}
-    for field, values in (("class", st.sampled_from(["m.A", "m.B"])), ("deps", name_lists),
-                          ("wants", name_lists)):
+    for field, values in (
+        ("class", st.sampled_from(["m.A", "m.B"])),
+        ("deps", name_lists),
+        ("wants", name_lists),
+    ):
         if draw(st.booleans()):
             described[field] = draw(values)
     return described
@@ -93,10 +96,12 @@ def _run(path: Path, plan: Sequence[Step]) -> Journal:
 @given(steps)
 # A table that comes back, after a record, to as many changes as the header showed: the
 # header must still be brought up to date.
-@example([("describe", "a", "m.A"), ("record", "", ""), ("forget", "a", ""),
-          ("describe", "b", "m.B")])
-@example([("describe", "a", "m.A"), ("record", "", ""), ("describe", "b", "m.B"),
-          ("forget", "a", "")])
+@example(
+    [("describe", "a", "m.A"), ("record", "", ""), ("forget", "a", ""), ("describe", "b", "m.B")]
+)
+@example(
+    [("describe", "a", "m.A"), ("record", "", ""), ("describe", "b", "m.B"), ("forget", "a", "")]
+)
 @example([("describe", "a", "m.A"), ("record", "", ""), ("forget", "a", "")])
 def test_the_closed_file_header_lists_exactly_the_tasks_described_then(
     plan: list[Step],
