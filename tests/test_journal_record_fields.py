@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import _thread
 import enum
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import lifecycle
 import lifecycle.journal
 from lifecycle.journal import Journal
 from lifecycle.spec import TASK
@@ -93,3 +98,43 @@ def test_states_given_as_enum_members_are_recorded_as_their_values() -> None:
     journal.record("door", "front", "open", Door.SHUT, None, False, "jammed")
     assert [(r.source, r.dest) for r in journal.records] == [("open", "shut"), ("shut", None)]
     assert all(type(r.source) is str for r in journal.records)
+
+
+#: Imports the journal first on a thread whose class answers ``name`` itself, then records
+#: there: the record must show the name the thread gives (what `current_thread().name` says).
+SELF_NAMED_IMPORT = """
+import threading
+
+class SelfNamed(threading.Thread):
+    @property
+    def name(self):
+        return "self-named"
+
+    @name.setter
+    def name(self, value):
+        pass
+
+def run():
+    from lifecycle.journal import Journal
+    journal = Journal()
+    journal.record("task", "A", "create", "registered", "created", True)
+    print(journal.records[0].thread, threading.current_thread().name)
+
+thread = SelfNamed(target=run)
+thread.start()
+thread.join()
+"""
+
+
+def test_a_thread_that_answers_its_own_name_and_first_imports_the_journal_is_named_so() -> None:
+    root = Path(lifecycle.__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", SELF_NAMED_IMPORT],
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["self-named", "self-named"]
