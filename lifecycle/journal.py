@@ -134,7 +134,9 @@ class Transition:
     So within a journal ``time`` never goes backwards and follows ``mono`` exactly; it agrees
     with `time.time` up to the wall clock's adjustments made during the run (a step by NTP or
     by hand is not seen by the records). ``thread`` is the thread's name when it recorded (a
-    renamed thread's records show its new name).
+    renamed thread's records show its new name): the name `threading` keeps for it, which is
+    what ``Thread.name`` returns unless a subclass overrides that property (its records then
+    show the name `threading` keeps, where notices show the override).
     """
 
     seq: int
