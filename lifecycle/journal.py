@@ -1194,10 +1194,11 @@ class Journal:
         """Turn a failed write into `stream_error`; the lifecycle the journal records goes on.
 
         A full or failing disk must not break the lifecycle it records: the records stay in
-        memory, streaming stops, and `stream_error` says why.
+        memory, streaming stops, and `stream_error` says why. Any other `ValueError` (a
+        record no JSON text exists for) is the caller's bug: it is raised, and the journal goes
+        on streaming the records after it.
         """
-        file, self._file = self._file, None
-        self._update_eager()
+        file = self._file
         if isinstance(exc, OSError):
             error = exc
         elif isinstance(exc, SealKeyError):
@@ -1211,6 +1212,8 @@ class Journal:
             error.__cause__ = exc
         else:
             raise exc  # not an I/O failure: a bug, not a disk to tolerate
+        self._file = None
+        self._update_eager()
         self.stream_error = JournalWriteError(self.path or "", error)
         logger.error("journal streaming stopped %s: %s", where, self.stream_error)
         for callback in self._on_stream_error:

@@ -239,6 +239,24 @@ def test_a_record_that_cannot_be_encoded_is_a_bug_raised_to_the_caller_not_a_str
     journal.close()
 
 
+def test_a_record_that_cannot_be_encoded_leaves_the_journal_streaming_the_records_after_it(
+    tmp_path: Path,
+) -> None:
+    subject: list[Any] = []
+    subject.append(subject)
+    path = tmp_path / "j.jsonl"
+    journal = Journal(path)
+    record_one(journal, "Before")
+    with pytest.raises(ValueError, match="Circular reference"):
+        journal.record("task", subject, "create", "registered", "created", True)  # type: ignore[arg-type]
+    record_one(journal, "After")
+    journal.close()
+    assert journal.stream_error is None
+    # The unencodable record is missing from the file, a gap its reader sees; none after it.
+    _, records = lifecycle.journal.read_journal(path)
+    assert [r.subject for r in records] == ["Before", "After"]
+
+
 def test_a_header_that_can_no_longer_change_is_warned_about_naming_the_file(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
