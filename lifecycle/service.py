@@ -363,8 +363,12 @@ class Service:
     @property
     def has_started(self) -> bool:
         """Whether the service fired ``started`` (every task reached running or was skipped);
-        it stays true once it is."""
-        return self._has_started
+        it stays true once it is.
+
+        True from the moment the service is running, before its ``started`` record is heard:
+        a journal listener (systemd's READY=1) finds the service started.
+        """
+        return self._has_started or self.state is ServiceState.RUNNING
 
     @property
     def shutdown_requested(self) -> bool:
