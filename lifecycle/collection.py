@@ -306,7 +306,8 @@ class Tasks:
 
         If a constructor raises (anything: a `SystemExit` is that task's failure too), that task
         is failed, the created ones are stopped, the collection is failed and `InitError` is
-        raised (chained to the first cause).
+        raised (chained to the first cause). A WANTS cycle closed after registration fails the
+        collection before any constructor runs, and its `DependencyCycle` is raised.
         """
         lc = self.lifecycle
         with lc.lock:
@@ -314,7 +315,8 @@ class Tasks:
             try:
                 self._order_edges = self._edges()
                 self._order = topological_order(list(self._classes), self._order_edges)
-            except LifecycleError as exc:
+            except LifecycleError as exc:  # a WANTS cycle closed after registration
+                self._failure = exc
                 lc.fire("fail", exc)
                 raise
             self._created = True
@@ -667,7 +669,8 @@ class Tasks:
     @property
     def failure(self) -> BaseException | None:
         """Why the collection failed (None unless it did): the `InitError`, the `StopError`,
-        the cause given to `fail`, or the first task failure."""
+        the `DependencyCycle` `create` met, the cause given to `fail`, or the first task
+        failure."""
         return self._failure
 
     def first_failure(self) -> BaseException | None:
