@@ -268,3 +268,29 @@ def test_an_unresponsive_task_is_failed_only_while_it_runs_and_only_once() -> No
     assert tasks.Done._fail_unresponsive(TimeoutError("late")) is False
     assert tasks.Done.failure is None and len(service.reasons) == 1
     stop(tasks)
+
+
+def test_a_task_past_its_restart_limit_asks_naming_the_limit_even_once_its_policy_changed() -> None:
+    class LimitThenNever(Task):
+        """Fails past its limit; its restart option is turned off after the fail, before its
+        worker asks (options may be set from any thread at any time)."""
+
+        RESTART = "on-failure"
+        RESTART_LIMIT = (0, 60.0)
+
+        def run_loop(self) -> None:
+            raise First("crash")
+
+        def _leave(self) -> None:
+            super()._leave()
+            self.set_option("restart", "never")
+
+    service = FakeService()
+    tasks = _started(LimitThenNever, service=service)
+    task = tasks.LimitThenNever
+    assert task.join(WAIT) is True
+    assert task.state == TaskState.FAILED
+    assert isinstance(task.failure, RestartLimitExceeded)
+    assert len(service.reasons) == 1
+    assert "failed: RestartLimitExceeded:" in (service.reasons[0] or "")
+    stop(tasks)

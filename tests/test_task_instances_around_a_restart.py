@@ -1,0 +1,131 @@
+"""A task's instances around a restart: the instance a restart replaced no longer counts as
+running, a dependent's suspend record names the task that restarts, and a stop that comes
+while a dependent is suspending does not call its ``on_stop`` again. Also: an unbound task's
+engine-driven methods raise `LifecycleError`."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from lifecycle.collection import Tasks
+from lifecycle.errors import LifecycleError
+from lifecycle.journal import Journal, Transition
+from lifecycle.spec import TaskState
+from lifecycle.task import Task
+from tests.fakes import FakeService, stop
+
+WAIT = 10.0  # a bound for what happens at once; never reached when the code is right
+
+
+def _when(journal: Journal, wanted: Callable[[Transition], bool]) -> threading.Event:
+    """An event set once the journal holds a record ``wanted`` accepts (a listener)."""
+    seen = threading.Event()
+
+    def see(record: Transition) -> None:
+        if wanted(record):
+            seen.set()
+
+    journal.subscribe(see)
+    return seen
+
+
+def _record(subject: str, trigger: str) -> Callable[[Transition], bool]:
+    return lambda r: r.subject == subject and r.trigger == trigger and r.ok
+
+
+def test_an_instance_a_restart_replaced_is_not_running_and_its_stop_event_is_set() -> None:
+    class CrashesOnce(Task):
+        RESTART = "on-failure"
+        RESTART_DELAY = 0.0
+        RESTART_DELAY_MAX = 0.0
+        made: list[CrashesOnce] = []
+
+        def __init__(self, service: object = None) -> None:
+            super().__init__(service)
+            self.made.append(self)
+
+        def run_loop(self) -> None:
+            if len(self.made) == 1:
+                raise RuntimeError("crash")
+            self.stop_event.wait(WAIT)
+
+    journal = Journal()
+    restarted = _when(journal, _record("CrashesOnce", "restart"))
+    tasks = Tasks([CrashesOnce], journal=journal)
+    tasks.create(FakeService())
+    tasks.init()
+    tasks.start()
+    try:
+        assert restarted.wait(WAIT)
+        old = CrashesOnce.made[0]
+        old.join(WAIT)
+        # Its lifecycle goes on with the fresh instance; the old one is done.
+        assert old.running is False
+        assert old.stop_event.is_set()
+    finally:
+        stop(tasks)
+    assert len(CrashesOnce.made) == 2
+    assert tasks.state_of("CrashesOnce") == TaskState.STOPPED
+
+
+def test_a_stop_while_a_dependent_is_suspending_neither_repeats_its_on_stop_nor_loses_it() -> (
+    None
+):
+    in_on_stop, release = threading.Event(), threading.Event()
+    stops: list[int] = []
+
+    class Restarts(Task):
+        RESTART = "on-failure"
+        RESTART_DELAY = 0.0
+        RESTART_DELAY_MAX = 0.0
+        made: list[int] = []
+
+        def __init__(self, service: object = None) -> None:
+            super().__init__(service)
+            self.made.append(len(self.made))
+
+        def run_loop(self) -> None:
+            if len(self.made) == 1:
+                raise RuntimeError("crash")
+            self.stop_event.wait(WAIT)
+
+    class User(Task):
+        DEPS = (Restarts,)
+
+        def run_loop(self) -> None:
+            self.stop_event.wait(WAIT)
+
+        def on_stop(self) -> None:
+            stops.append(1)
+            in_on_stop.set()
+            release.wait(WAIT)
+
+    journal = Journal()
+    tasks = Tasks([User], journal=journal)
+    tasks.create(FakeService())
+    tasks.init()
+    tasks.start()
+    try:
+        assert in_on_stop.wait(WAIT)  # User is suspending, held in its on_stop
+        (suspend,) = [r for r in journal.records if _record("User", "suspend")(r)]
+        assert suspend.source == "running" and suspend.dest == "suspending"
+        assert "'Restarts'" in str(suspend.cause) and "restart" in str(suspend.cause)
+        tasks.stop()
+    finally:
+        release.set()
+        stop(tasks)
+    assert stops == [1]
+    assert tasks.state_of("User") == TaskState.STOPPED
+
+
+@pytest.mark.parametrize("method", ["start", "stop"])
+def test_an_unbound_task_refuses_to_be_driven_with_a_lifecycle_error(method: str) -> None:
+    class Unbound(Task):
+        LOOPLESS = True
+
+    for cls in (Unbound,):
+        with pytest.raises(LifecycleError, match="not created by a collection"):
+            getattr(cls(), method)()
