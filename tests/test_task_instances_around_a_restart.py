@@ -14,7 +14,7 @@ from lifecycle.collection import Tasks
 from lifecycle.errors import LifecycleError
 from lifecycle.journal import Journal, Transition
 from lifecycle.spec import TaskState
-from lifecycle.task import Task
+from lifecycle.task import RETURNED_EARLY, Task
 from tests.fakes import FakeService, stop
 
 WAIT = 10.0  # a bound for what happens at once; never reached when the code is right
@@ -68,7 +68,40 @@ def test_an_instance_a_restart_replaced_is_not_running_and_its_stop_event_is_set
     finally:
         stop(tasks)
     assert len(CrashesOnce.made) == 2
+    # The crash record keeps what the old instance failed with.
+    (crash,) = [r for r in journal.records if _record("CrashesOnce", "crash")(r)]
+    assert crash.cause is not None and "RuntimeError" in crash.cause and "crash" in crash.cause
     assert tasks.state_of("CrashesOnce") == TaskState.STOPPED
+
+
+def test_a_crash_record_of_a_run_loop_that_returned_unasked_says_so() -> None:
+    class ReturnsOnce(Task):
+        RESTART = "always"
+        RESTART_DELAY = 0.0
+        RESTART_DELAY_MAX = 0.0
+        made: list[int] = []
+
+        def __init__(self, service: object = None) -> None:
+            super().__init__(service)
+            self.made.append(len(self.made))
+
+        def run_loop(self) -> None:
+            if len(self.made) == 1:
+                return  # nothing failed: the policy restarts it anyway
+            self.stop_event.wait(WAIT)
+
+    journal = Journal()
+    restarted = _when(journal, _record("ReturnsOnce", "restart"))
+    tasks = Tasks([ReturnsOnce], journal=journal)
+    tasks.create(FakeService())
+    tasks.init()
+    tasks.start()
+    try:
+        assert restarted.wait(WAIT)
+    finally:
+        stop(tasks)
+    (crash,) = [r for r in journal.records if _record("ReturnsOnce", "crash")(r)]
+    assert crash.cause == RETURNED_EARLY
 
 
 def test_a_stop_while_a_dependent_is_suspending_neither_repeats_its_on_stop_nor_loses_it() -> (
@@ -126,6 +159,5 @@ def test_an_unbound_task_refuses_to_be_driven_with_a_lifecycle_error(method: str
     class Unbound(Task):
         LOOPLESS = True
 
-    for cls in (Unbound,):
-        with pytest.raises(LifecycleError, match="not created by a collection"):
-            getattr(cls(), method)()
+    with pytest.raises(LifecycleError, match="not created by a collection"):
+        getattr(Unbound(), method)()
