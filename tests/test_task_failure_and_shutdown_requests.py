@@ -294,3 +294,49 @@ def test_a_task_past_its_restart_limit_asks_naming_the_limit_even_once_its_polic
     assert len(service.reasons) == 1
     assert "failed: RestartLimitExceeded:" in (service.reasons[0] or "")
     stop(tasks)
+
+
+def test_an_instance_a_restart_replaced_asks_nothing_when_its_successor_fails_for_good() -> None:
+    gate, successor_failed = threading.Event(), threading.Event()
+
+    class CrashTwice(Task):
+        """Each instance crashes; the first restarts, the second is over the limit. The first
+        instance's worker waits at the gate, after it left and before it asks, until the
+        second instance failed for good."""
+
+        RESTART = "on-failure"
+        RESTART_DELAY = 0.0
+        RESTART_DELAY_MAX = 0.0
+        RESTART_LIMIT = (1, 60.0)
+        made: list[int] = []
+
+        def __init__(self, service: object = None) -> None:
+            super().__init__(service)
+            self.made.append(len(self.made))
+            self.number = len(self.made)
+
+        def run_loop(self) -> None:
+            raise First(f"crash of instance {self.number}")
+
+        def _leave(self) -> None:
+            super()._leave()
+            if self.number == 1:
+                gate.wait(WAIT)
+            else:
+                successor_failed.set()
+
+    service = FakeService()
+    tasks = _started(CrashTwice, service=service)
+    first = tasks.CrashTwice
+    try:
+        assert successor_failed.wait(WAIT)
+        second = tasks.CrashTwice
+        assert second is not first and second.join(WAIT) is True
+        assert second.state == TaskState.FAILED
+    finally:
+        gate.set()
+    assert first.join(WAIT) is True
+    # Only the instance that failed for good asked, naming the limit.
+    assert len(service.reasons) == 1
+    assert "RestartLimitExceeded" in (service.reasons[0] or "")
+    stop(tasks)
