@@ -340,3 +340,23 @@ def test_an_instance_a_restart_replaced_asks_nothing_when_its_successor_fails_fo
     assert len(service.reasons) == 1
     assert "RestartLimitExceeded" in (service.reasons[0] or "")
     stop(tasks)
+
+
+def test_a_worker_that_raises_after_its_task_was_failed_from_outside_still_asks() -> None:
+    go = threading.Event()
+
+    class FailedFromOutside(Task):
+        def run_loop(self) -> None:
+            go.wait(WAIT)
+            raise First("late")
+
+    service = FakeService()
+    tasks = _started(FailedFromOutside, service=service)
+    task = tasks.FailedFromOutside
+    task.lifecycle.fire("fail", "failed by its owner")  # legal from running: any caller may
+    go.set()
+    assert task.join(WAIT) is True
+    # The task had ended, so the error is not its failure; it is still reported, at once.
+    assert task.failure is None and task.state == TaskState.FAILED
+    assert service.reasons == ["task 'FailedFromOutside' failed: First: late"]
+    stop(tasks)
