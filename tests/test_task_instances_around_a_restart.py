@@ -74,6 +74,50 @@ def test_an_instance_a_restart_replaced_is_not_running_and_its_stop_event_is_set
     assert tasks.state_of("CrashesOnce") == TaskState.STOPPED
 
 
+def test_a_suspended_dependent_replaced_by_a_fresh_instance_is_not_running() -> None:
+    crash = threading.Event()
+
+    class Restarts(Task):
+        RESTART = "on-failure"
+        RESTART_DELAY = 0.0
+        RESTART_DELAY_MAX = 0.0
+        made: list[int] = []
+
+        def __init__(self, service: object = None) -> None:
+            super().__init__(service)
+            self.made.append(len(self.made))
+
+        def run_loop(self) -> None:
+            if len(self.made) == 1:
+                crash.wait(WAIT)
+                raise RuntimeError("crash")
+            self.stop_event.wait(WAIT)
+
+    class Dependent(Task):
+        DEPS = (Restarts,)
+
+        def run_loop(self) -> None:
+            self.stop_event.wait(WAIT)
+
+    journal = Journal()
+    # Its start after the crash is the fresh instance's (the first came before the crash).
+    back = _when(journal, lambda r: crash.is_set() and _record("Dependent", "start")(r))
+    tasks = Tasks([Dependent], journal=journal)
+    tasks.create(FakeService())
+    tasks.init()
+    tasks.start()
+    old = tasks.Dependent
+    try:
+        crash.set()
+        assert back.wait(WAIT)  # suspended, then restarted as a fresh instance
+        fresh = tasks.Dependent
+        assert fresh is not old
+        assert old.join(WAIT) is True
+        assert old.running is False and fresh.running is True
+    finally:
+        stop(tasks)
+
+
 def test_a_crash_record_of_a_run_loop_that_returned_unasked_says_so() -> None:
     class ReturnsOnce(Task):
         RESTART = "always"
