@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from lifecycle.collection import Tasks
-from lifecycle.errors import LifecycleError
+from lifecycle.context import ExecuteContext
+from lifecycle.errors import LifecycleError, TaskStopped
 from lifecycle.journal import Journal, Transition
 from lifecycle.spec import TaskState
 from lifecycle.task import RETURNED_EARLY, Task
+from lifecycle.tasks import QueueTask
+from lifecycle.tasks.queue import dropped_cause
 from tests.fakes import FakeService, stop
 
 WAIT = 10.0  # a bound for what happens at once; never reached when the code is right
@@ -116,6 +120,60 @@ def test_a_suspended_dependent_replaced_by_a_fresh_instance_is_not_running() -> 
         assert old.running is False and fresh.running is True
     finally:
         stop(tasks)
+
+
+def test_a_suspended_queue_task_says_on_its_finish_record_how_many_items_it_dropped() -> None:
+    crash, entered, release = threading.Event(), threading.Event(), threading.Event()
+
+    class Restarts(Task):
+        RESTART = "on-failure"
+        RESTART_DELAY = 0.0
+        RESTART_DELAY_MAX = 0.0
+        made: list[int] = []
+
+        def __init__(self, service: object = None) -> None:
+            super().__init__(service)
+            self.made.append(len(self.made))
+
+        def run_loop(self) -> None:
+            if len(self.made) == 1:
+                crash.wait(WAIT)
+                raise RuntimeError("crash")
+            self.stop_event.wait(WAIT)
+
+    class Worker(QueueTask):
+        DEPS = (Restarts,)
+
+        def execute(self, item: Any, context: ExecuteContext) -> Any:
+            if item == "gate":
+                entered.set()
+                release.wait(WAIT)
+            return item
+
+    journal = Journal()
+    suspending = _when(journal, _record("Worker", "suspend"))
+    to_backoff = _when(journal, lambda r: _record("Worker", "finish")(r) and r.dest == "backoff")
+    tasks = Tasks([Worker], journal=journal)
+    tasks.create(FakeService())
+    tasks.init()
+    tasks.start()
+    try:
+        queue_task = tasks.Worker
+        gate = queue_task.submit("gate")
+        assert entered.wait(WAIT)
+        waiting = [queue_task.submit(i) for i in range(2)]
+        crash.set()
+        assert suspending.wait(WAIT)
+        release.set()
+        assert gate.result(WAIT) == "gate"
+        assert all(isinstance(f.exception(WAIT), TaskStopped) for f in waiting)
+        assert to_backoff.wait(WAIT)
+    finally:
+        release.set()
+        stop(tasks)
+    (finish,) = [r for r in journal.records if _record("Worker", "finish")(r)
+                 and r.dest == "backoff"]
+    assert finish.source == "suspending" and finish.cause == dropped_cause(2)
 
 
 def test_a_crash_record_of_a_run_loop_that_returned_unasked_says_so() -> None:
