@@ -1,6 +1,8 @@
-"""A task's instances around a restart: the instance a restart replaced no longer counts as
-running, a dependent's suspend record names the task that restarts, and a stop that comes
-while a dependent is suspending does not call its ``on_stop`` again. Also: an unbound task's
+"""A task's instances around a restart: an instance a restart replaced (crashed, or suspended
+because a task it requires restarts) no longer counts as running; the crash record keeps the
+failure (or says the run loop returned unasked); a dependent's suspend record names the task
+that restarts, and its finish record what its queue dropped; a stop that comes while a
+dependent is suspending does not call its ``on_stop`` again. Also: an unbound task's
 engine-driven methods raise `LifecycleError`."""
 
 from __future__ import annotations
