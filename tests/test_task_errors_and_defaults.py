@@ -75,6 +75,19 @@ def test_an_async_hook_on_a_thread_task_is_refused_naming_the_class() -> None:
     assert "on_stop() is an async def" in info.value.problem
 
 
+def test_a_bad_restart_attribute_is_refused_naming_the_class_being_made() -> None:
+    with pytest.raises(InvalidTask) as info:
+
+        class Sometimes(Task):
+            LOOPLESS = True
+            RESTART = "sometimes"
+
+    error = info.value
+    assert isinstance(error.task, type) and error.task.__qualname__.endswith("Sometimes")
+    assert "'sometimes'" in error.problem
+    assert error.__cause__ is None and error.__suppress_context__
+
+
 def test_restart_options_that_combine_badly_raise_invalid_task_naming_class_and_problem() -> None:
     class Restarts(Task):
         LOOPLESS = True
