@@ -211,7 +211,7 @@ def test_a_crash_record_of_a_run_loop_that_returned_unasked_says_so() -> None:
 def test_a_stop_while_a_dependent_is_suspending_neither_repeats_its_on_stop_nor_loses_it() -> (
     None
 ):
-    in_on_stop, release = threading.Event(), threading.Event()
+    crash, in_on_stop, release = threading.Event(), threading.Event(), threading.Event()
     stops: list[int] = []
 
     class Restarts(Task):
@@ -226,6 +226,7 @@ def test_a_stop_while_a_dependent_is_suspending_neither_repeats_its_on_stop_nor_
 
         def run_loop(self) -> None:
             if len(self.made) == 1:
+                crash.wait(WAIT)  # once User runs: it must be there to suspend
                 raise RuntimeError("crash")
             self.stop_event.wait(WAIT)
 
@@ -246,6 +247,7 @@ def test_a_stop_while_a_dependent_is_suspending_neither_repeats_its_on_stop_nor_
     tasks.init()
     tasks.start()
     try:
+        crash.set()
         assert in_on_stop.wait(WAIT)  # User is suspending, held in its on_stop
         (suspend,) = [r for r in journal.records if _record("User", "suspend")(r)]
         assert suspend.source == "running" and suspend.dest == "suspending"
