@@ -73,6 +73,7 @@ def test_an_async_hook_on_a_thread_task_is_refused_naming_the_class() -> None:
     assert info.value.task.__qualname__.endswith("AsyncStop")
     assert isinstance(info.value.task, type) and issubclass(info.value.task, Task)
     assert "on_stop() is an async def" in info.value.problem
+    assert "subclass lifecycle.aio.AsyncTask" in info.value.problem  # where to go instead
 
 
 def test_a_bad_restart_attribute_is_refused_naming_the_class_being_made() -> None:
