@@ -26,7 +26,6 @@ class Model:
     task ordered after it has ended. No stop begins twice."""
 
     def __init__(self, order: Sequence[str], before: Mapping[str, Sequence[str]]) -> None:
-        self.order = list(order)
         self.after = {n: [u for u in order if n in before.get(u, ()) and u != n] for n in order}
         self.news: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self.ended: set[str] = set()
