@@ -1,5 +1,6 @@
-"""A malformed table is refused with an `InvalidSpec` that names the table and, in its
-problem, what is wrong with it: whichever rule it breaks, whatever the table is called."""
+"""A malformed table, or a value that is not one of its states, is refused with an
+`InvalidSpec` that names the table and, in its problem, what is wrong: whichever rule is
+broken, whatever the table is called."""
 
 from __future__ import annotations
 
@@ -95,3 +96,14 @@ def test_each_malformed_table_is_refused_naming_the_table_and_what_is_wrong(
     for part in named:
         assert part in error.problem, (defect, error.problem)
     assert str(error) == f"invalid {name} spec: {error.problem}"
+
+
+@given(name=st.text(st.characters(categories=["L", "N"]), min_size=1, max_size=12))
+def test_a_value_that_is_not_a_state_is_refused_naming_the_table_and_the_value(
+    name: str,
+) -> None:
+    spec = build(name)
+    assert spec.state("on") is Light.ON
+    with pytest.raises(InvalidSpec) as info:
+        spec.state("dimmed")
+    assert (info.value.spec, info.value.problem) == (name, "'dimmed' is not a state")
