@@ -12,7 +12,6 @@ import errno
 import json
 import os
 import re
-import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -70,7 +69,7 @@ def opened_in_a_thread(call: Callable[[], object]) -> tuple[threading.Thread, li
     def run() -> None:
         try:
             outcome.append(call())
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
+        except BaseException as exc:
             outcome.append(exc)
 
     thread = threading.Thread(target=run, daemon=True)
@@ -183,9 +182,7 @@ def test_a_key_file_holding_json_that_is_no_object_is_refused(
 
 
 @pytest.mark.parametrize("version", [..., 2, 0, "1", 1.0, True, None])
-def test_a_key_file_of_another_version_is_refused(
-    pair: tuple[Path, Path], version: object
-) -> None:
+def test_a_key_file_of_another_version_is_refused(pair: tuple[Path, Path], version: object) -> None:
     rewrite(pair[1], version=version)
     error = refusal(lambda: load_verify_key(pair[1]), pair[1])
     assert error.problem == f"has unsupported version {None if version is ... else version!r}"
