@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
@@ -38,6 +39,7 @@ def test_a_new_pair_starts_at_epoch_zero_with_the_verification_key_itself(tmp_pa
     assert sealing["epoch"] == 0 and sealing["key"] == verifying["key"]
     assert sealing["id"] == verifying["id"] == ident == key_id(bytes.fromhex(verifying["key"]))
     assert load_verify_key(verify).id == ident
+    assert re.fullmatch(r"[0-9a-f]{32}", ident)  # what the journal header names the key by
 
 
 def test_keygen_names_the_file_when_both_keys_would_share_it(tmp_path: Path) -> None:
