@@ -49,6 +49,7 @@ __all__ = [
     "DEFAULT_EPOCH_LENGTH",
     "KDF",
     "MAX_EPOCH",
+    "MAX_KEY_FILE_BYTES",
     "EpochKeys",
     "SealKeyError",
     "Sealer",
@@ -66,6 +67,9 @@ KDF = "sha256-label-v1"
 #: The highest epoch a verifier derives a key for (each step is one SHA-256): a bound on the
 #: work a hostile header can ask for. A writer refuses to go past it.
 MAX_EPOCH = 2**22
+#: The largest key file read (one is about 200 bytes): a larger file is refused, never read in
+#: part, so that nothing after a valid key can hide in it.
+MAX_KEY_FILE_BYTES = 4096
 
 _KEY_BYTES = 32
 _EVOLVE = b"lifecycle-seal/evolve\x00"
@@ -76,9 +80,9 @@ _KEY_VERSION = 1
 
 
 class SealKeyError(LifecycleError, ValueError):
-    """A key file cannot be used: missing, unreadable, readable by group or others, malformed,
-    already present (for `keygen`), or past `MAX_EPOCH`. ``path`` names the file; the message
-    says what is wrong and never holds key material."""
+    """A key file cannot be used: missing, unreadable, readable by group or others, too big,
+    malformed, already present (for `keygen`), or past `MAX_EPOCH`. ``path`` names the file;
+    the message says what is wrong and never holds key material."""
 
     def __init__(self, path: str, problem: str) -> None:
         self.path = path
@@ -164,7 +168,8 @@ def _create_exclusive(path: str, data: bytes) -> None:
 
 
 def _read_key_file(path: str, expected: str) -> tuple[dict[str, object], bytearray]:
-    """A key file's fields and its key; refuses a file the group or others may read."""
+    """A key file's fields and its key; refuses a file the group or others may read, and one
+    over `MAX_KEY_FILE_BYTES`."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
@@ -179,11 +184,13 @@ def _read_key_file(path: str, expected: str) -> tuple[dict[str, object], bytearr
                 f"is readable or writable by group or others (mode {stat.S_IMODE(info.st_mode):o});"
                 " a key must be private: chmod 600 it",
             )
-        data = os.read(fd, 4096)
+        data = os.read(fd, MAX_KEY_FILE_BYTES + 1)  # one byte more tells a file too big
     except OSError as exc:
         raise SealKeyError(path, f"cannot be read: {exc.strerror or exc}") from exc
     finally:
         os.close(fd)
+    if len(data) > MAX_KEY_FILE_BYTES:
+        raise SealKeyError(path, f"is too big for a key file (over {MAX_KEY_FILE_BYTES} bytes)")
     try:
         doc = json.loads(data.decode("ascii"))
     except (UnicodeDecodeError, ValueError):
