@@ -21,6 +21,11 @@ message's wording is not behaviour a test must pin). ``--survivors`` lists the s
 names (``mutmut show NAME`` shows the diff of one). ``--equivalent FILE`` reads mutants
 known to be equivalent (one name per line, then ``#`` and the reason) and leaves them out.
 
+``--sample N`` (with ``--seed``) prints N of the modules' non-string mutants, drawn at random
+and leaving out the equivalent ones, one name a line: ``mutmut run $(python
+tools/mutation_recheck.py lifecycle/audit.py --sample 150)`` then checks only those, and the
+score printed afterwards is the sample's (its mutants not drawn are "not checked").
+
 ``--child-process-tests`` re-checks with only the test files that start a child process (their
 source names ``subprocess``, ``sys.executable``, ``os.fork`` or ``multiprocessing``): the tests
 a fresh interpreter can add to mutmut's verdict, whose forked runs already gave every
@@ -38,6 +43,7 @@ import argparse
 import ast
 import json
 import os
+import random
 import subprocess
 import sys
 import tomllib
@@ -166,6 +172,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-recheck", action="store_true", help="only mutmut's verdicts")
     parser.add_argument("--survivors", action="store_true", help="list the survivors")
     parser.add_argument("--equivalent", type=Path, help="a file of equivalent mutants")
+    parser.add_argument(
+        "--sample",
+        type=int,
+        metavar="N",
+        help="print N of the modules' non-string mutants, drawn at random, for `mutmut run`",
+    )
+    parser.add_argument("--seed", type=int, default=15, help="the draw's seed (--sample)")
     args = parser.parse_args(argv)
     if not MUTANTS.is_dir():
         parser.error("no mutants/ directory: run `mutmut run` first")
@@ -192,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 module.killed.append(name)
             elif code is None:
                 module.unchecked.append(name)
-            elif args.no_recheck or code not in UNDETECTED:
+            elif args.no_recheck or args.sample is not None or code not in UNDETECTED:
                 module.survived.append(name)
             elif recheck(name, tests, args.timeout):
                 module.rechecked.append(name)
@@ -201,6 +214,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 module.survived.append(name)
                 print(f"survived: {name}", file=sys.stderr)
         modules.append(module)
+    if args.sample is not None:
+        candidates = sorted(
+            name
+            for m in modules
+            for name in (*m.killed, *m.rechecked, *m.survived, *m.unchecked)
+            if name not in m.strings_only
+        )
+        drawn = random.Random(args.seed).sample(candidates, min(args.sample, len(candidates)))
+        print("\n".join(sorted(drawn)))
+        return 0
     print(
         f"{'module':32} {'mutants':>7} {'killed':>6} {'rechk':>5} {'alive':>5} {'score':>6} "
         f"{'non-str':>7}"
