@@ -162,9 +162,10 @@ def test_a_journal_sealed_with_another_key_is_a_seal_finding_on_line_1(tmp_path:
 def test_a_first_line_with_only_a_records_keys_is_reported_as_a_record_before_the_header(
     tmp_path: Path,
 ) -> None:
-    objects = _objects(tmp_path)
-    objects[0] = {"kind": "task", "seq": 0, "subject": "A"}
-    found = _audit_objects(tmp_path, objects)
+    # A line holding a record's seq, kind and subject, and nothing else (not even a hash).
+    path = tmp_path / "headless.jsonl"
+    path.write_text(canonical({"kind": "task", "seq": 0, "subject": "A"}) + "\n")
+    found = [(v.line, v.rule, v.subject, v.message) for v in audit(path).violations]
     assert (
         1,
         "format",
