@@ -128,6 +128,7 @@ _LEFT_RUNNING = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("crash", ["worker-raises", "thread-cannot-start"])
 def test_a_process_that_leaves_its_collection_running_after_a_restart_still_exits(
     crash: str,
