@@ -1,6 +1,6 @@
-"""An item whose `execute` asks for a retry (`TryLater`) after the queue closed at stop is not
-put back: it is dropped, counted, and its future fails with `TaskStopped` saying the task
-stopped before that attempt ran."""
+"""An item whose `execute` asks for a retry (`TryLater`) after the queue closed is not put back:
+it is dropped, counted, and its future fails with `TaskStopped` saying why the queue closed
+(the task stopped, or it failed) before that attempt ran."""
 
 from __future__ import annotations
 
@@ -57,3 +57,37 @@ def test_a_retry_asked_after_the_queue_closed_drops_the_item(after: float | None
     records = tasks.journal.records
     finish = [r for r in records if r.subject == "RetriesLate" and r.trigger == "finish"]
     assert dropped_in_cause(finish[0].cause) == 1
+
+
+class CrashWhileRetrying(AsyncQueueTask):
+    """Two workers: one crashes on an item nobody awaits (closing the queue as failed) while
+    the other is inside `execute`, which then asks for a retry."""
+
+    WORKERS = 2
+
+    def __init__(self, service: Any = None) -> None:
+        super().__init__(service)
+        self.retrying_inside = asyncio.Event()
+
+    async def execute(self, item: Any, context: ExecuteContext) -> Any:
+        if item == "crash":
+            await self.retrying_inside.wait()
+            raise RuntimeError("a crash")
+        self.retrying_inside.set()
+        await self.stop_event.wait()  # set once the crash closed the queue
+        raise TryLater()
+
+
+def test_a_retry_after_a_crash_closed_the_queue_says_the_task_failed() -> None:
+    async def main() -> BaseException | None:
+        async with collected(CrashWhileRetrying) as tasks:
+            task = tasks.CrashWhileRetrying
+            future = task.submit("late")
+            task.put("crash")
+            async with asyncio.timeout(WAIT):  # a bound for an item left waiting forever
+                error = await asyncio.gather(future, return_exceptions=True)
+        return error[0]
+
+    error = asyncio.run(main())
+    assert isinstance(error, TaskStopped)
+    assert str(error) == "task 'CrashWhileRetrying' failed before item 'late' (attempt 2) ran"
