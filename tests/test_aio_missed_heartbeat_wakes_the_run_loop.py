@@ -1,13 +1,15 @@
 """An async task that misses its heartbeat (``WATCHDOG``) is failed from the watchdog's thread:
-its `run_loop`, waiting on `stop_event` on the loop, is woken through the loop (nothing is
-left for the loop's exception handler), the task fails with `WatchdogTimeout`, and the
-service stops with it."""
+its `run_loop`, waiting on `stop_event` on the loop, is woken through the loop, never from
+the watchdog's thread (nothing is left for the loop's exception handler), the task fails
+with `WatchdogTimeout`, and the service stops with it."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 from typing import Any
+
+import pytest
 
 from lifecycle import Service, TaskState
 from lifecycle.aio import AsyncTask
@@ -29,7 +31,8 @@ class SilentService(Service):
     TASKS = (Silent,)
 
 
-def test_a_missed_heartbeat_wakes_the_run_loop_and_fails_the_task() -> None:
+@pytest.mark.parametrize("debug", [False, True])  # asyncio's debug mode checks thread safety
+def test_a_missed_heartbeat_wakes_the_run_loop_and_fails_the_task(debug: bool) -> None:
     reported: list[dict[str, Any]] = []
     service = SilentService({"stop_timeout": WAIT})
 
@@ -38,7 +41,9 @@ def test_a_missed_heartbeat_wakes_the_run_loop_and_fails_the_task() -> None:
         return await service.serve()
 
     codes: list[int] = []
-    served = threading.Thread(target=lambda: codes.append(asyncio.run(main())), daemon=True)
+    served = threading.Thread(
+        target=lambda: codes.append(asyncio.run(main(), debug=debug)), daemon=True
+    )
     served.start()
     served.join(2 * WAIT)  # a bound for a broken engine only: the watchdog ends the service
     assert not served.is_alive()
