@@ -1,6 +1,7 @@
 """An item whose `execute` asks for a retry (`TryLater`) after the queue closed is not put back:
 it is dropped, counted, and its future fails with `TaskStopped` saying why the queue closed
-(the task stopped, or it failed) before that attempt ran."""
+(the task stopped, or it failed) before that attempt ran. A queue closed by a crash refuses
+new work as "closed" while the task still runs."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from lifecycle import ExecuteContext, Tasks, TaskState, TryLater
 from lifecycle.aio.queue import AsyncQueueTask
-from lifecycle.errors import TaskStopped
+from lifecycle.errors import TaskNotRunning, TaskStopped
 from lifecycle.tasks.queue import dropped_in_cause
 from tests.aio_fakes import collected, in_thread
 from tests.aio_support import asyncio_hygiene  # noqa: F401  (autouse)
@@ -68,6 +69,7 @@ class CrashWhileRetrying(AsyncQueueTask):
     def __init__(self, service: Any = None) -> None:
         super().__init__(service)
         self.retrying_inside = asyncio.Event()
+        self.refused: list[tuple[str, TaskState]] = []
 
     async def execute(self, item: Any, context: ExecuteContext) -> Any:
         if item == "crash":
@@ -75,19 +77,24 @@ class CrashWhileRetrying(AsyncQueueTask):
             raise RuntimeError("a crash")
         self.retrying_inside.set()
         await self.stop_event.wait()  # set once the crash closed the queue
+        try:
+            self.submit("more")
+        except TaskNotRunning as exc:  # still running (this execute runs), but closed
+            self.refused.append((exc.state, self.state))
         raise TryLater()
 
 
 def test_a_retry_after_a_crash_closed_the_queue_says_the_task_failed() -> None:
-    async def main() -> BaseException | None:
+    async def main() -> tuple[CrashWhileRetrying, BaseException | None]:
         async with collected(CrashWhileRetrying) as tasks:
             task = tasks.CrashWhileRetrying
             future = task.submit("late")
             task.put("crash")
             async with asyncio.timeout(WAIT):  # a bound for an item left waiting forever
                 error = await asyncio.gather(future, return_exceptions=True)
-        return error[0]
+        return task, error[0]
 
-    error = asyncio.run(main())
+    task, error = asyncio.run(main())
+    assert task.refused == [("closed", TaskState.RUNNING)]
     assert isinstance(error, TaskStopped)
     assert str(error) == "task 'CrashWhileRetrying' failed before item 'late' (attempt 2) ran"
