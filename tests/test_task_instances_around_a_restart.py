@@ -42,6 +42,30 @@ def _record(subject: str, trigger: str) -> Callable[[Transition], bool]:
     return lambda r: r.subject == subject and r.trigger == trigger and r.ok
 
 
+def crashes_once_on(crash: threading.Event) -> type[Task]:
+    """A task restarted on failure at once, whose first instance crashes once ``crash`` is set
+    (set it once its dependents run: they must be there to suspend); later ones run until
+    stopped."""
+
+    class Restarts(Task):
+        RESTART = "on-failure"
+        RESTART_DELAY = 0.0
+        RESTART_DELAY_MAX = 0.0
+        made: list[int] = []
+
+        def __init__(self, service: object = None) -> None:
+            super().__init__(service)
+            self.made.append(len(self.made))
+
+        def run_loop(self) -> None:
+            if len(self.made) == 1:
+                crash.wait(WAIT)
+                raise RuntimeError("crash")
+            self.stop_event.wait(WAIT)
+
+    return Restarts
+
+
 def test_an_instance_a_restart_replaced_is_not_running_and_its_stop_event_is_set() -> None:
     class CrashesOnce(Task):
         RESTART = "on-failure"
@@ -83,21 +107,7 @@ def test_an_instance_a_restart_replaced_is_not_running_and_its_stop_event_is_set
 def test_a_suspended_dependent_replaced_by_a_fresh_instance_is_not_running() -> None:
     crash = threading.Event()
 
-    class Restarts(Task):
-        RESTART = "on-failure"
-        RESTART_DELAY = 0.0
-        RESTART_DELAY_MAX = 0.0
-        made: list[int] = []
-
-        def __init__(self, service: object = None) -> None:
-            super().__init__(service)
-            self.made.append(len(self.made))
-
-        def run_loop(self) -> None:
-            if len(self.made) == 1:
-                crash.wait(WAIT)
-                raise RuntimeError("crash")
-            self.stop_event.wait(WAIT)
+    Restarts = crashes_once_on(crash)
 
     class Dependent(Task):
         DEPS = (Restarts,)
@@ -127,21 +137,7 @@ def test_a_suspended_dependent_replaced_by_a_fresh_instance_is_not_running() -> 
 def test_a_suspended_queue_task_says_on_its_finish_record_how_many_items_it_dropped() -> None:
     crash, entered, release = threading.Event(), threading.Event(), threading.Event()
 
-    class Restarts(Task):
-        RESTART = "on-failure"
-        RESTART_DELAY = 0.0
-        RESTART_DELAY_MAX = 0.0
-        made: list[int] = []
-
-        def __init__(self, service: object = None) -> None:
-            super().__init__(service)
-            self.made.append(len(self.made))
-
-        def run_loop(self) -> None:
-            if len(self.made) == 1:
-                crash.wait(WAIT)
-                raise RuntimeError("crash")
-            self.stop_event.wait(WAIT)
+    Restarts = crashes_once_on(crash)
 
     class Worker(QueueTask):
         DEPS = (Restarts,)
@@ -214,21 +210,7 @@ def test_a_stop_while_a_dependent_is_suspending_neither_repeats_its_on_stop_nor_
     crash, in_on_stop, release = threading.Event(), threading.Event(), threading.Event()
     stops: list[int] = []
 
-    class Restarts(Task):
-        RESTART = "on-failure"
-        RESTART_DELAY = 0.0
-        RESTART_DELAY_MAX = 0.0
-        made: list[int] = []
-
-        def __init__(self, service: object = None) -> None:
-            super().__init__(service)
-            self.made.append(len(self.made))
-
-        def run_loop(self) -> None:
-            if len(self.made) == 1:
-                crash.wait(WAIT)  # once User runs: it must be there to suspend
-                raise RuntimeError("crash")
-            self.stop_event.wait(WAIT)
+    Restarts = crashes_once_on(crash)
 
     class User(Task):
         DEPS = (Restarts,)
